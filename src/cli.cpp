@@ -1,0 +1,172 @@
+// cli: subcommands train, evaluate, summary.
+#include "cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+
+#include "config.h"
+#include "data.h"
+#include "errors.h"
+#include "metrics.h"
+#include "model.h"
+#include "rundir.h"
+#include "train.h"
+
+namespace mnist {
+namespace {
+
+struct ConfigFlags {
+  std::string config = "configs/paper.json";
+  std::vector<std::string> sets;
+  int64_t epochs = 0;  // 0: keep the config's
+  int64_t seed = -1;   // -1: keep the config's
+};
+
+void add_config_flags(CLI::App& cmd, ConfigFlags& f, bool training_shorthands) {
+  cmd.add_option("--config", f.config, "JSON config file")->capture_default_str();
+  cmd.add_option("--set", f.sets, "override one config value, e.g. training.optimizer.learning_rate=0.01 (repeatable)");
+  if (training_shorthands) {
+    cmd.add_option("--epochs", f.epochs, "shorthand for --set training.epochs=N")->check(CLI::PositiveNumber);
+    cmd.add_option("--seed", f.seed, "shorthand for --set training.seed=N")->check(CLI::NonNegativeNumber);
+  }
+}
+
+Config resolve_config(const ConfigFlags& f) {
+  std::vector<std::string> sets = f.sets;
+  if (f.epochs > 0) sets.push_back("training.epochs=" + std::to_string(f.epochs));
+  if (f.seed >= 0) sets.push_back("training.seed=" + std::to_string(f.seed));
+  Config c = load_config_file(f.config);
+  return sets.empty() ? c : apply_overrides(c, sets);
+}
+
+torch::Device resolve_device(const std::string& flag) {
+  const bool cuda = torch::cuda::is_available();
+  if (flag == "cuda" && !cuda)
+    throw UsageError("--device cuda: no CUDA device is available to this LibTorch build; use --device cpu (or auto)");
+  return (flag == "cuda" || (flag == "auto" && cuda)) ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
+std::string default_data_dir(const Config& c) { return "data/" + c.dataset; }
+
+void print_evaluation(std::ostream& out, const nlohmann::json& m) {
+  out << std::fixed << std::setprecision(4) << "test_loss: " << m["test_loss"].get<double>()
+      << "  test_accuracy: " << m["test_accuracy"].get<double>() << "\n\nconfusion matrix (rows: true label, columns: predicted)\n";
+  for (const auto& row : m["confusion_matrix"]) {
+    for (const auto& v : row) out << std::setw(6) << v.get<int64_t>();
+    out << "\n";
+  }
+  out << "\n" << std::left << std::setw(14) << "class" << std::right << std::setw(10) << "precision" << std::setw(10)
+      << "recall" << std::setw(10) << "f1" << std::setw(10) << "support\n";
+  for (const auto& c : m["per_class"])
+    out << std::left << std::setw(14) << c["class"].get<std::string>() << std::right << std::setw(10)
+        << c["precision"].get<double>() << std::setw(10) << c["recall"].get<double>() << std::setw(10)
+        << c["f1"].get<double>() << std::setw(9) << c["support"].get<int64_t>() << "\n";
+  out.unsetf(std::ios::fixed);
+}
+
+int train(const ConfigFlags& flags, const std::string& device_flag, const std::string& data_flag, const std::string& out_flag) {
+  const Config config = resolve_config(flags);
+  const torch::Device device = resolve_device(device_flag);
+  const std::string data_dir = data_flag.empty() ? default_data_dir(config) : data_flag;
+
+  // Load and check everything before creating the run directory, so a bad input leaves nothing behind.
+  auto [train_split, validation] = split_validation(load_split(data_dir, true), config.training.validation_split);
+  const Split train_data = train_split.to(device), val_data = validation.size() ? validation.to(device) : Split{};
+  const Split test_data = load_split(data_dir, false).to(device);
+  Model model(config.model, kImageShape, config.training.seed);
+
+  const fs::path run = create_run_dir(out_flag, config.name);
+  write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");
+  std::cout << model->summary(config.name) << "Training " << config.name << " on " << train_data.size() << " "
+            << config.dataset << " samples" << (val_data.size() ? ", validating on " + std::to_string(val_data.size()) : "")
+            << " (" << device.str() << "), run directory " << run.string() << "\n";
+
+  Trainer trainer(model, config.training, device);
+  FitOptions options;
+  options.log = &std::cout;
+  options.progress_bar = ::isatty(STDOUT_FILENO);
+  options.on_epoch_end = [&](const History& h) {
+    write_file_atomic(run / "history.json", h.to_json().dump(2) + "\n");
+    save_checkpoint(run / "checkpoint.pt", *model, config, h, trainer.optimizer());
+  };
+  const FitResult fit = trainer.fit(train_data, val_data, test_data, options);
+
+  const Evaluation test_eval = evaluate(model, test_data, config.training.loss);
+  nlohmann::json metrics = metrics_json(test_eval, class_names(config.dataset));
+  metrics["epochs_completed"] = fit.history.epochs();
+  if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
+  write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
+  if (fit.history.epochs() == 0) save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer());
+
+  std::cout << std::fixed << std::setprecision(4);
+  if (fit.history.epochs() > 0)
+    std::cout << "final training accuracy (Keras running mean): " << fit.history.accuracy.back() << "\n";
+  std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\nrun saved in " << run.string() << "\n";
+  return fit.stopped_early.empty() ? 0 : 1;
+}
+
+int evaluate_cmd(const std::string& model_path, const std::string& data_flag, bool json) {
+  LoadedModel loaded = load_model(model_path);
+  const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
+  const Split test = load_split(data_dir, false);
+  const Evaluation e = evaluate(loaded.model, test, loaded.config.training.loss);
+  const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset));
+  if (json)
+    std::cout << m.dump(2) << "\n";
+  else
+    print_evaluation(std::cout, m);
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"mnist: the Keras MNIST paper (Flatten -> Dense(100, relu) -> Dense(10, sigmoid), adam) on LibTorch"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "help for every subcommand");
+
+  ConfigFlags train_flags;
+  std::string device = "auto", data, out;
+  int threads = 0;
+  auto* train_cmd = app.add_subcommand("train", "train a config; writes a run directory");
+  add_config_flags(*train_cmd, train_flags, true);
+  train_cmd->add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  train_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
+  train_cmd->add_option("--out", out, "run directory (default: runs/<name>-<timestamp>); must not exist or be empty");
+  train_cmd->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
+
+  std::string model_path;
+  bool json = false;
+  auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a checkpoint on the test set");
+  eval_cmd->add_option("--model", model_path, "checkpoint.pt or a run directory")->required();
+  eval_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
+  eval_cmd->add_flag("--json", json, "print metrics.json's keys as JSON");
+
+  ConfigFlags summary_flags;
+  auto* summary_cmd = app.add_subcommand("summary", "print a config's model summary and resolved config");
+  add_config_flags(*summary_cmd, summary_flags, true);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    throw UsageError(std::string(e.what()) + " (see mnist " + (app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name() + " ") + "--help)");
+  }
+  if (threads > 0) torch::set_num_threads(threads);
+
+  if (*train_cmd) return train(train_flags, device, data, out);
+  if (*eval_cmd) return evaluate_cmd(model_path, data, json);
+  const Config c = resolve_config(summary_flags);
+  Model model(c.model, kImageShape, c.training.seed);
+  std::cout << model->summary(c.name) << to_json(c).dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace mnist

@@ -1,0 +1,177 @@
+// data: IDX validation, gzip handling, the built-in MNIST loader, and Keras's validation split.
+#include "data.h"
+
+#include <zlib.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+namespace mnist {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr uint32_t kImageMagic = 2051, kLabelMagic = 2049;  // IDX: 0x0803 ubyte 3-D, 0x0801 ubyte 1-D
+constexpr uint32_t kRows = 28, kCols = 28, kClasses = 10;
+constexpr uint32_t kTrainCount = 60000, kTestCount = 10000;  // the built-in loader accepts only these
+
+const std::string kFix = "; run scripts/fetch-data.sh, or pass --data DIR holding the four MNIST IDX files";
+
+std::runtime_error data_error(const fs::path& file, const std::string& problem, const std::string& fix = kFix) {
+  return std::runtime_error("data file " + file.string() + " " + problem + fix);
+}
+
+uint32_t big_endian(const unsigned char* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+std::vector<unsigned char> read_prefix(const fs::path& file, size_t n) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw data_error(file, "cannot be opened");
+  std::vector<unsigned char> buf(n);
+  in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n));
+  buf.resize(static_cast<size_t>(in.gcount()));
+  return buf;
+}
+
+// Checks one IDX file's header and size; returns its item count. Errors name `shown`, the file
+// the user has (NAME.gz when `file` is our inflated copy of it).
+uint32_t check_idx(const fs::path& file, const fs::path& shown, bool images, uint32_t expected_count) {
+  if (!fs::exists(file)) throw data_error(shown, "is missing");
+  if (!fs::is_regular_file(file)) throw data_error(shown, "is not a regular file");
+  const size_t header = images ? 16 : 8;
+  const auto head = read_prefix(file, header);
+  const uint32_t magic_expected = images ? kImageMagic : kLabelMagic;
+  const char* kind = images ? "IDX image file" : "IDX label file";
+  if (head.size() < header)
+    throw data_error(shown, "is truncated: " + std::to_string(head.size()) + " bytes, shorter than an " + kind + " header");
+  const uint32_t magic = big_endian(head.data());
+  if (magic != magic_expected) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "is not an %s (magic number 0x%08X, expected 0x%08X)", kind, magic, magic_expected);
+    throw data_error(shown, buf);
+  }
+  const uint32_t count = big_endian(head.data() + 4);
+  if (images) {
+    const uint32_t rows = big_endian(head.data() + 8), cols = big_endian(head.data() + 12);
+    if (rows != kRows || cols != kCols)
+      throw data_error(shown, "holds " + std::to_string(rows) + "x" + std::to_string(cols) + " images, expected 28x28");
+  }
+  if (count != expected_count)
+    throw data_error(shown, "holds " + std::to_string(count) + " items; the MNIST loader expects the " +
+                               std::to_string(expected_count) + "-item " + (expected_count == kTrainCount ? "training" : "test") + " set");
+  const uintmax_t expected_size = header + uintmax_t(count) * (images ? kRows * kCols : 1);
+  const uintmax_t size = fs::file_size(file);
+  if (size != expected_size)
+    throw data_error(shown, std::string(size < expected_size ? "is truncated" : "has trailing bytes") + ": " +
+                               std::to_string(size) + " bytes, expected " + std::to_string(expected_size) + " for " +
+                               std::to_string(count) + " items");
+  return count;
+}
+
+void check_labels_in_range(const fs::path& file, const fs::path& shown, uint32_t count) {
+  const auto bytes = read_prefix(file, 8 + size_t(count));
+  for (size_t i = 8; i < bytes.size(); ++i)
+    if (bytes[i] >= kClasses)
+      throw data_error(shown, "has label " + std::to_string(bytes[i]) + " at index " + std::to_string(i - 8) +
+                                 "; MNIST labels are 0..9");
+}
+
+// A directory holding plain IDX files for `dir`: `dir` itself, or a temporary copy with any NAME.gz
+// inflated to NAME. The temporary directory is removed when this object goes away.
+class PlainFiles {
+ public:
+  PlainFiles(const fs::path& dir, const std::array<const char*, 2>& names) : dir_(dir) {
+    for (const char* name : names) {
+      if (fs::exists(dir / name) || !fs::exists(dir / (std::string(name) + ".gz"))) continue;
+      if (tmp_.empty()) {
+        std::string pattern = (fs::temp_directory_path() / "mnist-gunzip-XXXXXX").string();
+        if (!mkdtemp(pattern.data())) throw std::runtime_error("cannot create a temporary directory in " + fs::temp_directory_path().string());
+        tmp_ = pattern;
+      }
+      gunzip(dir / (std::string(name) + ".gz"), tmp_ / name);
+    }
+    // Plain files that were already there sit beside the inflated ones.
+    if (!tmp_.empty())
+      for (const char* name : names)
+        if (fs::exists(dir / name)) fs::create_symlink(fs::absolute(dir / name), tmp_ / name);
+  }
+  ~PlainFiles() {
+    std::error_code ec;
+    if (!tmp_.empty()) fs::remove_all(tmp_, ec);
+  }
+  PlainFiles(const PlainFiles&) = delete;
+  PlainFiles& operator=(const PlainFiles&) = delete;
+  fs::path dir() const { return tmp_.empty() ? dir_ : tmp_; }
+  // Error messages name the file the user has, not our temporary copy.
+  fs::path user_path(const char* name) const {
+    return (tmp_.empty() || fs::is_symlink(tmp_ / name)) ? dir_ / name : dir_ / (std::string(name) + ".gz");
+  }
+
+ private:
+  static void gunzip(const fs::path& from, const fs::path& to) {
+    gzFile in = gzopen(from.c_str(), "rb");
+    if (!in) throw data_error(from, "cannot be opened");
+    std::ofstream out(to, std::ios::binary);
+    std::vector<char> buf(1 << 16);
+    int n = 0;
+    while ((n = gzread(in, buf.data(), static_cast<unsigned>(buf.size()))) > 0) out.write(buf.data(), n);
+    int err = Z_OK;
+    const char* msg = n < 0 ? gzerror(in, &err) : nullptr;
+    gzclose(in);
+    if (n < 0) throw data_error(from, std::string("is not a valid gzip file (") + msg + ")");
+    if (!out) throw std::runtime_error("cannot write " + to.string() + ": is the temporary directory full?");
+  }
+  fs::path dir_, tmp_;
+};
+
+std::array<const char*, 2> split_names(bool train) {
+  return train ? std::array<const char*, 2>{kTrainImages, kTrainLabels} : std::array<const char*, 2>{kTestImages, kTestLabels};
+}
+
+void check_plain(const PlainFiles& files, bool train) {
+  const auto [images, labels] = split_names(train);
+  const uint32_t expected = train ? kTrainCount : kTestCount;
+  check_idx(files.dir() / images, files.user_path(images), true, expected);
+  const uint32_t count = check_idx(files.dir() / labels, files.user_path(labels), false, expected);
+  check_labels_in_range(files.dir() / labels, files.user_path(labels), count);
+}
+
+fs::path require_dir(const std::string& dir) {
+  if (!fs::is_directory(dir))
+    throw std::runtime_error("data directory " + dir + " does not exist" + kFix);
+  return fs::path(dir);
+}
+
+}  // namespace
+
+void check_split_files(const std::string& dir, bool train) {
+  PlainFiles files(require_dir(dir), split_names(train));
+  check_plain(files, train);
+}
+
+Split load_split(const std::string& dir, bool train) {
+  PlainFiles files(require_dir(dir), split_names(train));
+  check_plain(files, train);
+  using torch::data::datasets::MNIST;
+  MNIST mnist(files.dir().string(), train ? MNIST::Mode::kTrain : MNIST::Mode::kTest);
+  // The loader already returns float32 pixel / 255 in [1, 28, 28] per image, the paper's x / 255.
+  return {mnist.images(), mnist.targets().to(torch::kLong)};
+}
+
+std::pair<Split, Split> split_validation(const Split& all, double validation_split) {
+  if (validation_split <= 0) return {all, Split{}};
+  const int64_t n = all.size();
+  const auto split_at = static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - validation_split)));
+  if (split_at <= 0 || split_at >= n)
+    throw std::runtime_error("validation_split " + std::to_string(validation_split) + " leaves " +
+                             std::to_string(split_at) + " of " + std::to_string(n) + " samples for training; choose a value that keeps both parts non-empty");
+  return {Split{all.images.narrow(0, 0, split_at), all.labels.narrow(0, 0, split_at)},
+          Split{all.images.narrow(0, split_at, n - split_at), all.labels.narrow(0, split_at, n - split_at)}};
+}
+
+}  // namespace mnist

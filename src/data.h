@@ -1,0 +1,37 @@
+// data: MNIST-format IDX files -> tensors resident on the training device. Files are checked
+// before LibTorch's built-in loader (torch::data::datasets::MNIST) reads them, because that loader
+// aborts with a c10 trace on a missing file and silently reads garbage from a truncated one.
+#pragma once
+#include <string>
+#include <utility>
+
+#include <torch/torch.h>
+
+namespace mnist {
+
+// The four file names torch::data::datasets::MNIST expects (each may also be present as NAME.gz).
+inline constexpr const char* kTrainImages = "train-images-idx3-ubyte";
+inline constexpr const char* kTrainLabels = "train-labels-idx1-ubyte";
+inline constexpr const char* kTestImages = "t10k-images-idx3-ubyte";
+inline constexpr const char* kTestLabels = "t10k-labels-idx1-ubyte";
+
+struct Split {
+  torch::Tensor images;  // float32 [N, 1, 28, 28], pixel / 255 (the paper's normalisation)
+  torch::Tensor labels;  // int64 [N]
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  Split to(torch::Device device) const { return {images.to(device), labels.to(device)}; }
+};
+
+// Throws std::runtime_error naming the file and the fix when `dir` does not hold a valid pair of
+// IDX files for the split (missing, truncated, wrong magic, wrong count, labels out of 0..9).
+void check_split_files(const std::string& dir, bool train);
+
+// Validates, then loads with torch::data::datasets::MNIST. Gzipped files (NAME.gz, as Debian's
+// dataset-fashion-mnist ships them) are decompressed to a temporary directory first.
+Split load_split(const std::string& dir, bool train);
+
+// Keras's validation_split: the LAST fraction of the arrays, taken before any shuffling
+// (keras.utils.split_dataset / Model.fit: split_at = floor(n * (1 - validation_split))).
+std::pair<Split, Split> split_validation(const Split& all, double validation_split);
+
+}  // namespace mnist

@@ -1,0 +1,74 @@
+// metrics: evaluation passes and classification reports.
+#include "metrics.h"
+
+#include "loss.h"
+
+namespace mnist {
+
+torch::Tensor confusion_matrix(const torch::Tensor& predicted, const torch::Tensor& truth, int64_t classes) {
+  return torch::bincount(truth * classes + predicted, /*weights=*/{}, classes * classes).view({classes, classes}).to(torch::kCPU);
+}
+
+Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  const int64_t n = split.size();
+  torch::Tensor loss_sum = torch::zeros({}, split.images.options());
+  std::vector<torch::Tensor> predictions;
+  int64_t classes = 0;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t len = std::min(batch_size, n - start);
+    const torch::Tensor x = split.images.narrow(0, start, len), y = split.labels.narrow(0, start, len);
+    const torch::Tensor z = model->logits(x);
+    classes = z.size(1);
+    loss_sum += sparse_categorical_crossentropy(z, y, model->output_activation(), loss) * static_cast<double>(len);
+    predictions.push_back(activate(z, model->output_activation()).argmax(1));
+  }
+  model->train(was_training);
+  const torch::Tensor predicted = torch::cat(predictions);
+  Evaluation e;
+  e.confusion = confusion_matrix(predicted, split.labels, classes);
+  e.loss = loss_sum.item<double>() / static_cast<double>(n);
+  e.accuracy = static_cast<double>(e.confusion.diag().sum().item<int64_t>()) / static_cast<double>(n);
+  return e;
+}
+
+nlohmann::json metrics_json(const Evaluation& e, const std::vector<std::string>& class_names) {
+  using nlohmann::json;
+  const int64_t classes = e.confusion.size(0);
+  const auto cm = e.confusion.accessor<int64_t, 2>();
+  json matrix = json::array(), per_class = json::array();
+  double macro_p = 0, macro_r = 0, macro_f = 0;
+  for (int64_t i = 0; i < classes; ++i) {
+    json row = json::array();
+    int64_t predicted_i = 0, actual_i = 0;
+    for (int64_t j = 0; j < classes; ++j) {
+      row.push_back(cm[i][j]);
+      actual_i += cm[i][j];
+      predicted_i += cm[j][i];
+    }
+    matrix.push_back(row);
+    const double tp = static_cast<double>(cm[i][i]);
+    // sklearn's classification_report convention: 0 where a ratio is undefined.
+    const double precision = predicted_i ? tp / static_cast<double>(predicted_i) : 0.0;
+    const double recall = actual_i ? tp / static_cast<double>(actual_i) : 0.0;
+    const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+    per_class.push_back({{"class", class_names.at(static_cast<size_t>(i))},
+                         {"precision", precision},
+                         {"recall", recall},
+                         {"f1", f1},
+                         {"support", actual_i}});
+    macro_p += precision;
+    macro_r += recall;
+    macro_f += f1;
+  }
+  const double c = static_cast<double>(classes);
+  return {{"test_loss", e.loss},
+          {"test_accuracy", e.accuracy},
+          {"confusion_matrix", matrix},
+          {"per_class", per_class},
+          {"macro_avg", {{"precision", macro_p / c}, {"recall", macro_r / c}, {"f1", macro_f / c}}}};
+}
+
+}  // namespace mnist

@@ -1,0 +1,90 @@
+// optim: Keras update rules (keras/src/optimizers/{adam,sgd,rmsprop}.py) on flat buffers.
+#include "optim.h"
+
+#include <cmath>
+
+namespace mnist {
+
+KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config) : config_(std::move(config)) {
+  TORCH_CHECK(!params.empty(), "KerasOptimizer needs parameters");
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  const auto opts = params.front().options().requires_grad(false);
+  params_ = torch::empty({total}, opts);
+  grads_ = torch::zeros({total}, opts);
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& p : params) {
+    const int64_t n = p.numel();
+    auto flat_view = params_.narrow(0, offset, n).view(p.sizes());
+    flat_view.copy_(p);
+    p.set_data(flat_view);
+    p.mutable_grad() = grads_.narrow(0, offset, n).view(p.sizes());
+    offset += n;
+  }
+  slot_a_ = torch::zeros_like(params_);
+  slot_b_ = torch::zeros_like(params_);
+  slot_c_ = torch::zeros_like(params_);
+  scratch_ = torch::empty_like(params_);
+}
+
+void KerasOptimizer::step() {
+  torch::NoGradGuard no_grad;
+  ++iterations_;
+  const double lr = config_.learning_rate;
+  const torch::Tensor& g = grads_;
+  if (config_.name == "adam") {
+    const double t = static_cast<double>(iterations_);
+    const double alpha = lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t));
+    slot_a_.lerp_(g, 1.0 - config_.beta_1);  // m += (g - m) * (1 - beta_1)
+    torch::mul_out(scratch_, g, g);
+    slot_b_.lerp_(scratch_, 1.0 - config_.beta_2);  // v += (g^2 - v) * (1 - beta_2)
+    torch::sqrt_out(scratch_, slot_b_);
+    scratch_.add_(config_.epsilon);
+    params_.addcdiv_(slot_a_, scratch_, -alpha);
+  } else if (config_.name == "sgd") {
+    if (config_.momentum == 0) {
+      params_.add_(g, -lr);
+    } else {  // m = momentum * m - lr * g; nesterov: p += momentum * m - lr * g, else p += m
+      slot_a_.mul_(config_.momentum).add_(g, -lr);
+      if (config_.nesterov) {
+        params_.add_(slot_a_, config_.momentum).add_(g, -lr);
+      } else {
+        params_.add_(slot_a_);
+      }
+    }
+  } else {  // rmsprop: v = rho v + (1 - rho) g^2; increment = lr g / sqrt(v + eps) (centered: v - mean_g^2 + eps)
+    torch::mul_out(scratch_, g, g);
+    slot_a_.mul_(config_.rho).add_(scratch_, 1.0 - config_.rho);
+    if (config_.centered) {
+      slot_c_.mul_(config_.rho).add_(g, 1.0 - config_.rho);
+      torch::mul_out(scratch_, slot_c_, slot_c_);
+      torch::sub_out(scratch_, slot_a_, scratch_);
+      scratch_.add_(config_.epsilon);
+    } else {
+      torch::add_out(scratch_, slot_a_, config_.epsilon);
+    }
+    scratch_.sqrt_();
+    if (config_.momentum > 0) {  // momentum = momentum * m + increment; p -= momentum
+      slot_b_.mul_(config_.momentum).addcdiv_(g, scratch_, lr);
+      params_.sub_(slot_b_);
+    } else {
+      params_.addcdiv_(g, scratch_, -lr);
+    }
+  }
+}
+
+std::vector<torch::Tensor> KerasOptimizer::state() const {
+  return {slot_a_.clone(), slot_b_.clone(), slot_c_.clone(), torch::tensor(iterations_, torch::kLong)};
+}
+
+void KerasOptimizer::load_state(const std::vector<torch::Tensor>& state) {
+  TORCH_CHECK(state.size() == 4 && state[0].numel() == slot_a_.numel(), "optimizer state does not match the model");
+  torch::NoGradGuard no_grad;
+  slot_a_.copy_(state[0]);
+  slot_b_.copy_(state[1]);
+  slot_c_.copy_(state[2]);
+  iterations_ = state[3].item<int64_t>();
+}
+
+}  // namespace mnist

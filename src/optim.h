@@ -1,0 +1,45 @@
+// optim: Keras's optimizers (adam, sgd, rmsprop) with Keras's update rules, over one flat buffer.
+//
+// All parameters are re-pointed into one contiguous tensor and their .grad into another, so an
+// optimizer step is a handful of vectorised passes over 79,510 floats instead of a loop of small
+// ops per parameter tensor, and it allocates nothing.
+//
+// Keras Adam (keras.optimizers.Adam.update_step) differs from torch.optim.Adam in where epsilon
+// goes: Keras folds both bias corrections into the step size and adds epsilon to sqrt(v) itself,
+//     alpha_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t);   p -= alpha_t * m / (sqrt(v) + eps)
+// whereas PyTorch adds epsilon to sqrt(v_hat) = sqrt(v) / sqrt(1 - beta_2^t). Keras's default
+// epsilon is also 1e-7, not 1e-8.
+#pragma once
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "config.h"
+
+namespace mnist {
+
+class KerasOptimizer {
+ public:
+  // Takes over `params`: afterwards they are views of one flat buffer and so are their gradients.
+  KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config);
+
+  void zero_grad() { grads_.zero_(); }  // keep .grad defined: autograd then accumulates in place
+  void step();
+  int64_t iterations() const { return iterations_; }
+
+  const torch::Tensor& flat_params() const { return params_; }
+  const torch::Tensor& flat_grads() const { return grads_; }
+
+  // Optimizer state (slots and iteration count), for checkpoints and for rolling back a step.
+  std::vector<torch::Tensor> state() const;
+  void load_state(const std::vector<torch::Tensor>& state);
+
+ private:
+  OptimizerConfig config_;
+  torch::Tensor params_, grads_;
+  torch::Tensor slot_a_, slot_b_, slot_c_;  // adam: m, v; rmsprop: velocity, momentum, average_gradient; sgd: momentum
+  torch::Tensor scratch_;
+  int64_t iterations_ = 0;
+};
+
+}  // namespace mnist

@@ -1,0 +1,132 @@
+// rundir: atomic files, run directories, checkpoints.
+#include "rundir.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+
+#include "errors.h"
+
+namespace mnist {
+namespace {
+
+constexpr const char* kCheckpointFormat = "mnist-libtorch-checkpoint/1";
+
+fs::path temp_name(const fs::path& path) {
+  return path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
+}
+
+// Writes with `write(tmp)` then renames onto `path`; removes the temporary on any failure.
+template <class Writer>
+void commit_atomically(const fs::path& path, Writer write) {
+  const fs::path tmp = temp_name(path);
+  try {
+    write(tmp);
+    fs::rename(tmp, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+std::string timestamp() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+std::string read_string(torch::serialize::InputArchive& archive, const std::string& key) {
+  c10::IValue v;
+  archive.read(key, v);
+  return v.toStringRef();
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, const std::string& content) {
+  commit_atomically(path, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.flush();
+    if (!out) throw std::runtime_error("cannot write " + path.string() + ": disk full or not writable");
+  });
+}
+
+fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root) {
+  std::error_code ec;
+  if (!out.empty()) {
+    const fs::path dir(out);
+    if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
+      throw UsageError("--out " + out + ": already exists and is not an empty directory; choose a new path (runs are never overwritten)");
+    fs::create_directories(dir, ec);
+    if (ec) throw std::runtime_error("cannot create run directory " + out + ": " + ec.message());
+    return dir;
+  }
+  fs::create_directories(runs_root, ec);
+  if (ec) throw std::runtime_error("cannot create " + runs_root.string() + ": " + ec.message());
+  const std::string base = name + "-" + timestamp();
+  for (int i = 1; i < 1000; ++i) {
+    const fs::path dir = runs_root / (i == 1 ? base : base + "-" + std::to_string(i));
+    if (fs::create_directory(dir, ec)) return dir;  // atomic: fails if another run took the name
+    if (ec) throw std::runtime_error("cannot create run directory " + dir.string() + ": " + ec.message());
+  }
+  throw std::runtime_error("cannot find a free run directory name under " + runs_root.string());
+}
+
+void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
+                     const KerasOptimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  archive.write("config", c10::IValue(to_json(config).dump()));
+  archive.write("history", c10::IValue(history.to_json().dump()));
+  for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach().to(torch::kCPU).clone());
+  const auto state = optimizer.state();
+  for (size_t i = 0; i < state.size(); ++i) archive.write("optimizer." + std::to_string(i), state[i].to(torch::kCPU));
+  commit_atomically(path, [&](const fs::path& tmp) { archive.save_to(tmp.string()); });
+}
+
+LoadedModel load_model(const std::string& path_arg) {
+  fs::path path(path_arg);
+  if (fs::is_directory(path)) path /= "checkpoint.pt";
+  if (!fs::exists(path)) throw std::runtime_error("model file " + path.string() + " does not exist: pass a checkpoint.pt or a run directory");
+  const std::string what = "model file " + path.string();
+  torch::serialize::InputArchive archive;
+  std::string format, config_text;
+  try {
+    archive.load_from(path.string(), torch::kCPU);
+    format = read_string(archive, "format");
+    config_text = read_string(archive, "config");
+  } catch (const c10::Error&) {
+    throw std::runtime_error(what + " is not a checkpoint written by `mnist train` (unreadable or truncated)");
+  }
+  if (format != kCheckpointFormat) throw std::runtime_error(what + " has format \"" + format + "\", expected " + kCheckpointFormat);
+  Config config;
+  try {
+    config = parse_config_text(config_text, path.string());
+  } catch (const UsageError& e) {
+    throw std::runtime_error(what + " holds an invalid config: " + e.what());
+  }
+  Model model(config.model, kImageShape, config.training.seed);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    torch::Tensor stored;
+    try {
+      archive.read("model." + p.key(), stored);
+    } catch (const c10::Error&) {
+      throw std::runtime_error(what + " lacks parameter " + p.key() + " that its config needs");
+    }
+    if (stored.sizes() != p.value().sizes())
+      throw std::runtime_error(what + ": parameter " + p.key() + " has shape " + c10::str(stored.sizes()) +
+                               " but its config needs " + c10::str(p.value().sizes()));
+    p.value().copy_(stored);
+  }
+  return {config, model};
+}
+
+}  // namespace mnist

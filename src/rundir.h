@@ -1,0 +1,37 @@
+// rundir: what a run leaves on disk. A run directory (runs/<config-name>-<timestamp>/) holds
+// config.json (resolved config), history.json (Keras History keys), metrics.json and
+// checkpoint.pt. Every file is written under a temporary name and renamed into place, so a reader
+// never sees a half-written file.
+#pragma once
+#include <filesystem>
+#include <string>
+
+#include "config.h"
+#include "model.h"
+#include "optim.h"
+#include "train.h"
+
+namespace mnist {
+
+namespace fs = std::filesystem;
+
+void write_file_atomic(const fs::path& path, const std::string& content);
+
+// `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.
+// `out` given: created if missing; refused (UsageError) if it exists and is not empty.
+fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root = "runs");
+
+// A self-contained checkpoint: the resolved config, the parameters by name, the optimizer state
+// and the history, so `mnist evaluate --model checkpoint.pt` needs nothing else.
+void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
+                     const KerasOptimizer& optimizer);
+
+struct LoadedModel {
+  Config config;
+  Model model;
+};
+// Accepts a checkpoint file or a run directory holding checkpoint.pt. Throws std::runtime_error
+// naming the file when it is not a checkpoint or does not match its own config.
+LoadedModel load_model(const std::string& path);
+
+}  // namespace mnist

@@ -1,0 +1,180 @@
+// train: the fit loop, Keras's running metrics and progress line, and the non-finite-loss stop.
+#include "train.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "loss.h"
+#include "metrics.h"
+
+namespace mnist {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string format_metric(const char* name, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " - %s: %.4f", name, v);
+  return buf;
+}
+
+// Keras's progress line: "1875/1875 [==============================] 1s 0.5ms/step - accuracy: ...".
+std::string progress_line(int64_t step, int64_t steps, double seconds, const std::string& metrics) {
+  const int width = 30;
+  const int done = static_cast<int>(width * step / std::max<int64_t>(steps, 1));
+  std::string bar(static_cast<size_t>(done), '=');
+  if (done < width) bar += '>' + std::string(static_cast<size_t>(width - done - 1), '.');
+  const double per_step = seconds / static_cast<double>(std::max<int64_t>(step, 1));
+  char timing[64];
+  if (per_step >= 0.01)
+    std::snprintf(timing, sizeof timing, "%.0fs %.0fms/step", seconds, per_step * 1e3);
+  else if (per_step >= 0.001)
+    std::snprintf(timing, sizeof timing, "%.0fs %.1fms/step", seconds, per_step * 1e3);
+  else
+    std::snprintf(timing, sizeof timing, "%.0fs %.0fus/step", seconds, per_step * 1e6);
+  return std::to_string(step) + "/" + std::to_string(steps) + " [" + bar + "] " + timing + metrics;
+}
+
+// The optimizer takes over the parameters where they will live, so move the model first.
+std::vector<torch::Tensor> parameters_on(Model& model, torch::Device device) {
+  model->to(device);
+  return model->parameters();
+}
+
+}  // namespace
+
+nlohmann::json History::to_json() const {
+  return {{"loss", loss},
+          {"accuracy", accuracy},
+          {"val_loss", val_loss},
+          {"val_accuracy", val_accuracy},
+          {"test_loss", test_loss},
+          {"test_accuracy", test_accuracy},
+          {"epoch_seconds", epoch_seconds}};
+}
+
+torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
+  // splitmix64 of (seed, epoch): neighbouring seeds and epochs get unrelated streams.
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  auto gen = at::detail::createCPUGenerator(z);
+  return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+}
+
+Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
+    : model_(std::move(model)),
+      config_(std::move(config)),
+      device_(device),
+      optimizer_(parameters_on(model_, device_), config_.optimizer) {}
+
+std::pair<torch::Tensor, torch::Tensor> Trainer::train_epoch(const Split& train, int64_t epoch,
+                                                             const FitOptions& options) {
+  const int64_t n = train.size(), batch = config_.batch_size;
+  const int64_t steps = (n + batch - 1) / batch;
+  const torch::Tensor order = config_.shuffle ? epoch_permutation(n, config_.seed, epoch).to(device_)
+                                              : torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(device_));
+  // Batch buffers are allocated once per epoch and filled in place.
+  torch::Tensor x_buf = torch::empty({batch, 1, 28, 28}, train.images.options());
+  torch::Tensor y_buf = torch::empty({batch}, train.labels.options());
+  torch::Tensor loss_sum = torch::zeros({}, train.images.options());
+  torch::Tensor correct = torch::zeros({}, train.labels.options());
+  const Activation out_act = model_->output_activation();
+  const auto t0 = Clock::now();
+  auto last_draw = t0;
+  model_->train();
+  for (int64_t step = 0; step < steps; ++step) {
+    const int64_t start = step * batch, len = std::min(batch, n - start);
+    const torch::Tensor idx = order.narrow(0, start, len);
+    torch::Tensor x = x_buf.narrow(0, 0, len), y = y_buf.narrow(0, 0, len);
+    torch::index_select_out(x, train.images, 0, idx);
+    torch::index_select_out(y, train.labels, 0, idx);
+
+    optimizer_.zero_grad();
+    const torch::Tensor z = model_->logits(x);
+    const torch::Tensor loss = sparse_categorical_crossentropy(z, y, out_act, config_.loss);
+    loss.backward();
+    optimizer_.step();
+
+    {
+      torch::NoGradGuard no_grad;
+      loss_sum.add_(loss.detach(), static_cast<double>(len));
+      correct.add_(activate(z.detach(), out_act).argmax(1).eq(y).sum());
+    }
+    // The live bar reads the running metrics (a device sync) at most ten times a second.
+    if (options.progress_bar && options.log && (step + 1 == steps || seconds_since(last_draw) > 0.1)) {
+      last_draw = Clock::now();
+      const double seen = static_cast<double>(start + len);
+      *options.log << "\r" << progress_line(step + 1, steps, seconds_since(t0),
+                                            format_metric("accuracy", correct.item<double>() / seen) +
+                                                format_metric("loss", loss_sum.item<double>() / seen))
+                   << "\033[K" << std::flush;
+    }
+  }
+  return {loss_sum, correct};
+}
+
+FitResult Trainer::fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options) {
+  FitResult result;
+  History& h = result.history;
+  const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
+  const bool has_validation = validation.size() > 0;
+  torch::Tensor params_before = torch::empty_like(optimizer_.flat_params());
+  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
+    // What this epoch started from, to fall back on if it ends in a non-finite loss.
+    params_before.copy_(optimizer_.flat_params());
+    const auto optimizer_before = optimizer_.state();
+    if (options.log && options.progress_bar)
+      *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "\n";
+
+    const auto t0 = Clock::now();
+    auto [loss_sum, correct] = train_epoch(train, epoch, options);
+    const double loss = loss_sum.item<double>() / static_cast<double>(n);
+    const double accuracy = correct.item<double>() / static_cast<double>(n);
+    const double seconds = seconds_since(t0);
+
+    if (!std::isfinite(loss)) {
+      torch::NoGradGuard no_grad;
+      optimizer_.flat_params().copy_(params_before);
+      optimizer_.load_state(optimizer_before);
+      std::ostringstream why;
+      why << "the training loss became non-finite (" << loss << ") in epoch " << epoch + 1;
+      if (config_.loss.semantics == LossSemantics::renormalized && !config_.loss.from_logits)
+        why << ": with \"renormalized\" semantics a batch whose output units all underflow to 0 divides 0 by 0";
+      why << "; kept the weights from the end of epoch " << epoch << " (" << (epoch == 0 ? "the initial weights" : "the last finite one") << ")";
+      result.stopped_early = why.str();
+      if (options.log) *options.log << (options.progress_bar ? "\n" : "") << "Stopped: " << result.stopped_early << "\n";
+      break;
+    }
+
+    const Evaluation test_eval = evaluate(model_, test, config_.loss);
+    const Evaluation val_eval = has_validation ? evaluate(model_, validation, config_.loss) : test_eval;
+    h.loss.push_back(loss);
+    h.accuracy.push_back(accuracy);
+    h.val_loss.push_back(val_eval.loss);
+    h.val_accuracy.push_back(val_eval.accuracy);
+    h.test_loss.push_back(test_eval.loss);
+    h.test_accuracy.push_back(test_eval.accuracy);
+    h.epoch_seconds.push_back(seconds);
+
+    if (options.log) {
+      std::string metrics = format_metric("accuracy", accuracy) + format_metric("loss", loss) +
+                            format_metric("val_accuracy", val_eval.accuracy) + format_metric("val_loss", val_eval.loss);
+      if (has_validation) metrics += format_metric("test_accuracy", test_eval.accuracy);
+      const std::string line = progress_line(steps, steps, seconds, metrics);
+      if (options.progress_bar)
+        *options.log << "\r" << line << "\033[K\n" << std::flush;
+      else
+        *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "  " << line << "\n" << std::flush;
+    }
+    if (options.on_epoch_end) options.on_epoch_end(h);
+  }
+  return result;
+}
+
+}  // namespace mnist
