@@ -71,6 +71,7 @@ void print_evaluation(std::ostream& out, const nlohmann::json& m) {
 int train(const ConfigFlags& flags, const std::string& device_flag, const std::string& data_flag, const std::string& out_flag) {
   const Config config = resolve_config(flags);
   const torch::Device device = resolve_device(device_flag);
+  check_out_dir(out_flag);
   const std::string data_dir = data_flag.empty() ? default_data_dir(config) : data_flag;
 
   // Load and check everything before creating the run directory, so a bad input leaves nothing behind.

@@ -58,12 +58,17 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
   });
 }
 
+void check_out_dir(const std::string& out) {
+  const fs::path dir(out);
+  if (!out.empty() && fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
+    throw UsageError("--out " + out + ": already exists and is not an empty directory; choose a new path (runs are never overwritten)");
+}
+
 fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root) {
   std::error_code ec;
+  check_out_dir(out);
   if (!out.empty()) {
     const fs::path dir(out);
-    if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
-      throw UsageError("--out " + out + ": already exists and is not an empty directory; choose a new path (runs are never overwritten)");
     fs::create_directories(dir, ec);
     if (ec) throw std::runtime_error("cannot create run directory " + out + ": " + ec.message());
     return dir;

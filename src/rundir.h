@@ -19,6 +19,8 @@ void write_file_atomic(const fs::path& path, const std::string& content);
 
 // `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.
 // `out` given: created if missing; refused (UsageError) if it exists and is not empty.
+// Throws UsageError for an --out that create_run_dir would refuse; call it before slow work.
+void check_out_dir(const std::string& out);
 fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root = "runs");
 
 // A self-contained checkpoint: the resolved config, the parameters by name, the optimizer state

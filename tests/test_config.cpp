@@ -1,2 +1,144 @@
+// Config parsing, validation errors with JSON paths, and --set overrides.
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) {}
+
+#include "config.h"
+#include "errors.h"
+
+using namespace mnist;
+
+namespace {
+
+const char* kPaper = R"({"name": "paper", "dataset": "mnist",
+  "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 100, "activation": "relu"},
+                       {"type": "Dense", "units": 10, "activation": "sigmoid"}]},
+  "training": {"epochs": 100, "batch_size": 32, "shuffle": true, "validation_split": 0.0, "seed": 0,
+               "optimizer": {"name": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+               "loss": {"name": "sparse_categorical_crossentropy", "semantics": "tensorflow"}}})";
+
+// Parses `text` and returns the error message ("" when it parses).
+std::string error_of(const std::string& text) {
+  try {
+    parse_config_text(text, "test.json");
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string with(const std::string& from, const std::string& to) {
+  std::string s = kPaper;
+  const auto pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  return s.replace(pos, from.size(), to);
+}
+
+}  // namespace
+
+TEST(Config, PaperConfigParsesWithKerasDefaults) {
+  const Config c = parse_config_text(kPaper, "test.json");
+  EXPECT_EQ(c.name, "paper");
+  ASSERT_EQ(c.model.layers.size(), 3u);
+  EXPECT_EQ(c.model.layers[1].name, "dense");
+  EXPECT_EQ(c.model.layers[2].name, "dense_1");
+  const auto& out = std::get<DenseSpec>(c.model.layers[2].params);
+  EXPECT_EQ(out.units, 10);
+  EXPECT_EQ(out.activation, Activation::sigmoid);
+  EXPECT_EQ(c.training.optimizer.name, "adam");
+  EXPECT_DOUBLE_EQ(c.training.optimizer.epsilon, 1e-7);
+  EXPECT_EQ(c.training.loss.semantics, LossSemantics::tensorflow);
+}
+
+TEST(Config, RepositoryConfigsAreValid) {
+  for (const char* f : {"configs/paper.json", "configs/paper-softmax.json", "configs/quick.json"})
+    EXPECT_NO_THROW(load_config_file(f)) << f;
+  EXPECT_EQ(load_config_file("configs/paper.json").training.epochs, 100);
+}
+
+TEST(Config, OmittedOptimizerKeysTakeThatOptimizersKerasDefaults) {
+  auto c = parse_config_text(with(R"("name": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7)",
+                                   R"("name": "sgd")"),
+                              "t");
+  EXPECT_DOUBLE_EQ(c.training.optimizer.learning_rate, 0.01);  // keras.optimizers.SGD
+  c = parse_config_text(with(R"("name": "adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7)",
+                              R"("name": "rmsprop")"),
+                         "t");
+  EXPECT_DOUBLE_EQ(c.training.optimizer.learning_rate, 0.001);
+  EXPECT_DOUBLE_EQ(c.training.optimizer.rho, 0.9);
+}
+
+TEST(Config, ErrorsNameTheJsonPath) {
+  struct Case {
+    std::string text, expected;
+  } cases[] = {
+      {"{not json", "not valid JSON"},
+      {with(R"("epochs": 100)", R"("epochs": 100, "epochz": 1)"), "config error at training.epochz: unknown key"},
+      {with(R"("learning_rate": 0.001)", R"("learning_rate": -1)"),
+       "config error at training.optimizer.learning_rate: must be > 0 (got -1)"},
+      {with(R"("epochs": 100)", R"("epochs": "many")"), "config error at training.epochs: must be an integer"},
+      {with(R"("epochs": 100)", R"("epochs": 0)"), "config error at training.epochs: must be between 1"},
+      {with(R"("validation_split": 0.0)", R"("validation_split": 1.0)"), "training.validation_split: must be in [0, 1)"},
+      {with(R"("shuffle": true)", R"("shuffle": 1)"), "training.shuffle: must be true or false"},
+      {with(R"({"type": "Flatten"})", R"({"type": "Conv9D"})"), "model.layers[0].type: must be one of Flatten, Dense"},
+      {with(R"("activation": "relu")", R"("activation": "gelu")"), "model.layers[1].activation: must be one of"},
+      {with(R"("units": 10,)", R"("units": 7,)"), "model.layers[2].units: the output layer needs 10 units"},
+      {with(R"("semantics": "tensorflow")", R"("semantics": "jax")"), "training.loss.semantics: must be one of"},
+      {with(R"("name": "adam",)", R"("name": "adamw",)"), "training.optimizer.name: must be one of adam, sgd, rmsprop"},
+      {with(R"("beta_1": 0.9)", R"("beta_1": 0.9, "rho": 0.9)"), "training.optimizer.rho: unknown key"},
+      {with(R"("activation": "sigmoid")", R"("activation": "linear")"), "training.loss.from_logits"},
+      {with(R"("dataset": "mnist")", R"("dataset": "cifar10")"), "config error at dataset"},
+      {with(R"("layers": [)", R"("layers": 3, "x": [)"), "model.layers: must be a non-empty list"},
+  };
+  for (const auto& c : cases) {
+    const std::string err = error_of(c.text);
+    EXPECT_NE(err.find(c.expected), std::string::npos) << "expected \"" << c.expected << "\" in \"" << err << "\"";
+    EXPECT_EQ(err.find('\n'), std::string::npos) << "one line: " << err;
+  }
+}
+
+TEST(Config, FromLogitsAcceptsALinearOutput) {
+  std::string text = with(R"("activation": "sigmoid")", R"("activation": "linear")");
+  text.replace(text.find(R"("semantics": "tensorflow")"), 25, R"("semantics": "tensorflow", "from_logits": true)");
+  const Config c = parse_config_text(text, "t");
+  EXPECT_TRUE(c.training.loss.from_logits);
+  EXPECT_EQ(std::get<DenseSpec>(c.model.layers[2].params).activation, Activation::linear);
+}
+
+TEST(Config, SetOverridesOneValueAndRevalidates) {
+  const Config base = parse_config_text(kPaper, "t");
+  Config c = apply_overrides(base, {"training.optimizer.learning_rate=0.01", "model.layers[1].units=200",
+                                    "model.layers.1.activation=tanh", "training.loss.semantics=renormalized"});
+  EXPECT_DOUBLE_EQ(c.training.optimizer.learning_rate, 0.01);
+  EXPECT_EQ(std::get<DenseSpec>(c.model.layers[1].params).units, 200);
+  EXPECT_EQ(std::get<DenseSpec>(c.model.layers[1].params).activation, Activation::tanh);
+  EXPECT_EQ(c.training.loss.semantics, LossSemantics::renormalized);
+  // Switching optimizer resets to that optimizer's Keras defaults, then later --set keys apply.
+  c = apply_overrides(base, {"training.optimizer.name=sgd", "training.optimizer.momentum=0.9"});
+  EXPECT_EQ(c.training.optimizer.name, "sgd");
+  EXPECT_DOUBLE_EQ(c.training.optimizer.learning_rate, 0.01);
+  EXPECT_DOUBLE_EQ(c.training.optimizer.momentum, 0.9);
+}
+
+TEST(Config, SetRejectsUnknownPathsWrongTypesAndBadValues) {
+  const Config base = parse_config_text(kPaper, "t");
+  auto message = [&](const std::string& set) -> std::string {
+    try {
+      apply_overrides(base, {set});
+    } catch (const UsageError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message("training.optimizer.lr=0.1").find("no key \"lr\" under training.optimizer"), std::string::npos);
+  EXPECT_NE(message("training.epochs=abc").find("holds number"), std::string::npos);
+  EXPECT_NE(message("training.shuffle=1").find("holds boolean"), std::string::npos);
+  EXPECT_NE(message("model.layers[7].units=3").find("no key \"7\""), std::string::npos);
+  EXPECT_NE(message("training.epochs").find("expected KEY.PATH=VALUE"), std::string::npos);
+  EXPECT_NE(message("training.epochs=-3").find("config error at training.epochs"), std::string::npos);
+  EXPECT_NE(message("training=3").find("not a single value"), std::string::npos);
+}
+
+TEST(Config, ResolvedJsonRoundTrips) {
+  const Config c = parse_config_text(kPaper, "t");
+  const Config again = parse_config(to_json(c));
+  EXPECT_EQ(to_json(again), to_json(c));
+}

@@ -1,0 +1,103 @@
+// The mnist binary end to end: exit codes and one-line errors for bad input, and a short real
+// training run of configs/paper.json (>= 95% test accuracy) whose run directory evaluate reads.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+
+using namespace testing_helpers;
+using nlohmann::json;
+
+namespace {
+
+void expect_one_line_error(const CommandResult& r, int code, const std::string& part) {
+  EXPECT_EQ(r.exit_code, code) << r.err;
+  EXPECT_EQ(r.err.rfind("mnist: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(part), std::string::npos) << "expected \"" << part << "\" in: " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.find("c10::"), std::string::npos) << r.err;
+}
+
+}  // namespace
+
+TEST(Cli, BadConfigsAndFlagsExitTwoWithOneLine) {
+  TempDir tmp;
+  write_file(tmp / "broken.json", "{\"name\": \"x\",");
+  write_file(tmp / "unknown.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10,
+    "activation": "softmax"}]}, "training": {"epochs": 1, "optimiser": {}}})");
+  write_file(tmp / "shape.json", R"({"model": {"layers": [{"type": "Dense", "units": 10, "activation": "softmax"}]}})");
+  const std::string cfg = " --config " + (tmp / "x.json").string();
+  expect_one_line_error(run_mnist("train --config " + (tmp / "broken.json").string()), 2, "not valid JSON");
+  expect_one_line_error(run_mnist("train --config " + (tmp / "unknown.json").string()), 2,
+                        "config error at training.optimiser: unknown key");
+  expect_one_line_error(run_mnist("train --config " + (tmp / "shape.json").string()), 2,
+                        "config error at model.layers[0]: Dense needs a flat input");
+  expect_one_line_error(run_mnist("train --config " + (tmp / "missing.json").string()), 2, "cannot be read");
+  expect_one_line_error(run_mnist("train --set training.optimizer.learning_rate=-1"), 2,
+                        "config error at training.optimizer.learning_rate: must be > 0 (got -1)");
+  expect_one_line_error(run_mnist("train --set training.nope=1"), 2, "no key \"nope\" under training");
+  expect_one_line_error(run_mnist("train --set training.batch_size=big"), 2, "holds number");
+  expect_one_line_error(run_mnist("train --epochs 0"), 2, "--epochs");
+  expect_one_line_error(run_mnist("train --frobnicate"), 2, "--frobnicate");
+  expect_one_line_error(run_mnist("evaluate"), 2, "--model is required");
+  expect_one_line_error(run_mnist("train --device tpu"), 2, "--device");
+}
+
+TEST(Cli, CudaRequestWithoutCudaIsAUsageError) {
+  const CommandResult r = run_mnist("train --device cuda --epochs 1 --data /nonexistent");
+  if (r.err.find("no CUDA device") == std::string::npos) GTEST_SKIP() << "CUDA is available here";
+  expect_one_line_error(r, 2, "--device cuda");
+}
+
+TEST(Cli, BadDataAndModelFilesExitOneWithOneLine) {
+  TempDir tmp;
+  expect_one_line_error(run_mnist("train --data " + (tmp / "none").string()), 1, "does not exist");
+  write_file(tmp / "train-images-idx3-ubyte", idx_images(100));
+  expect_one_line_error(run_mnist("train --data " + tmp.path.string()), 1, "train-images-idx3-ubyte holds 100 items");
+  write_file(tmp / "fake.pt", "not a model");
+  expect_one_line_error(run_mnist("evaluate --model " + (tmp / "fake.pt").string()), 1, "is not a checkpoint");
+  expect_one_line_error(run_mnist("evaluate --model " + (tmp / "absent.pt").string()), 1, "does not exist");
+}
+
+TEST(Cli, SummaryPrintsTheKerasTableAndResolvedConfig) {
+  const CommandResult r = run_mnist("summary --config configs/paper.json --set model.layers[1].units=200");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Total params: 159,010"), std::string::npos) << r.out;  // 784*200+200 + 200*10+10
+  EXPECT_NE(r.out.find("\"epsilon\": 1e-07"), std::string::npos) << r.out;
+}
+
+TEST(Cli, RefusesANonEmptyOutDirectory) {
+  TempDir tmp;
+  write_file(tmp / "keep.txt", "precious");
+  expect_one_line_error(run_mnist("train --epochs 1 --out " + tmp.path.string()), 2, "not an empty directory");
+  EXPECT_EQ(slurp(tmp / "keep.txt"), "precious");
+}
+
+TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
+  if (!fs::exists("data/mnist/train-images-idx3-ubyte"))
+    GTEST_SKIP() << "data/mnist is missing: scripts/test.sh fetches it (scripts/fetch-data.sh)";
+  TempDir tmp;
+  const fs::path run = tmp / "run";
+  const CommandResult r = run_mnist("train --config configs/paper.json --epochs 2 --out " + run.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("Total params: 79,510"), std::string::npos);
+  EXPECT_NE(r.out.find("Epoch 2/2  1875/1875 [="), std::string::npos) << r.out;
+
+  const json metrics = json::parse(slurp(run / "metrics.json"));
+  EXPECT_GE(metrics["test_accuracy"].get<double>(), 0.95);
+  EXPECT_EQ(metrics["confusion_matrix"].size(), 10u);
+  EXPECT_EQ(metrics["per_class"].size(), 10u);
+  const json history = json::parse(slurp(run / "history.json"));
+  for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"})
+    EXPECT_EQ(history[key].size(), 2u) << key;
+  EXPECT_EQ(json::parse(slurp(run / "config.json"))["training"]["epochs"], 2);
+  for (const auto& entry : fs::directory_iterator(run))  // no temporary files left behind
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+
+  const CommandResult e = run_mnist("evaluate --json --model " + run.string());
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const json again = json::parse(e.out);
+  EXPECT_EQ(again["test_accuracy"], metrics["test_accuracy"]);
+  EXPECT_EQ(again["confusion_matrix"], metrics["confusion_matrix"]);
+}

@@ -1,0 +1,117 @@
+// Keras update rules, one or two steps computed by hand in double, and the flat-buffer plumbing.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model.h"
+#include "optim.h"
+
+using namespace mnist;
+
+namespace {
+// One parameter tensor with value `p0` and a fixed gradient `g` each step.
+struct OneParam {
+  torch::Tensor p;
+  KerasOptimizer opt;
+  OneParam(std::vector<double> p0, const OptimizerConfig& cfg)
+      : p(torch::tensor(p0, torch::kDouble).requires_grad_()), opt({p}, cfg) {}
+  void step(const std::vector<double>& g) {
+    opt.zero_grad();
+    (p * torch::tensor(g, torch::kDouble)).sum().backward();  // d/dp = g
+    opt.step();
+  }
+  double at(int64_t i) { return p[i].item<double>(); }
+};
+}  // namespace
+
+TEST(Optim, KerasAdamTwoStepsByHand) {
+  OptimizerConfig cfg;  // adam, lr 1e-3, beta 0.9 / 0.999, epsilon 1e-7
+  const std::vector<double> p0 = {1.0, -2.0, 0.5}, g = {0.5, -0.1, 1e-6};
+  OneParam t(p0, cfg);
+  std::vector<double> m(3, 0), v(3, 0), p = p0;
+  for (int step = 1; step <= 2; ++step) {
+    t.step(g);
+    const double alpha = 1e-3 * std::sqrt(1 - std::pow(0.999, step)) / (1 - std::pow(0.9, step));
+    for (size_t i = 0; i < 3; ++i) {
+      m[i] += (g[i] - m[i]) * 0.1;
+      v[i] += (g[i] * g[i] - v[i]) * 0.001;
+      p[i] -= alpha * m[i] / (std::sqrt(v[i]) + 1e-7);
+      EXPECT_NEAR(t.at(static_cast<int64_t>(i)), p[i], 1e-15) << "step " << step << " index " << i;
+    }
+  }
+  EXPECT_EQ(t.opt.iterations(), 2);
+  // Epsilon placement matters: PyTorch's Adam (eps added to sqrt(v_hat)) moves the small-gradient
+  // weight by lr * g / (|g| + eps) = 9.1e-4 in the first step; Keras by 2.4e-4.
+  OneParam first(p0, cfg);
+  first.step(g);
+  const double keras_move = p0[2] - first.at(2), torch_move = 1e-3 * 1e-6 / (1e-6 + 1e-7);
+  EXPECT_NEAR(keras_move, 1e-3 * std::sqrt(0.001) / 0.1 * 1e-7 / (std::sqrt(1e-15) + 1e-7), 1e-15);
+  EXPECT_LT(keras_move, 0.3 * torch_move);
+}
+
+TEST(Optim, KerasSgdPlainMomentumAndNesterov) {
+  OptimizerConfig cfg;
+  cfg.name = "sgd";
+  cfg.learning_rate = 0.1;
+  OneParam plain({1.0}, cfg);
+  plain.step({2.0});
+  EXPECT_DOUBLE_EQ(plain.at(0), 1.0 - 0.1 * 2.0);
+
+  cfg.momentum = 0.9;
+  OneParam mom({1.0}, cfg);
+  mom.step({2.0});  // m = -0.2; p = 0.8
+  mom.step({1.0});  // m = 0.9 * -0.2 - 0.1 = -0.28; p = 0.52
+  EXPECT_NEAR(mom.at(0), 0.52, 1e-15);
+
+  cfg.nesterov = true;
+  OneParam nes({1.0}, cfg);
+  nes.step({2.0});  // m = -0.2; p += 0.9 * m - 0.1 * g = -0.38
+  EXPECT_NEAR(nes.at(0), 0.62, 1e-15);
+}
+
+TEST(Optim, KerasRmspropPlainCenteredAndMomentum) {
+  OptimizerConfig cfg;
+  cfg.name = "rmsprop";
+  OneParam plain({1.0}, cfg);
+  plain.step({0.5});  // v = 0.1 * 0.25 = 0.025; p -= 1e-3 * 0.5 / sqrt(0.025 + 1e-7)
+  EXPECT_NEAR(plain.at(0), 1.0 - 1e-3 * 0.5 / std::sqrt(0.025 + 1e-7), 1e-15);
+
+  cfg.centered = true;
+  OneParam centered({1.0}, cfg);
+  centered.step({0.5});  // mean_g = 0.05; denominator = 0.025 - 0.0025 + 1e-7
+  EXPECT_NEAR(centered.at(0), 1.0 - 1e-3 * 0.5 / std::sqrt(0.0225 + 1e-7), 1e-15);
+
+  cfg.centered = false;
+  cfg.momentum = 0.5;
+  OneParam mom({1.0}, cfg);
+  mom.step({0.5});
+  mom.step({0.5});  // v2 = 0.9 * 0.025 + 0.025 = 0.0475
+  const double inc1 = 1e-3 * 0.5 / std::sqrt(0.025 + 1e-7), inc2 = 1e-3 * 0.5 / std::sqrt(0.0475 + 1e-7);
+  EXPECT_NEAR(mom.at(0), 1.0 - inc1 - (0.5 * inc1 + inc2), 1e-15);
+}
+
+TEST(Optim, FlatBuffersHoldTheParametersAndTheirAutogradGradients) {
+  ModelConfig cfg{{{"Flatten", "flatten", FlattenSpec{}},
+                   {"Dense", "dense", DenseSpec{16, Activation::relu, true}},
+                   {"Dense", "dense_1", DenseSpec{10, Activation::sigmoid, true}}}};
+  Model reference(cfg, kImageShape, 3), flat(cfg, kImageShape, 3);
+  KerasOptimizer opt(flat->parameters(), OptimizerConfig{});
+  EXPECT_EQ(opt.flat_params().numel(), flat->parameter_count());
+  const auto x = torch::rand({8, 1, 28, 28});
+  for (int round = 0; round < 2; ++round) {  // the second round checks zero_grad resets in place
+    opt.zero_grad();
+    flat->logits(x).pow(2).sum().backward();
+    const auto grads = torch::autograd::grad({reference->logits(x).pow(2).sum()}, reference->parameters());
+    int64_t offset = 0;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const auto n = grads[i].numel();
+      EXPECT_TRUE(opt.flat_grads().narrow(0, offset, n).allclose(grads[i].flatten(), 1e-5, 1e-6)) << "tensor " << i;
+      EXPECT_EQ(flat->parameters()[i].grad().data_ptr<float>(), opt.flat_grads().data_ptr<float>() + offset);
+      offset += n;
+    }
+  }
+  // A step moves the module's own parameters (they are views of the flat buffer).
+  const auto before = flat->parameters()[0].clone();
+  opt.step();
+  EXPECT_FALSE(flat->parameters()[0].equal(before));
+}

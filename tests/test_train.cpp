@@ -1,0 +1,146 @@
+// The fit loop on small synthetic data: it learns, it reports Keras's running metrics, it is
+// deterministic for a seed, and a non-finite loss stops it with the last finite weights kept.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "loss.h"
+#include "metrics.h"
+#include "train.h"
+
+using namespace mnist;
+
+namespace {
+
+ModelConfig small_model(Activation out = Activation::sigmoid) {
+  return ModelConfig{{{"Flatten", "flatten", FlattenSpec{}},
+                      {"Dense", "dense", DenseSpec{32, Activation::relu, true}},
+                      {"Dense", "dense_1", DenseSpec{10, out, true}}}};
+}
+
+// n images of 10 classes: class k lights a 4x4 block at a class-specific place, plus noise.
+Split synthetic(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  Split s{torch::rand({n, 1, 28, 28}, gen) * 0.3, torch::arange(n, torch::kLong) % 10};
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = s.labels[i].item<int64_t>();
+    s.images[i].narrow(1, 2 + (k % 5) * 5, 4).narrow(2, 4 + (k / 5) * 12, 4).fill_(1.0);
+  }
+  return s;
+}
+
+TrainingConfig training(int64_t epochs, int64_t batch) {
+  TrainingConfig t;
+  t.epochs = epochs;
+  t.batch_size = batch;
+  t.seed = 5;
+  return t;
+}
+
+}  // namespace
+
+TEST(Train, LearnsASeparableProblemAndFillsTheHistory) {
+  const Split train = synthetic(600, 1), test = synthetic(200, 2);
+  Model model(small_model(), kImageShape, 0);
+  Trainer trainer(model, training(3, 32), torch::kCPU);
+  std::ostringstream log;
+  FitOptions options;
+  options.log = &log;
+  int callbacks = 0;
+  options.on_epoch_end = [&](const History& h) { EXPECT_EQ(h.epochs(), static_cast<size_t>(++callbacks)); };
+  const FitResult r = trainer.fit(train, Split{}, test, options);
+  EXPECT_TRUE(r.stopped_early.empty());
+  EXPECT_EQ(callbacks, 3);
+  const History& h = r.history;
+  ASSERT_EQ(h.epochs(), 3u);
+  EXPECT_GT(h.test_accuracy.back(), 0.95);
+  EXPECT_LT(h.loss.back(), h.loss.front());
+  EXPECT_EQ(h.val_accuracy, h.test_accuracy);  // no validation_split: val_* is the test set
+  for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"})
+    EXPECT_EQ(h.to_json()[key].size(), 3u) << key;
+  EXPECT_NE(log.str().find("Epoch 3/3  19/19 [==============================]"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find(" - accuracy: "), std::string::npos);
+  EXPECT_NE(log.str().find(" - val_loss: "), std::string::npos);
+}
+
+TEST(Train, ReportedAccuracyIsKerasRunningMeanOverTheEpochsBatches) {
+  // With one batch per epoch, Keras's epoch metrics are those of the forward pass BEFORE the
+  // update, i.e. of the initial weights, not an evaluation after the epoch.
+  const Split train = synthetic(64, 3);
+  Model model(small_model(), kImageShape, 0);
+  const Evaluation before = evaluate(model, train, LossConfig{});
+  Trainer trainer(model, training(1, 64), torch::kCPU);
+  const History h = trainer.fit(train, Split{}, train, FitOptions{}).history;
+  EXPECT_NEAR(h.accuracy[0], before.accuracy, 1e-12);
+  EXPECT_NEAR(h.loss[0], before.loss, 1e-5);
+  EXPECT_NE(h.test_loss[0], before.loss);  // the weights did change
+}
+
+TEST(Train, SameSeedGivesIdenticalRunsOnCpu) {
+  const Split train = synthetic(300, 4), test = synthetic(100, 5);
+  auto run = [&] {
+    Model model(small_model(), kImageShape, 11);
+    Trainer trainer(model, training(2, 32), torch::kCPU);
+    const History h = trainer.fit(train, Split{}, test, FitOptions{}).history;
+    return std::make_pair(h.loss, trainer.optimizer().flat_params().clone());
+  };
+  const auto a = run(), b = run();
+  EXPECT_EQ(a.first, b.first);
+  EXPECT_TRUE(a.second.equal(b.second));
+}
+
+TEST(Train, EpochPermutationDependsOnSeedAndEpochOnly) {
+  const auto p = epoch_permutation(1000, 3, 7);
+  EXPECT_TRUE(p.equal(epoch_permutation(1000, 3, 7)));
+  EXPECT_FALSE(p.equal(epoch_permutation(1000, 3, 8)));
+  EXPECT_FALSE(p.equal(epoch_permutation(1000, 4, 7)));
+  EXPECT_TRUE(std::get<0>(p.sort()).equal(torch::arange(1000, torch::kLong)));
+}
+
+TEST(Train, NonFiniteLossStopsAndKeepsTheLastFiniteWeights) {
+  // Renormalized semantics with every sigmoid output underflowed to 0: the first batch's loss is NaN.
+  const Split train = synthetic(64, 6);
+  Model model(small_model(), kImageShape, 0);
+  {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["dense_1.bias"].fill_(-1000.0);
+  }
+  TrainingConfig cfg = training(3, 16);
+  cfg.loss.semantics = LossSemantics::renormalized;
+  Trainer trainer(model, cfg, torch::kCPU);
+  const auto before = trainer.optimizer().flat_params().clone();
+  std::ostringstream log;
+  FitOptions options;
+  options.log = &log;
+  const FitResult r = trainer.fit(train, Split{}, train, options);
+  EXPECT_EQ(r.history.epochs(), 0u);
+  EXPECT_NE(r.stopped_early.find("non-finite"), std::string::npos) << r.stopped_early;
+  EXPECT_NE(r.stopped_early.find("renormalized"), std::string::npos) << r.stopped_early;
+  EXPECT_TRUE(trainer.optimizer().flat_params().equal(before));
+  EXPECT_EQ(trainer.optimizer().iterations(), 0);
+  EXPECT_NE(log.str().find("Stopped: "), std::string::npos);
+}
+
+TEST(Train, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
+  const Split train = synthetic(300, 7), validation = synthetic(60, 8), test = synthetic(100, 9);
+  Model model(small_model(Activation::softmax), kImageShape, 0);
+  Trainer trainer(model, training(1, 32), torch::kCPU);
+  const History h = trainer.fit(train, validation, test, FitOptions{}).history;
+  EXPECT_NEAR(h.val_accuracy[0], evaluate(model, validation, LossConfig{}).accuracy, 1e-12);
+  EXPECT_NEAR(h.test_accuracy[0], evaluate(model, test, LossConfig{}).accuracy, 1e-12);
+}
+
+TEST(Metrics, ConfusionMatrixAndPerClassReport) {
+  const auto truth = torch::tensor({0L, 0L, 1L, 1L, 2L}), predicted = torch::tensor({0L, 1L, 1L, 1L, 0L});
+  Evaluation e;
+  e.confusion = confusion_matrix(predicted, truth, 3);
+  EXPECT_TRUE(e.confusion.equal(torch::tensor({1L, 1L, 0L, 0L, 2L, 0L, 1L, 0L, 0L}).view({3, 3})));
+  const auto j = metrics_json(e, {"a", "b", "c"});
+  EXPECT_EQ(j["confusion_matrix"][0][1], 1);
+  EXPECT_DOUBLE_EQ(j["per_class"][0]["precision"].get<double>(), 0.5);  // 1 of 2 predicted a
+  EXPECT_DOUBLE_EQ(j["per_class"][1]["recall"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["per_class"][1]["precision"].get<double>(), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(j["per_class"][1]["f1"].get<double>(), 0.8);
+  EXPECT_DOUBLE_EQ(j["per_class"][2]["f1"].get<double>(), 0.0);  // never predicted: 0, not NaN
+  EXPECT_EQ(j["per_class"][2]["support"], 1);
+}
