@@ -52,9 +52,10 @@ torch::Device resolve_device(const std::string& flag) {
 
 std::string default_data_dir(const Config& c) { return "data/" + c.dataset; }
 
-void print_evaluation(std::ostream& out, const nlohmann::json& m) {
-  out << std::fixed << std::setprecision(4) << "test_loss: " << m["test_loss"].get<double>()
-      << "  test_accuracy: " << m["test_accuracy"].get<double>() << "\n\nconfusion matrix (rows: true label, columns: predicted)\n";
+void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::string& split) {
+  out << std::fixed << std::setprecision(4) << split << "_loss: " << m[split + "_loss"].get<double>() << "  " << split
+      << "_accuracy: " << m[split + "_accuracy"].get<double>() << "  top_output_ties: " << m["top_output_ties"].get<int64_t>()
+      << "\n\nconfusion matrix (rows: true label, columns: predicted)\n";
   for (const auto& row : m["confusion_matrix"]) {
     for (const auto& v : row) out << std::setw(6) << v.get<int64_t>();
     out << "\n";
@@ -110,16 +111,16 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
   return fit.stopped_early.empty() ? 0 : 1;
 }
 
-int evaluate_cmd(const std::string& model_path, const std::string& data_flag, bool json) {
+int evaluate_cmd(const std::string& model_path, const std::string& data_flag, const std::string& split, bool json) {
   LoadedModel loaded = load_model(model_path);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
-  const Split test = load_split(data_dir, false);
-  const Evaluation e = evaluate(loaded.model, test, loaded.config.training.loss);
-  const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset));
+  const Split data = load_split(data_dir, split == "train");
+  const Evaluation e = evaluate(loaded.model, data, loaded.config.training.loss);
+  const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset), split);
   if (json)
     std::cout << m.dump(2) << "\n";
   else
-    print_evaluation(std::cout, m);
+    print_evaluation(std::cout, m, split);
   return 0;
 }
 
@@ -142,7 +143,10 @@ int run_cli(int argc, char** argv) {
 
   std::string model_path;
   bool json = false;
-  auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a checkpoint on the test set");
+  std::string split = "test";
+  auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a checkpoint on the test (or training) set");
+  eval_cmd->add_option("--split", split, "test, or train for all 60000 training images (keys become train_*)")
+      ->check(CLI::IsMember({"test", "train"}))->capture_default_str();
   eval_cmd->add_option("--model", model_path, "checkpoint.pt or a run directory")->required();
   eval_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
   eval_cmd->add_flag("--json", json, "print metrics.json's keys as JSON");
@@ -163,7 +167,7 @@ int run_cli(int argc, char** argv) {
   if (threads > 0) torch::set_num_threads(threads);
 
   if (*train_cmd) return train(train_flags, device, data, out);
-  if (*eval_cmd) return evaluate_cmd(model_path, data, json);
+  if (*eval_cmd) return evaluate_cmd(model_path, data, split, json);
   const Config c = resolve_config(summary_flags);
   Model model(c.model, kImageShape, c.training.seed);
   std::cout << model->summary(c.name) << to_json(c).dump(2) << "\n";

@@ -15,6 +15,7 @@ Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, in
   model->eval();
   const int64_t n = split.size();
   torch::Tensor loss_sum = torch::zeros({}, split.images.options());
+  torch::Tensor ties = torch::zeros({}, split.labels.options());
   std::vector<torch::Tensor> predictions;
   int64_t classes = 0;
   for (int64_t start = 0; start < n; start += batch_size) {
@@ -23,18 +24,21 @@ Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, in
     const torch::Tensor z = model->logits(x);
     classes = z.size(1);
     loss_sum += sparse_categorical_crossentropy(z, y, model->output_activation(), loss) * static_cast<double>(len);
-    predictions.push_back(activate(z, model->output_activation()).argmax(1));
+    const torch::Tensor out = activate(z, model->output_activation());
+    ties += out.eq(std::get<0>(out.max(1, /*keepdim=*/true))).sum(1).gt(1).sum();
+    predictions.push_back(out.argmax(1));
   }
   model->train(was_training);
   const torch::Tensor predicted = torch::cat(predictions);
   Evaluation e;
   e.confusion = confusion_matrix(predicted, split.labels, classes);
   e.loss = loss_sum.item<double>() / static_cast<double>(n);
+  e.top_output_ties = ties.item<int64_t>();
   e.accuracy = static_cast<double>(e.confusion.diag().sum().item<int64_t>()) / static_cast<double>(n);
   return e;
 }
 
-nlohmann::json metrics_json(const Evaluation& e, const std::vector<std::string>& class_names) {
+nlohmann::json metrics_json(const Evaluation& e, const std::vector<std::string>& class_names, const std::string& split) {
   using nlohmann::json;
   const int64_t classes = e.confusion.size(0);
   const auto cm = e.confusion.accessor<int64_t, 2>();
@@ -64,8 +68,9 @@ nlohmann::json metrics_json(const Evaluation& e, const std::vector<std::string>&
     macro_f += f1;
   }
   const double c = static_cast<double>(classes);
-  return {{"test_loss", e.loss},
-          {"test_accuracy", e.accuracy},
+  return {{split + "_loss", e.loss},
+          {split + "_accuracy", e.accuracy},
+          {"top_output_ties", e.top_output_ties},
           {"confusion_matrix", matrix},
           {"per_class", per_class},
           {"macro_avg", {{"precision", macro_p / c}, {"recall", macro_r / c}, {"f1", macro_f / c}}}};

@@ -130,6 +130,33 @@ TEST(Train, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
   EXPECT_NEAR(h.test_accuracy[0], evaluate(model, test, LossConfig{}).accuracy, 1e-12);
 }
 
+TEST(Train, SigmoidAndSoftmaxHeadsTrainIdenticalWeightsUnderTensorflowSemantics) {
+  // Keras/TF computes the loss on the cached logits for both heads, so the gradients are the same:
+  // the paper's sigmoid model IS the softmax model; only its outputs and reported accuracy differ.
+  const Split train = synthetic(200, 12), test = synthetic(50, 13);
+  auto final_params = [&](Activation out) {
+    Model model(small_model(out), kImageShape, 21);
+    Trainer trainer(model, training(2, 32), torch::kCPU);
+    trainer.fit(train, Split{}, test, FitOptions{});
+    return trainer.optimizer().flat_params().clone();
+  };
+  EXPECT_TRUE(final_params(Activation::sigmoid).equal(final_params(Activation::softmax)));
+}
+
+TEST(Metrics, SaturatedSigmoidTiesResolveToTheLowestClassAsInKeras) {
+  // Output bias +100: every sigmoid is exactly 1.0f, so argmax is class 0 for every sample.
+  const Split data = synthetic(50, 14);  // labels 0..9, five of each
+  Model model(small_model(), kImageShape, 0);
+  {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["dense_1.bias"].fill_(100.0);
+  }
+  const Evaluation e = evaluate(model, data, LossConfig{});
+  EXPECT_EQ(e.top_output_ties, 50);
+  EXPECT_DOUBLE_EQ(e.accuracy, 0.1);
+  EXPECT_EQ(e.confusion.select(1, 0).sum().item<int64_t>(), 50);
+}
+
 TEST(Metrics, ConfusionMatrixAndPerClassReport) {
   const auto truth = torch::tensor({0L, 0L, 1L, 1L, 2L}), predicted = torch::tensor({0L, 1L, 1L, 1L, 0L});
   Evaluation e;
