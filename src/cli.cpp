@@ -5,14 +5,17 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 
+#include "compare.h"
 #include "config.h"
 #include "data.h"
 #include "errors.h"
 #include "metrics.h"
 #include "model.h"
+#include "plot.h"
 #include "rundir.h"
 #include "train.h"
 
@@ -51,6 +54,8 @@ torch::Device resolve_device(const std::string& flag) {
 }
 
 std::string default_data_dir(const Config& c) { return "data/" + c.dataset; }
+
+constexpr int64_t kGallerySize = 36;  // 6 x 6 most confident mistakes
 
 void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::string& split) {
   out << std::fixed << std::setprecision(4) << split << "_loss: " << m[split + "_loss"].get<double>() << "  " << split
@@ -92,7 +97,7 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
   options.log = &std::cout;
   options.progress_bar = ::isatty(STDOUT_FILENO);
   options.on_epoch_end = [&](const History& h) {
-    write_file_atomic(run / "history.json", h.to_json().dump(2) + "\n");
+    save_history(run, h);
     save_checkpoint(run / "checkpoint.pt", *model, config, h, trainer.optimizer());
   };
   const FitResult fit = trainer.fit(train_data, val_data, test_data, options);
@@ -102,7 +107,12 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
   metrics["epochs_completed"] = fit.history.epochs();
   if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
   write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
-  if (fit.history.epochs() == 0) save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer());
+  if (fit.history.epochs() == 0) {
+    save_history(run, fit.history);
+    save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer());
+  }
+  const MistakeSample mistakes = most_confident_mistakes(model, test_data, kGallerySize);
+  save_run_figures(run, config.name, fit.history, test_eval, class_names(config.dataset), &mistakes);
 
   std::cout << std::fixed << std::setprecision(4);
   if (fit.history.epochs() > 0)
@@ -111,16 +121,50 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
   return fit.stopped_early.empty() ? 0 : 1;
 }
 
-int evaluate_cmd(const std::string& model_path, const std::string& data_flag, const std::string& split, bool json) {
+int evaluate_cmd(const std::string& model_path, const std::string& data_flag, const std::string& split, bool json,
+                 const std::string& out) {
   LoadedModel loaded = load_model(model_path);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split data = load_split(data_dir, split == "train");
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training.loss);
   const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset), split);
+  if (!out.empty()) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) throw std::runtime_error("--out " + out + ": cannot create the directory (" + ec.message() + ")");
+    write_file_atomic(fs::path(out) / (split == "test" ? "metrics.json" : "metrics_train.json"), m.dump(2) + "\n");
+    if (split == "test") save_confusion_figures(out, e, class_names(loaded.config.dataset));
+  }
   if (json)
     std::cout << m.dump(2) << "\n";
   else
     print_evaluation(std::cout, m, split);
+  return 0;
+}
+
+// Redraws every figure of a run directory from its files (the gallery needs the test images).
+int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
+  const fs::path dir(run_dir);
+  if (!fs::is_directory(dir) || !fs::exists(dir / "history.json"))
+    throw std::runtime_error(run_dir + " is not a run directory (no history.json)");
+  const History history = History::from_json(nlohmann::json::parse(std::ifstream(dir / "history.json"), nullptr, false), (dir / "history.json").string());
+  LoadedModel loaded = load_model(run_dir);
+  const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
+  const Split test = load_split(data_dir, false);
+  const Evaluation e = evaluate(loaded.model, test, loaded.config.training.loss);
+  const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
+  save_history(dir, history);
+  save_run_figures(dir, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
+  std::cout << "figures written to " << dir.string() << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";
+  return 0;
+}
+
+int compare_cmd(const std::vector<std::string>& inputs, const std::string& out) {
+  std::vector<RunRecord> runs;
+  for (const auto& in : inputs) runs.push_back(load_run_record(in));
+  std::cout << comparison_table(runs);
+  save_png(out, comparison_chart(runs));
+  std::cout << "accuracy overlay written to " << out << "\n";
   return 0;
 }
 
@@ -150,6 +194,19 @@ int run_cli(int argc, char** argv) {
   eval_cmd->add_option("--model", model_path, "checkpoint.pt or a run directory")->required();
   eval_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
   eval_cmd->add_flag("--json", json, "print metrics.json's keys as JSON");
+  std::string eval_out;
+  eval_cmd->add_option("--out", eval_out, "also write metrics.json and the confusion-matrix heatmaps into this directory");
+
+  std::string plot_dir;
+  auto* plot_cmd_app = app.add_subcommand("plot", "redraw every figure of a run directory");
+  plot_cmd_app->add_option("run", plot_dir, "run directory")->required();
+  plot_cmd_app->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
+
+  std::vector<std::string> compare_inputs;
+  std::string compare_out = "comparison.png";
+  auto* compare_cmd_app = app.add_subcommand("compare", "tabulate and overlay runs and Keras History JSON files");
+  compare_cmd_app->add_option("inputs", compare_inputs, "run directories and/or Keras History JSON files")->required()->expected(1, -1);
+  compare_cmd_app->add_option("--out", compare_out, "PNG with the overlaid accuracy curves")->capture_default_str();
 
   ConfigFlags summary_flags;
   auto* summary_cmd = app.add_subcommand("summary", "print a config's model summary and resolved config");
@@ -167,7 +224,9 @@ int run_cli(int argc, char** argv) {
   if (threads > 0) torch::set_num_threads(threads);
 
   if (*train_cmd) return train(train_flags, device, data, out);
-  if (*eval_cmd) return evaluate_cmd(model_path, data, split, json);
+  if (*eval_cmd) return evaluate_cmd(model_path, data, split, json, eval_out);
+  if (*plot_cmd_app) return plot_cmd(plot_dir, data);
+  if (*compare_cmd_app) return compare_cmd(compare_inputs, compare_out);
   const Config c = resolve_config(summary_flags);
   Model model(c.model, kImageShape, c.training.seed);
   std::cout << model->summary(c.name) << to_json(c).dump(2) << "\n";

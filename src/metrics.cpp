@@ -38,6 +38,39 @@ Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, in
   return e;
 }
 
+MistakeSample most_confident_mistakes(Model& model, const Split& split, int64_t limit) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  const torch::Tensor out = model->forward(split.images);
+  model->train(was_training);
+  const auto [confidence, predicted] = out.max(1);
+  const torch::Tensor wrong = predicted.ne(split.labels).nonzero().squeeze(1);
+  MistakeSample sample;
+  sample.total_images = split.size();
+  sample.total_mistakes = wrong.size(0);
+  const torch::Tensor order = wrong.index_select(0, std::get<1>(confidence.index_select(0, wrong).sort(0, /*descending=*/true)));
+  const torch::Tensor chosen = order.narrow(0, 0, std::min(limit, order.size(0))).to(torch::kCPU);
+  const torch::Tensor images = split.images.index_select(0, chosen.to(split.images.device())).to(torch::kCPU);
+  const torch::Tensor truth = split.labels.index_select(0, chosen.to(split.labels.device())).to(torch::kCPU);
+  const torch::Tensor pred = predicted.index_select(0, chosen.to(predicted.device())).to(torch::kCPU);
+  const torch::Tensor conf = confidence.index_select(0, chosen.to(confidence.device())).to(torch::kCPU);
+  const torch::Tensor outputs = out.index_select(0, chosen.to(out.device())).to(torch::kCPU);
+  const torch::Tensor tied = outputs.eq(conf.unsqueeze(1)).sum(1).gt(1);
+  for (int64_t i = 0; i < chosen.size(0); ++i)
+    sample.mistakes.push_back(
+        {images[i], truth[i].item<int64_t>(), pred[i].item<int64_t>(), conf[i].item<double>(), tied[i].item<bool>()});
+  return sample;
+}
+
+std::vector<std::vector<int64_t>> to_rows(const torch::Tensor& confusion) {
+  const auto cm = confusion.accessor<int64_t, 2>();
+  std::vector<std::vector<int64_t>> rows(static_cast<size_t>(confusion.size(0)));
+  for (int64_t i = 0; i < confusion.size(0); ++i)
+    for (int64_t j = 0; j < confusion.size(1); ++j) rows[static_cast<size_t>(i)].push_back(cm[i][j]);
+  return rows;
+}
+
 nlohmann::json metrics_json(const Evaluation& e, const std::vector<std::string>& class_names, const std::string& split) {
   using nlohmann::json;
   const int64_t classes = e.confusion.size(0);

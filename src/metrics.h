@@ -27,11 +27,26 @@ struct Evaluation {
 // so ties between saturated units resolve to the lower class, exactly as in Keras.
 Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, int64_t batch_size = 10000);
 
+struct Mistake {
+  torch::Tensor image;  // [1, 28, 28] on the CPU, values in [0, 1]
+  int64_t truth = 0, predicted = 0;
+  double confidence = 0;  // the model's output for the predicted class
+  bool tied = false;       // another class has exactly the same output (saturated sigmoids)
+};
+struct MistakeSample {
+  std::vector<Mistake> mistakes;  // the most confident first
+  int64_t total_mistakes = 0, total_images = 0;
+};
+// The `limit` misclassified images of `split` on which the model was most confident.
+MistakeSample most_confident_mistakes(Model& model, const Split& split, int64_t limit);
+
 // Confusion matrix from predicted and true labels (any device; result on CPU).
 torch::Tensor confusion_matrix(const torch::Tensor& predicted, const torch::Tensor& truth, int64_t classes);
 
 // {"<split>_loss", "<split>_accuracy", "confusion_matrix", "per_class": [{class, precision, recall,
 // f1, support}], "macro_avg": {...}, "top_output_ties"}; split is "test" unless told otherwise.
+std::vector<std::vector<int64_t>> to_rows(const torch::Tensor& confusion);
+
 nlohmann::json metrics_json(const Evaluation& e, const std::vector<std::string>& class_names,
                             const std::string& split = "test");
 

@@ -84,6 +84,11 @@ fs::path create_run_dir(const std::string& out, const std::string& name, const f
   throw std::runtime_error("cannot find a free run directory name under " + runs_root.string());
 }
 
+void save_history(const fs::path& dir, const History& history) {
+  write_file_atomic(dir / "history.json", history.to_json().dump(2) + "\n");
+  write_file_atomic(dir / "history.csv", history.to_csv());
+}
+
 void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
                      const KerasOptimizer& optimizer) {
   torch::serialize::OutputArchive archive;

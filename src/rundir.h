@@ -23,6 +23,9 @@ void write_file_atomic(const fs::path& path, const std::string& content);
 void check_out_dir(const std::string& out);
 fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root = "runs");
 
+// history.json and history.csv (Keras CSVLogger format), both atomically.
+void save_history(const fs::path& dir, const History& history);
+
 // A self-contained checkpoint: the resolved config, the parameters by name, the optimizer state
 // and the history, so `mnist evaluate --model checkpoint.pt` needs nothing else.
 void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,

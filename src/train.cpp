@@ -57,6 +57,41 @@ nlohmann::json History::to_json() const {
           {"epoch_seconds", epoch_seconds}};
 }
 
+std::string History::to_csv() const {
+  std::ostringstream out;
+  out.precision(17);
+  out << "epoch,accuracy,loss,val_accuracy,val_loss\n";
+  for (size_t e = 0; e < epochs(); ++e)
+    out << e << "," << accuracy[e] << "," << loss[e] << "," << val_accuracy[e] << "," << val_loss[e] << "\n";
+  return out.str();
+}
+
+History History::from_json(const nlohmann::json& j, const std::string& origin) {
+  if (!j.is_object()) throw std::runtime_error(origin + ": not a History (a JSON object of per-epoch lists)");
+  auto read = [&](std::vector<double>& into, std::initializer_list<const char*> keys) {
+    for (const char* key : keys) {
+      if (!j.contains(key)) continue;
+      const auto& v = j.at(key);
+      if (!v.is_array()) throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers");
+      for (const auto& x : v) {
+        if (!x.is_number()) throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers (found " + x.dump() + ")");
+        into.push_back(x.get<double>());
+      }
+      return;
+    }
+  };
+  History h;
+  read(h.loss, {"loss"});
+  read(h.accuracy, {"accuracy", "acc"});
+  read(h.val_loss, {"val_loss"});
+  read(h.val_accuracy, {"val_accuracy", "val_acc"});
+  read(h.test_loss, {"test_loss"});
+  read(h.test_accuracy, {"test_accuracy"});
+  read(h.epoch_seconds, {"epoch_seconds"});
+  if (h.accuracy.empty() && h.loss.empty()) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
+  return h;
+}
+
 torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
   // splitmix64 of (seed, epoch): neighbouring seeds and epochs get unrelated streams.
   uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull;

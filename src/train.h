@@ -25,6 +25,12 @@ struct History {
   std::vector<double> loss, accuracy, val_loss, val_accuracy, test_loss, test_accuracy, epoch_seconds;
   size_t epochs() const { return loss.size(); }
   nlohmann::json to_json() const;
+  // Keras CSVLogger format: "epoch,accuracy,loss,val_accuracy,val_loss", epochs counted from 0.
+  std::string to_csv() const;
+  // Reads our history.json or a Keras History dict saved with json.dump (model.fit(...).history;
+  // old Keras's "acc"/"val_acc" are accepted). Missing keys stay empty. Throws std::runtime_error
+  // naming `origin` and the key when a value is not a list of numbers.
+  static History from_json(const nlohmann::json& j, const std::string& origin);
 };
 
 struct FitOptions {
