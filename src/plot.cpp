@@ -168,7 +168,8 @@ Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std
       fig.text(s, r.x + cell / 2, r.y + cell / 2 + h / 2, cell_scale, luminance < 0.5 ? kWhite : kBlack, Figure::Align::center);
     }
   }
-  cv::rectangle(fig.image, cv::Rect(left, top, grid, grid), kAxis, 1);
+  fig.plot_area = cv::Rect(left, top, grid, grid);
+  cv::rectangle(fig.image, fig.plot_area, kAxis, 1);
   // Ticks: class names under the columns and left of the rows.
   for (int k = 0; k < n; ++k) {
     const std::string& name = classes[static_cast<size_t>(k)];
@@ -232,6 +233,7 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
     fig.text(tick_label(t, x.step), xx, plot.y + plot.height + 22, 0.45, kBlack, Figure::Align::center);
   }
   cv::rectangle(fig.image, plot, kAxis, 1);
+  fig.plot_area = plot;
   fig.text("Epoch", plot.x + plot.width / 2, fig.image.rows - 18, 0.6, kBlack, Figure::Align::center);
   fig.vertical_text(y_label, 20, plot.y + plot.height / 2, 0.6, kBlack);
 

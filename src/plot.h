@@ -18,6 +18,7 @@ namespace mnist {
 struct Figure {
   cv::Mat image;                       // 8-bit BGR
   std::vector<cv::Rect> text_boxes;    // every text drawn, in pixels
+  cv::Rect plot_area;                  // where the data is drawn: the heatmap grid, the curves' axes box
   Figure(int width, int height);
   enum class Align { left, center, right };
   // Draws `s` with its baseline's anchor at (x, y) and returns its box.

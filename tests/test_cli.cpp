@@ -100,4 +100,39 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
   const json again = json::parse(e.out);
   EXPECT_EQ(again["test_accuracy"], metrics["test_accuracy"]);
   EXPECT_EQ(again["confusion_matrix"], metrics["confusion_matrix"]);
+
+  // Figures and the Keras CSVLogger log are in the run directory, as PNGs.
+  const std::string png_magic = "\x89PNG";
+  const char* figures[] = {"confusion_matrix.png", "confusion_matrix_normalized.png", "accuracy.png", "loss.png", "misclassified.png"};
+  for (const char* f : figures) EXPECT_EQ(slurp(run / f).substr(0, 4), png_magic) << f;
+  EXPECT_EQ(slurp(run / "history.csv").rfind("epoch,accuracy,loss,val_accuracy,val_loss\n0,", 0), 0u);
+
+  // `plot` redraws them from the run directory's files.
+  for (const char* f : figures) fs::remove(run / f);
+  const CommandResult p = run_mnist("plot " + run.string());
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  for (const char* f : figures) EXPECT_TRUE(fs::exists(run / f)) << f;
+
+  // `compare` lays the run beside a Keras History file.
+  write_file(tmp / "keras.json", R"({"accuracy": [0.92, 0.97], "loss": [0.27, 0.09], "val_accuracy": [0.95, 0.96], "val_loss": [0.15, 0.12]})");
+  const CommandResult c = run_mnist("compare " + run.string() + " " + (tmp / "keras.json").string() + " --out " + (tmp / "cmp.png").string());
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("keras "), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("run "), std::string::npos) << c.out;
+  EXPECT_EQ(slurp(tmp / "cmp.png").substr(0, 4), png_magic);
+
+  // `evaluate --out` writes the metrics and the heatmaps elsewhere.
+  const CommandResult o = run_mnist("evaluate --model " + run.string() + " --out " + (tmp / "eval").string());
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(fs::exists(tmp / "eval" / "confusion_matrix.png"));
+  EXPECT_EQ(json::parse(slurp(tmp / "eval" / "metrics.json"))["test_accuracy"], metrics["test_accuracy"]);
+}
+
+TEST(Cli, CompareAndPlotNameTheirBadInputs) {
+  TempDir tmp;
+  expect_one_line_error(run_mnist("compare " + (tmp / "nothing").string()), 1, "does not exist");
+  write_file(tmp / "notes.json", "[1, 2]");
+  expect_one_line_error(run_mnist("compare " + (tmp / "notes.json").string()), 1, "not a History");
+  expect_one_line_error(run_mnist("plot " + tmp.path.string()), 1, "is not a run directory");
+  expect_one_line_error(run_mnist("compare"), 2, "inputs");
 }
