@@ -126,7 +126,12 @@ cv::Scalar blues(double t) {
 
 Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std::vector<std::string>& classes,
                       const std::string& title, bool normalize) {
-  const int n = static_cast<int>(matrix.size()), cell = 64, grid = n * cell;
+  // Cells widen (64..96 px) so column names such as Fashion-MNIST's "T-shirt/top" stay legible.
+  const double row_scale = 0.5;
+  int widest = 0;
+  for (const auto& c : classes) widest = std::max(widest, text_size(c, 0.42).width);
+  const int n = static_cast<int>(matrix.size()), cell = std::clamp(widest + 10, 64, 96), grid = n * cell;
+  const double label_scale = fit_scale(classes, cell - 6, 0.5);
   // Values shown: counts, or each row as percentages of its total.
   std::vector<std::vector<double>> value(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(n), 0));
   double vmax = 0;
@@ -140,9 +145,8 @@ Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std
   }
   if (vmax <= 0) vmax = 1;
 
-  const double label_scale = fit_scale(classes, cell - 6, 0.5);
   int label_width = 0;
-  for (const auto& c : classes) label_width = std::max(label_width, text_size(c, label_scale).width);
+  for (const auto& c : classes) label_width = std::max(label_width, text_size(c, row_scale).width);
   const int left = 40 + label_width + 12, top = 60, bar_x = left + grid + 30, bar_w = 22;
   const Axis bar_axis = nice_axis(0, vmax, 6);
   int bar_label_width = 0;
@@ -175,7 +179,8 @@ Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std
     const std::string& name = classes[static_cast<size_t>(k)];
     const int h = text_size(name, label_scale).height;
     fig.text(name, left + k * cell + cell / 2, top + grid + 8 + h, label_scale, kBlack, Figure::Align::center);
-    fig.text(name, left - 8, top + k * cell + cell / 2 + h / 2, label_scale, kBlack, Figure::Align::right);
+    const int row_h = text_size(name, row_scale).height;
+    fig.text(name, left - 8, top + k * cell + cell / 2 + row_h / 2, row_scale, kBlack, Figure::Align::right);
   }
   fig.text("Predicted label", left + grid / 2, top + grid + 55, 0.6, kBlack, Figure::Align::center);
   fig.vertical_text("True label", 20, top + grid / 2, 0.6, kBlack);
