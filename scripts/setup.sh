@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # libopenblas0-pthread: with Debian's default reference BLAS an epoch was measured ~10x slower.
 packages=(g++ cmake make libtorch-dev libopenblas0-pthread libopencv-dev nlohmann-json3-dev libcli11-dev
-          libgtest-dev zlib1g-dev dataset-fashion-mnist curl ca-certificates)
+          libgtest-dev zlib1g-dev dataset-fashion-mnist curl ca-certificates
+          python3-torch)  # python3-torch: the test that loads our exported models in Python
 command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do

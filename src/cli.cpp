@@ -13,9 +13,12 @@
 #include "config.h"
 #include "data.h"
 #include "errors.h"
+#include "export.h"
+#include "keras_import.h"
 #include "metrics.h"
 #include "model.h"
 #include "plot.h"
+#include "predict.h"
 #include "rundir.h"
 #include "train.h"
 
@@ -113,6 +116,7 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
   }
   const MistakeSample mistakes = most_confident_mistakes(model, test_data, kGallerySize);
   save_run_figures(run, config.name, fit.history, test_eval, class_names(config.dataset), &mistakes);
+  export_model(*model, config, run / "model.pt");
 
   std::cout << std::fixed << std::setprecision(4);
   if (fit.history.epochs() > 0)
@@ -168,6 +172,60 @@ int compare_cmd(const std::vector<std::string>& inputs, const std::string& out) 
   return 0;
 }
 
+int export_cmd(const std::string& run_dir, const std::string& out_flag) {
+  LoadedModel loaded = load_model(run_dir);
+  const fs::path out = out_flag.empty() ? fs::path(run_dir) / "model.pt" : fs::path(out_flag);
+  const fs::path weights = export_model(*loaded.model, loaded.config, out);
+  std::cout << "TorchScript model written to " << out.string() << ", state_dict to " << weights.string() << "\n";
+  return 0;
+}
+
+int import_keras_cmd(const std::string& weights_file, const ConfigFlags& flags, const std::string& out) {
+  const Config config = resolve_config(flags);
+  Model model = model_with_params(config, read_keras_weights(weights_file, config), "Keras weights file " + weights_file);
+  const fs::path weights = export_model(*model, config, out);
+  std::cout << "imported " << weights_file << " into " << out << " (state_dict: " << weights.string() << ")\n";
+  return 0;
+}
+
+int predict_cmd(const std::string& model_path, const std::vector<std::string>& inputs, int64_t top, bool json) {
+  LoadedModel loaded = load_model(model_path);
+  const auto classes = class_names(loaded.config.dataset);
+  const auto files = collect_images(inputs);
+  std::vector<torch::Tensor> digits;
+  for (const auto& f : files) digits.push_back(load_digit(f));
+  torch::Tensor outputs;
+  {
+    torch::NoGradGuard no_grad;
+    loaded.model->eval();
+    outputs = loaded.model->forward(torch::stack(digits));
+  }
+  const int64_t k = std::min<int64_t>(top, outputs.size(1));
+  const auto [scores, labels] = outputs.topk(k, 1);
+  nlohmann::json predictions = nlohmann::json::array();
+  for (size_t i = 0; i < files.size(); ++i) {
+    nlohmann::json ranked = nlohmann::json::array();
+    for (int64_t r = 0; r < k; ++r) {
+      const int64_t label = labels[static_cast<int64_t>(i)][r].item<int64_t>();
+      ranked.push_back({{"label", label}, {"class", classes[static_cast<size_t>(label)]},
+                        {"probability", scores[static_cast<int64_t>(i)][r].item<double>()}});
+    }
+    predictions.push_back({{"image", files[i].string()}, {"predicted", ranked[0]["label"]}, {"class", ranked[0]["class"]}, {"top", ranked}});
+  }
+  if (json) {
+    std::cout << nlohmann::json{{"model", model_path}, {"predictions", predictions}}.dump(2) << "\n";
+    return 0;
+  }
+  for (const auto& p : predictions) {
+    std::cout << p["image"].get<std::string>() << ": " << p["class"].get<std::string>() << "  (";
+    for (size_t r = 0; r < p["top"].size(); ++r)
+      std::cout << (r ? ", " : "") << p["top"][r]["class"].get<std::string>() << " " << std::fixed << std::setprecision(3)
+                << p["top"][r]["probability"].get<double>();
+    std::cout << ")\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -212,6 +270,26 @@ int run_cli(int argc, char** argv) {
   auto* summary_cmd = app.add_subcommand("summary", "print a config's model summary and resolved config");
   add_config_flags(*summary_cmd, summary_flags, true);
 
+  std::string export_run, export_out;
+  auto* export_app = app.add_subcommand("export", "write a run's TorchScript model.pt (+ model_weights.pt state_dict)");
+  export_app->add_option("--run", export_run, "run directory (or a checkpoint.pt)")->required();
+  export_app->add_option("--out", export_out, "output file (default: RUN_DIR/model.pt)");
+
+  std::string keras_weights, import_out;
+  ConfigFlags import_flags;
+  auto* import_app = app.add_subcommand("import-keras", "load Keras get_weights() JSON into a TorchScript model");
+  import_app->add_option("weights", keras_weights, "JSON list of arrays, model.get_weights() in layer order")->required();
+  add_config_flags(*import_app, import_flags, false);
+  import_app->add_option("--out", import_out, "TorchScript model to write")->required();
+
+  std::vector<std::string> predict_inputs;
+  int64_t top = 3;
+  auto* predict_app = app.add_subcommand("predict", "classify digit images (PNG/JPEG/BMP files or directories)");
+  predict_app->add_option("--model", model_path, "model.pt, checkpoint.pt or a run directory")->required();
+  predict_app->add_option("images", predict_inputs, "image files and/or directories")->required()->expected(1, -1);
+  predict_app->add_option("--top", top, "how many classes to list per image")->check(CLI::Range(1, 1000))->capture_default_str();
+  predict_app->add_flag("--json", json, "one JSON document");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -227,6 +305,9 @@ int run_cli(int argc, char** argv) {
   if (*eval_cmd) return evaluate_cmd(model_path, data, split, json, eval_out);
   if (*plot_cmd_app) return plot_cmd(plot_dir, data);
   if (*compare_cmd_app) return compare_cmd(compare_inputs, compare_out);
+  if (*export_app) return export_cmd(export_run, export_out);
+  if (*import_app) return import_keras_cmd(keras_weights, import_flags, import_out);
+  if (*predict_app) return predict_cmd(model_path, predict_inputs, top, json);
   const Config c = resolve_config(summary_flags);
   Model model(c.model, kImageShape, c.training.seed);
   std::cout << model->summary(c.name) << to_json(c).dump(2) << "\n";

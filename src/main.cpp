@@ -1,6 +1,7 @@
 // main: the one place errors are caught. A user sees one line on stderr, never a c10 backtrace:
 // exit 2 for a bad flag or config, 1 for a runtime failure (data, files, a diverged run).
 #include <iostream>
+#include <sstream>
 
 #include <c10/util/Exception.h>
 
@@ -14,9 +15,13 @@ int main(int argc, char** argv) {
     std::cerr << "mnist: " << e.what() << "\n";
     return 2;
   } catch (const c10::Error& e) {
-    // what_without_backtrace() can still span lines (LibTorch appends context); keep the first.
-    std::string msg = e.what_without_backtrace();
-    std::cerr << "mnist: " << msg.substr(0, msg.find('\n')) << "\n";
+    // what_without_backtrace() can still span lines (TorchScript adds source context); keep the
+    // first non-empty one.
+    std::istringstream lines(e.what_without_backtrace());
+    std::string line;
+    while (std::getline(lines, line) && line.find_first_not_of(" \t\r") == std::string::npos) {
+    }
+    std::cerr << "mnist: " << (line.empty() ? "LibTorch error" : line) << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "mnist: " << e.what() << "\n";

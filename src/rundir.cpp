@@ -18,9 +18,9 @@ fs::path temp_name(const fs::path& path) {
   return path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
 }
 
-// Writes with `write(tmp)` then renames onto `path`; removes the temporary on any failure.
-template <class Writer>
-void commit_atomically(const fs::path& path, Writer write) {
+}  // namespace
+
+void write_atomically(const fs::path& path, const std::function<void(const fs::path& tmp)>& write) {
   const fs::path tmp = temp_name(path);
   try {
     write(tmp);
@@ -31,6 +31,8 @@ void commit_atomically(const fs::path& path, Writer write) {
     throw;
   }
 }
+
+namespace {
 
 std::string timestamp() {
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -50,7 +52,7 @@ std::string read_string(torch::serialize::InputArchive& archive, const std::stri
 }  // namespace
 
 void write_file_atomic(const fs::path& path, const std::string& content) {
-  commit_atomically(path, [&](const fs::path& tmp) {
+  write_atomically(path, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << content;
     out.flush();
@@ -98,13 +100,10 @@ void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& confi
   for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach().to(torch::kCPU).clone());
   const auto state = optimizer.state();
   for (size_t i = 0; i < state.size(); ++i) archive.write("optimizer." + std::to_string(i), state[i].to(torch::kCPU));
-  commit_atomically(path, [&](const fs::path& tmp) { archive.save_to(tmp.string()); });
+  write_atomically(path, [&](const fs::path& tmp) { archive.save_to(tmp.string()); });
 }
 
-LoadedModel load_model(const std::string& path_arg) {
-  fs::path path(path_arg);
-  if (fs::is_directory(path)) path /= "checkpoint.pt";
-  if (!fs::exists(path)) throw std::runtime_error("model file " + path.string() + " does not exist: pass a checkpoint.pt or a run directory");
+Checkpoint read_checkpoint(const fs::path& path) {
   const std::string what = "model file " + path.string();
   torch::serialize::InputArchive archive;
   std::string format, config_text;
@@ -116,27 +115,20 @@ LoadedModel load_model(const std::string& path_arg) {
     throw std::runtime_error(what + " is not a checkpoint written by `mnist train` (unreadable or truncated)");
   }
   if (format != kCheckpointFormat) throw std::runtime_error(what + " has format \"" + format + "\", expected " + kCheckpointFormat);
-  Config config;
+  Checkpoint c;
   try {
-    config = parse_config_text(config_text, path.string());
+    c.config = parse_config_text(config_text, path.string());
   } catch (const UsageError& e) {
     throw std::runtime_error(what + " holds an invalid config: " + e.what());
   }
-  Model model(config.model, kImageShape, config.training.seed);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
+  Model shape_source(c.config.model, kImageShape, 0);
+  for (const auto& p : shape_source->named_parameters()) {
     torch::Tensor stored;
-    try {
-      archive.read("model." + p.key(), stored);
-    } catch (const c10::Error&) {
+    if (!archive.try_read("model." + p.key(), stored))
       throw std::runtime_error(what + " lacks parameter " + p.key() + " that its config needs");
-    }
-    if (stored.sizes() != p.value().sizes())
-      throw std::runtime_error(what + ": parameter " + p.key() + " has shape " + c10::str(stored.sizes()) +
-                               " but its config needs " + c10::str(p.value().sizes()));
-    p.value().copy_(stored);
+    c.params[p.key()] = stored;
   }
-  return {config, model};
+  return c;
 }
 
 }  // namespace mnist

@@ -4,6 +4,8 @@
 // never sees a half-written file.
 #pragma once
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
 
 #include "config.h"
@@ -15,6 +17,9 @@ namespace mnist {
 
 namespace fs = std::filesystem;
 
+// Calls `write(tmp)` with a temporary name beside `path`, then renames it onto `path`; on any
+// failure the temporary is removed and the error propagates.
+void write_atomically(const fs::path& path, const std::function<void(const fs::path& tmp)>& write);
 void write_file_atomic(const fs::path& path, const std::string& content);
 
 // `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.
@@ -31,12 +36,11 @@ void save_history(const fs::path& dir, const History& history);
 void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
                      const KerasOptimizer& optimizer);
 
-struct LoadedModel {
+struct Checkpoint {
   Config config;
-  Model model;
+  std::map<std::string, torch::Tensor> params;  // by ModelImpl parameter name
 };
-// Accepts a checkpoint file or a run directory holding checkpoint.pt. Throws std::runtime_error
-// naming the file when it is not a checkpoint or does not match its own config.
-LoadedModel load_model(const std::string& path);
+// Reads a checkpoint written by save_checkpoint. Throws std::runtime_error naming the file.
+Checkpoint read_checkpoint(const fs::path& path);
 
 }  // namespace mnist

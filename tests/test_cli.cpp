@@ -4,6 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "data.h"
 #include "helpers.h"
 
 using namespace testing_helpers;
@@ -56,8 +60,13 @@ TEST(Cli, BadDataAndModelFilesExitOneWithOneLine) {
   write_file(tmp / "train-images-idx3-ubyte", idx_images(100));
   expect_one_line_error(run_mnist("train --data " + tmp.path.string()), 1, "train-images-idx3-ubyte holds 100 items");
   write_file(tmp / "fake.pt", "not a model");
-  expect_one_line_error(run_mnist("evaluate --model " + (tmp / "fake.pt").string()), 1, "is not a checkpoint");
+  expect_one_line_error(run_mnist("evaluate --model " + (tmp / "fake.pt").string()), 1, "is not a model written by");
   expect_one_line_error(run_mnist("evaluate --model " + (tmp / "absent.pt").string()), 1, "does not exist");
+  expect_one_line_error(run_mnist("predict --model " + (tmp / "fake.pt").string() + " x.png"), 1, "fake.pt is not a model");
+  write_file(tmp / "w.json", "[[1.0, 2.0]]");
+  expect_one_line_error(run_mnist("import-keras " + (tmp / "w.json").string() + " --out " + (tmp / "m.pt").string()), 1,
+                        "holds 1 arrays; the config needs 4 in this order");
+  EXPECT_FALSE(fs::exists(tmp / "m.pt"));
 }
 
 TEST(Cli, SummaryPrintsTheKerasTableAndResolvedConfig) {
@@ -120,6 +129,40 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
   EXPECT_NE(c.out.find("keras "), std::string::npos) << c.out;
   EXPECT_NE(c.out.find("run "), std::string::npos) << c.out;
   EXPECT_EQ(slurp(tmp / "cmp.png").substr(0, 4), png_magic);
+
+  // The exported TorchScript model evaluates like the checkpoint.
+  ASSERT_TRUE(fs::exists(run / "model.pt"));
+  ASSERT_TRUE(fs::exists(run / "model_weights.pt"));
+  const CommandResult me = run_mnist("evaluate --json --model " + (run / "model.pt").string());
+  ASSERT_EQ(me.exit_code, 0) << me.err;
+  EXPECT_EQ(json::parse(me.out)["test_accuracy"], metrics["test_accuracy"]);
+  const CommandResult ex = run_mnist("export --run " + run.string() + " --out " + (tmp / "again.pt").string());
+  ASSERT_EQ(ex.exit_code, 0) << ex.err;
+  EXPECT_TRUE(fs::exists(tmp / "again_weights.pt"));
+
+  // predict: MNIST test digits saved as 280x280 black-on-white PNGs come back as their labels.
+  const mnist::Split test = mnist::load_split("data/mnist", false);
+  fs::create_directory(tmp / "digits");
+  for (int i = 0; i < 10; ++i) {
+    const torch::Tensor pixels = (test.images[i][0] * 255).round().to(torch::kU8).contiguous();
+    cv::Mat digit(28, 28, CV_8UC1, pixels.data_ptr<uint8_t>()), big;
+    cv::resize(digit, big, {280, 280}, 0, 0, cv::INTER_CUBIC);
+    cv::bitwise_not(big, big);
+    cv::imwrite((tmp / "digits" / ("digit" + std::to_string(i) + ".png")).string(), big);
+  }
+  const CommandResult pr = run_mnist("predict --json --top 2 --model " + (run / "model.pt").string() + " " + (tmp / "digits").string());
+  ASSERT_EQ(pr.exit_code, 0) << pr.err;
+  const json predictions = json::parse(pr.out)["predictions"];
+  ASSERT_EQ(predictions.size(), 10u);
+  int correct = 0;
+  for (const auto& p : predictions) {
+    const std::string image = p["image"];
+    const int i = std::stoi(image.substr(image.rfind("digit") + 5));
+    correct += p["predicted"].get<int64_t>() == test.labels[i].item<int64_t>();
+    EXPECT_EQ(p["top"].size(), 2u);
+  }
+  EXPECT_EQ(predictions[0]["predicted"], test.labels[0].item<int64_t>());  // digit0.png sorts first
+  EXPECT_GE(correct, 9) << pr.out;
 
   // `evaluate --out` writes the metrics and the heatmaps elsewhere.
   const CommandResult o = run_mnist("evaluate --model " + run.string() + " --out " + (tmp / "eval").string());

@@ -1,0 +1,43 @@
+// export: models out of and back into the program. `model.pt` is a real TorchScript module (one
+// submodule per Dense layer under its Keras name, parameters "dense.weight", "dense.bias", ...,
+// and a `forward` generated from the config's layer list), loadable with torch::jit::load in C++
+// and torch.jit.load in Python without this code. It carries the resolved config, the class names
+// and the preprocessing as extra files. `<stem>_weights.pt` is a plain dict of tensors that
+// Python's torch.load reads as a state_dict.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <torch/script.h>
+
+#include "config.h"
+#include "model.h"
+
+namespace mnist {
+
+inline constexpr const char* kExportFormat = "mnist-libtorch-torchscript/1";
+
+// The TorchScript source of forward() for a config's layers (exposed for tests and the curious).
+std::string torchscript_forward(const ModelConfig& config);
+
+torch::jit::Module to_torchscript(ModelImpl& model, const Config& config);
+
+// Writes `path` (TorchScript) and its weights file, each atomically. Returns the weights path.
+std::filesystem::path export_model(ModelImpl& model, const Config& config, const std::filesystem::path& path);
+
+std::filesystem::path weights_path_for(const std::filesystem::path& model_path);  // model.pt -> model_weights.pt
+
+struct LoadedModel {
+  Config config;
+  Model model;
+};
+// Accepts an exported model.pt, a checkpoint.pt, or a run directory (its checkpoint.pt). Throws
+// std::runtime_error naming the file when it is neither, is truncated, or its parameters do not
+// fit its config.
+LoadedModel load_model(const std::string& path);
+
+// A model of `config` holding `params` (by parameter name); `what` names the source in errors.
+Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what);
+
+}  // namespace mnist

@@ -1,0 +1,97 @@
+// keras_import: JSON get_weights() lists -> named, transposed, shape-checked tensors.
+#include "keras_import.h"
+
+#include <fstream>
+
+#include "model.h"
+
+namespace mnist {
+namespace {
+
+using nlohmann::json;
+
+// The shape of a rectangular nested list of numbers; throws with `where` on anything else.
+std::vector<int64_t> list_shape(const json& j, const std::string& where) {
+  if (j.is_number()) return {};
+  if (!j.is_array() || j.empty()) throw std::runtime_error(where + " is not a non-empty nested list of numbers");
+  const std::vector<int64_t> inner = list_shape(j[0], where);
+  for (const auto& e : j)
+    if (list_shape(e, where) != inner) throw std::runtime_error(where + " is ragged: its rows differ in length");
+  std::vector<int64_t> shape = {static_cast<int64_t>(j.size())};
+  shape.insert(shape.end(), inner.begin(), inner.end());
+  return shape;
+}
+
+void flatten_into(const json& j, std::vector<float>& out) {
+  if (j.is_number()) {
+    out.push_back(j.get<float>());
+    return;
+  }
+  for (const auto& e : j) flatten_into(e, out);
+}
+
+std::string show(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+struct Expected {
+  std::string layer, role, param;  // "dense_1", "kernel", "dense_1.weight"
+  std::vector<int64_t> shape;      // Keras layout
+};
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> read_keras_weights(const std::filesystem::path& file, const Config& config) {
+  const std::string name = file.string();
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("Keras weights file " + name + " cannot be read");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error&) {
+    throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
+  }
+
+  std::vector<Expected> expected;
+  Shape shape = kImageShape;
+  for (const auto& layer : config.model.layers) {
+    if (std::holds_alternative<FlattenSpec>(layer.params)) {
+      int64_t n = 1;
+      for (auto d : shape) n *= d;
+      shape = {n};
+      continue;
+    }
+    const auto& d = std::get<DenseSpec>(layer.params);
+    expected.push_back({layer.name, "kernel", layer.name + ".weight", {shape.at(0), d.units}});
+    if (d.use_bias) expected.push_back({layer.name, "bias", layer.name + ".bias", {d.units}});
+    shape = {d.units};
+  }
+  std::string wanted;
+  for (const auto& e : expected) wanted += (wanted.empty() ? "" : ", ") + e.layer + " " + e.role + " " + show(e.shape);
+  if (!j.is_array() || j.size() != expected.size())
+    throw std::runtime_error(name + " holds " + (j.is_array() ? std::to_string(j.size()) + " arrays" : std::string("no list")) +
+                             "; the config needs " + std::to_string(expected.size()) + " in this order: " + wanted);
+
+  std::map<std::string, torch::Tensor> params;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const Expected& e = expected[i];
+    const std::string where = name + ": weights[" + std::to_string(i) + "] (" + e.layer + " " + e.role + ")";
+    const auto got = list_shape(j[i], where);
+    if (got.size() != e.shape.size())
+      throw std::runtime_error(where + " has shape " + show(got) + "; the config's " + e.layer + " needs " + show(e.shape));
+    for (size_t dim = 0; dim < got.size(); ++dim)
+      if (got[dim] != e.shape[dim])
+        throw std::runtime_error(where + " has shape " + show(got) + "; the config's " + e.layer + " needs " + show(e.shape) +
+                                 " (dimension " + std::to_string(dim) + ": " + std::to_string(got[dim]) + " vs " +
+                                 std::to_string(e.shape[dim]) + ")");
+    std::vector<float> values;
+    flatten_into(j[i], values);
+    torch::Tensor t = torch::tensor(values).view(e.shape);
+    params[e.param] = e.role == "kernel" ? t.t().contiguous() : t;  // Keras [in, units] -> torch [units, in]
+  }
+  return params;
+}
+
+}  // namespace mnist

@@ -1,0 +1,20 @@
+// keras_import: the weights Keras trained, into our model. Reads the list that Keras's
+// model.get_weights() returns, saved as JSON nested lists in layer order: per Dense layer its kernel
+// [inputs, units] (transposed relative to torch's Linear weight [units, inputs]) and, with
+// use_bias, its bias [units]. Every array is checked against the config before anything is built.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "config.h"
+
+namespace mnist {
+
+// Parameters by our names ("dense.weight", ...). Throws std::runtime_error naming the file, the
+// array index, the layer and the dimension that does not match.
+std::map<std::string, torch::Tensor> read_keras_weights(const std::filesystem::path& file, const Config& config);
+
+}  // namespace mnist

@@ -1,0 +1,204 @@
+// Models out and in: TorchScript round trips (C++ and Python), Keras weight import against an
+// independent computation, and the MNIST-style preprocessing of image files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "export.h"
+#include "helpers.h"
+#include "keras_import.h"
+#include "predict.h"
+
+using namespace mnist;
+using namespace testing_helpers;
+
+namespace {
+
+Config small_config(Activation out = Activation::sigmoid, bool bias = true) {
+  Config c;
+  c.name = "small";
+  c.model.layers = {{"Flatten", "flatten", FlattenSpec{}},
+                    {"Dense", "dense", DenseSpec{8, Activation::relu, bias}},
+                    {"Dense", "dense_1", DenseSpec{10, out, true}}};
+  return c;
+}
+
+bool python_torch_available() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
+
+}  // namespace
+
+TEST(Export, TorchScriptRoundTripInCpp) {
+  TempDir tmp;
+  for (bool bias : {true, false}) {
+    const Config config = small_config(Activation::softmax, bias);
+    Model model(config.model, kImageShape, 3);
+    export_model(*model, config, tmp / "model.pt");
+    torch::jit::ExtraFilesMap extra = {{"config.json", ""}, {"classes.json", ""}, {"preprocessing.json", ""}};
+    torch::jit::Module loaded = torch::jit::load((tmp / "model.pt").string(), torch::kCPU, extra);
+    const torch::Tensor x = torch::rand({5, 1, 28, 28});
+    const torch::Tensor expected = model->forward(x);
+    const torch::Tensor got = loaded.forward({x}).toTensor();
+    EXPECT_LE((got - expected).abs().max().item<float>(), 1e-6);
+    EXPECT_TRUE(loaded.forward({x.squeeze(1)}).toTensor().equal(got));  // [N, 28, 28] too
+    EXPECT_EQ(parse_config(nlohmann::json::parse(extra["config.json"])).name, "small");
+    EXPECT_EQ(nlohmann::json::parse(extra["classes.json"]).size(), 10u);
+    EXPECT_NE(extra["preprocessing.json"].find("pixel / 255"), std::string::npos);
+    std::vector<std::string> names;
+    for (const auto& p : loaded.named_parameters()) names.push_back(p.name);
+    EXPECT_EQ(names, bias ? std::vector<std::string>({"dense.weight", "dense.bias", "dense_1.weight", "dense_1.bias"})
+                          : std::vector<std::string>({"dense.weight", "dense_1.weight", "dense_1.bias"}));
+    // load_model reads an export back into the same model.
+    LoadedModel back = load_model((tmp / "model.pt").string());
+    EXPECT_TRUE(back.model->forward(x).equal(expected));
+  }
+}
+
+TEST(Export, PythonTorchJitLoadGivesTheSameOutputs) {
+  if (!python_torch_available())
+    GTEST_SKIP() << "SKIPPED: /usr/bin/python3 cannot import torch (apt-get install python3-torch); the Python interop check did not run";
+  TempDir tmp;
+  const Config config = small_config();
+  Model model(config.model, kImageShape, 4);
+  export_model(*model, config, tmp / "model.pt");
+  const torch::Tensor x = torch::rand({7, 1, 28, 28});
+  c10::Dict<std::string, torch::Tensor> io;
+  io.insert("input", x);
+  io.insert("output", model->forward(x).detach());
+  const auto bytes = torch::pickle_save(io);
+  write_file(tmp / "io.pt", std::string(bytes.begin(), bytes.end()));
+  const std::string cmd = "/usr/bin/python3 tests/python/check_export.py '" + tmp.path.string() + "' 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string output;
+  char buf[512];
+  while (fgets(buf, sizeof buf, pipe)) output += buf;
+  EXPECT_EQ(pclose(pipe), 0) << output;
+  EXPECT_NE(output.find("outputs match"), std::string::npos) << output;
+}
+
+TEST(KerasImport, ReproducesAnIndependentForwardPass) {
+  // Random Keras-layout weights, written as JSON the way json.dump([w.tolist() for w in get_weights()]) does.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(-0.3, 0.3);
+  auto matrix = [&](int rows, int cols) {
+    std::vector<std::vector<double>> m(static_cast<size_t>(rows), std::vector<double>(static_cast<size_t>(cols)));
+    for (auto& r : m)
+      for (auto& v : r) v = static_cast<float>(u(rng));  // float32-representable, as Keras stores them
+    return m;
+  };
+  const auto k1 = matrix(784, 8), b1 = matrix(1, 8), k2 = matrix(8, 10), b2 = matrix(1, 10);
+  nlohmann::json weights = {k1, b1[0], k2, b2[0]};
+  TempDir tmp;
+  write_file(tmp / "w.json", weights.dump());
+
+  const Config config = small_config(Activation::softmax);
+  Model model = model_with_params(config, read_keras_weights(tmp / "w.json", config), "test");
+  const torch::Tensor x = torch::rand({3, 1, 28, 28}, torch::kFloat32);
+  const torch::Tensor got = model->forward(x);
+  for (int64_t n = 0; n < 3; ++n) {  // Keras: softmax(relu(x @ k1 + b1) @ k2 + b2), in double
+    const auto xin = x[n].flatten();
+    std::vector<double> h(8), z(10);
+    for (size_t j = 0; j < 8; ++j) {
+      double s = b1[0][j];
+      for (size_t i = 0; i < 784; ++i) s += static_cast<double>(xin[static_cast<int64_t>(i)].item<float>()) * k1[i][j];
+      h[j] = std::max(0.0, s);
+    }
+    double total = 0;
+    for (size_t j = 0; j < 10; ++j) {
+      z[j] = b2[0][j];
+      for (size_t i = 0; i < 8; ++i) z[j] += h[i] * k2[i][j];
+      total += std::exp(z[j]);
+    }
+    for (size_t j = 0; j < 10; ++j)
+      EXPECT_NEAR(got[n][static_cast<int64_t>(j)].item<float>(), std::exp(z[j]) / total, 1e-6) << n << "," << j;
+  }
+}
+
+TEST(KerasImport, ShapeErrorsNameTheLayerAndDimension) {
+  TempDir tmp;
+  const Config config = small_config();
+  auto error_for = [&](const nlohmann::json& j) -> std::string {
+    write_file(tmp / "w.json", j.dump());
+    try {
+      read_keras_weights(tmp / "w.json", config);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const nlohmann::json k1 = std::vector<std::vector<double>>(784, std::vector<double>(8, 0.0));
+  const nlohmann::json b1 = std::vector<double>(8, 0.0), b2 = std::vector<double>(10, 0.0);
+  const nlohmann::json k2 = std::vector<std::vector<double>>(8, std::vector<double>(10, 0.0));
+  const nlohmann::json k2_wide = std::vector<std::vector<double>>(8, std::vector<double>(12, 0.0));
+  EXPECT_EQ(error_for({k1, b1, k2, b2}), "");
+  EXPECT_NE(error_for({k1, b1, k2}).find("holds 3 arrays; the config needs 4 in this order: dense kernel [784, 8]"), std::string::npos);
+  EXPECT_NE(error_for({k1, b1, k2_wide, b2}).find("weights[2] (dense_1 kernel) has shape [8, 12]; the config's dense_1 needs [8, 10] (dimension 1: 12 vs 10)"),
+            std::string::npos)
+      << error_for({k1, b1, k2_wide, b2});
+  EXPECT_NE(error_for({k1, k1, k2, b2}).find("weights[1] (dense bias) has shape [784, 8]"), std::string::npos);
+  EXPECT_NE(error_for({k1, b1, {{1, 2}, {3}}, b2}).find("ragged"), std::string::npos);
+  write_file(tmp / "w.json", "{oops");
+  EXPECT_THROW(read_keras_weights(tmp / "w.json", config), std::runtime_error);
+}
+
+namespace {
+// A digit drawn with cv::putText on a canvas: `invert` gives dark ink on a light background.
+cv::Mat drawn_digit(const std::string& digit, int size, cv::Point at, double scale, bool invert) {
+  cv::Mat img(size, size, CV_8UC1, cv::Scalar(0));
+  cv::putText(img, digit, at, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(255), std::max(1, static_cast<int>(scale * 2)), cv::LINE_AA);
+  if (invert) cv::bitwise_not(img, img);
+  return img;
+}
+}  // namespace
+
+TEST(Predict, DrawnDigitsComeOutCentredIn28x28) {
+  struct Case {
+    int size, x, y;
+    double scale;
+    bool invert;
+  } cases[] = {{200, 20, 120, 3.0, false}, {200, 90, 190, 3.0, true}, {600, 400, 200, 6.0, true}, {64, 10, 40, 1.0, false}, {300, 5, 295, 4.0, true}};
+  cv::Mat reference;
+  for (const auto& c : cases) {
+    const cv::Mat out = prepare_digit(drawn_digit("7", c.size, {c.x, c.y}, c.scale, c.invert), "drawn");
+    ASSERT_EQ(out.rows, 28);
+    ASSERT_EQ(out.cols, 28);
+    const cv::Rect box = cv::boundingRect(out > 0);
+    EXPECT_LE(std::max(box.width, box.height), 20);
+    EXPECT_GE(std::max(box.width, box.height), 19);  // scaled to fill 20x20
+    const cv::Moments m = cv::moments(out, false);
+    EXPECT_NEAR(m.m10 / m.m00, 14.0, 1.0) << c.size << " " << c.x;
+    EXPECT_NEAR(m.m01 / m.m00, 14.0, 1.0) << c.size << " " << c.y;
+    EXPECT_EQ(out.at<uchar>(0, 0), 0);  // ink is bright on a dark background, whatever came in
+    EXPECT_GT(cv::sum(out)[0], 255.0 * 30);
+  }
+}
+
+TEST(Predict, BadImagesAreNamed) {
+  TempDir tmp;
+  auto error_for = [&](const fs::path& p) -> std::string {
+    try {
+      load_digit(p);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  write_file(tmp / "text.png", "not an image");
+  EXPECT_NE(error_for(tmp / "text.png").find("text.png cannot be decoded"), std::string::npos);
+  cv::imwrite((tmp / "blank.png").string(), cv::Mat(50, 50, CV_8UC1, cv::Scalar(255)));
+  EXPECT_NE(error_for(tmp / "blank.png").find("blank.png has no visible ink"), std::string::npos);
+  EXPECT_NE(error_for(tmp / "absent.png").find("does not exist"), std::string::npos);
+  EXPECT_THROW(prepare_digit(cv::Mat(), "empty"), std::runtime_error);
+  fs::create_directory(tmp / "empty_dir");
+  EXPECT_THROW(collect_images({(tmp / "empty_dir").string()}), std::runtime_error);
+  fs::create_directory(tmp / "digits");
+  cv::imwrite((tmp / "digits" / "b.png").string(), drawn_digit("3", 100, {20, 80}, 2.0, false));
+  cv::imwrite((tmp / "digits" / "a.bmp").string(), drawn_digit("1", 100, {20, 80}, 2.0, true));
+  write_file(tmp / "digits" / "notes.txt", "not an image");
+  const auto files = collect_images({(tmp / "digits").string()});
+  ASSERT_EQ(files.size(), 2u);  // images only, sorted
+  EXPECT_EQ(files[0].filename(), "a.bmp");
+}
