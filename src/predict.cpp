@@ -20,13 +20,20 @@ cv::Mat prepare_digit(const cv::Mat& gray_in, const std::string& what) {
   std::nth_element(border.begin(), border.begin() + border.size() / 2, border.end());
   const int background = border[border.size() / 2];
   if (background > 127) cv::bitwise_not(gray, gray);
-  // Lift the background to 0 so paper texture or JPEG noise is not taken for ink.
-  cv::Mat ink;
-  cv::subtract(gray, cv::Scalar(background > 127 ? 255 - background : background), ink);
+  // Uneven lighting (a photo of paper): estimate the background with a morphological opening wider
+  // than any pen stroke and subtract it, so the shading is not taken for ink.
+  const int k = std::max(3, std::min(gray.rows, gray.cols) / 3) | 1;
+  cv::Mat lit, ink;
+  cv::morphologyEx(gray, lit, cv::MORPH_OPEN, cv::getStructuringElement(cv::MORPH_RECT, {k, k}));
+  cv::subtract(gray, lit, ink);
   double max_value = 0;
   cv::minMaxLoc(ink, nullptr, &max_value);
   if (max_value < 32) throw std::runtime_error("image " + what + " has no visible ink (a blank image?)");
-  cv::Mat mask = ink > max_value * 0.25;
+  // MNIST's background is exactly 0: drop the faint residue of paper texture and sensor noise.
+  cv::threshold(ink, ink, max_value * 0.15, 0, cv::THRESH_TOZERO);
+  cv::Mat cleaned;
+  cv::medianBlur(ink, cleaned, 3);  // isolated noisy pixels must not stretch the bounding box
+  cv::Mat mask = cleaned > max_value * 0.25;
   const cv::Rect box = cv::boundingRect(mask);
   cv::Mat digit = ink(box);
   // Fit 20x20 keeping the aspect ratio (anti-aliased, as NIST's digits were).

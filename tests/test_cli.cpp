@@ -164,6 +164,27 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
   EXPECT_EQ(predictions[0]["predicted"], test.labels[0].item<int64_t>());  // digit0.png sorts first
   EXPECT_GE(correct, 9) << pr.out;
 
+  // A photo-like image: dark ink, off-centre, on uneven grey "paper" with sensor noise, as JPEG.
+  {
+    const torch::Tensor pixels = (test.images[1][0] * 255).round().to(torch::kU8).contiguous();
+    cv::Mat digit(28, 28, CV_8UC1, pixels.data_ptr<uint8_t>()), big, alpha;
+    cv::resize(digit, big, {220, 220}, 0, 0, cv::INTER_CUBIC);
+    big.convertTo(alpha, CV_32F, 1.0 / 255);
+    cv::Mat paper(360, 480, CV_32F), noise(360, 480, CV_32F);
+    for (int y = 0; y < paper.rows; ++y)
+      for (int x = 0; x < paper.cols; ++x) paper.at<float>(y, x) = 165.0f + 60.0f * x / paper.cols + 15.0f * y / paper.rows;
+    cv::randn(noise, 0, 6);
+    paper += noise;
+    cv::Mat roi = paper(cv::Rect(230, 90, 220, 220));
+    roi = roi.mul(1 - alpha) + 35.0f * alpha;
+    cv::Mat photo;
+    paper.convertTo(photo, CV_8U);
+    cv::imwrite((tmp / "photo.jpg").string(), photo, {cv::IMWRITE_JPEG_QUALITY, 60});
+    const CommandResult ph = run_mnist("predict --json --model " + (run / "model.pt").string() + " " + (tmp / "photo.jpg").string());
+    ASSERT_EQ(ph.exit_code, 0) << ph.err;
+    EXPECT_EQ(json::parse(ph.out)["predictions"][0]["predicted"], test.labels[1].item<int64_t>()) << ph.out;
+  }
+
   // `evaluate --out` writes the metrics and the heatmaps elsewhere.
   const CommandResult o = run_mnist("evaluate --model " + run.string() + " --out " + (tmp / "eval").string());
   ASSERT_EQ(o.exit_code, 0) << o.err;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <random>
 
 #include <opencv2/imgcodecs.hpp>
@@ -77,6 +78,7 @@ TEST(Export, PythonTorchJitLoadGivesTheSameOutputs) {
   while (fgets(buf, sizeof buf, pipe)) output += buf;
   EXPECT_EQ(pclose(pipe), 0) << output;
   EXPECT_NE(output.find("outputs match"), std::string::npos) << output;
+  std::cout << output;  // the Python side's own report, for the log
 }
 
 TEST(KerasImport, ReproducesAnIndependentForwardPass) {
