@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <iostream>
 
 #include "compare.h"
@@ -60,6 +63,16 @@ std::string default_data_dir(const Config& c) { return "data/" + c.dataset; }
 
 constexpr int64_t kGallerySize = 36;  // 6 x 6 most confident mistakes
 
+// Set by SIGINT/SIGTERM while training; the trainer finishes its step and returns. Signal handlers
+// can only reach globals, so this is the program's one piece of global state.
+std::atomic<bool> g_stop_requested{false};
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void request_stop(int sig) {
+  g_signal = sig;
+  g_stop_requested.store(true);
+  std::signal(sig, SIG_DFL);  // a second Ctrl-C ends the program at once
+}
+
 void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::string& split) {
   out << std::fixed << std::setprecision(4) << split << "_loss: " << m[split + "_loss"].get<double>() << "  " << split
       << "_accuracy: " << m[split + "_accuracy"].get<double>() << "  top_output_ties: " << m["top_output_ties"].get<int64_t>()
@@ -77,8 +90,24 @@ void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::str
   out.unsetf(std::ios::fixed);
 }
 
-int train(const ConfigFlags& flags, const std::string& device_flag, const std::string& data_flag, const std::string& out_flag) {
-  const Config config = resolve_config(flags);
+int train(const ConfigFlags& flags, bool config_flags_given, const std::string& resume, const std::string& device_flag,
+          const std::string& data_flag, const std::string& out_flag) {
+  std::optional<Checkpoint> checkpoint;
+  Config config;
+  if (!resume.empty()) {
+    if (config_flags_given || !out_flag.empty())
+      throw UsageError("--resume continues a run with its own config and directory; drop --config, --set, --epochs, --seed and --out");
+    const fs::path file = fs::path(resume) / "checkpoint.pt";
+    if (!fs::exists(file)) throw std::runtime_error(resume + " holds no checkpoint.pt to resume from");
+    checkpoint = read_checkpoint(file);
+    config = checkpoint->config;
+    if (checkpoint->history.epochs() >= static_cast<size_t>(config.training.epochs) && checkpoint->progress.step == 0) {
+      std::cout << "run " << resume << " already finished all " << config.training.epochs << " epochs; nothing to resume\n";
+      return 0;
+    }
+  } else {
+    config = resolve_config(flags);
+  }
   const torch::Device device = resolve_device(device_flag);
   check_out_dir(out_flag);
   const std::string data_dir = data_flag.empty() ? default_data_dir(config) : data_flag;
@@ -87,15 +116,22 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
   auto [train_split, validation] = split_validation(load_split(data_dir, true), config.training.validation_split);
   const Split train_data = train_split.to(device), val_data = validation.size() ? validation.to(device) : Split{};
   const Split test_data = load_split(data_dir, false).to(device);
-  Model model(config.model, kImageShape, config.training.seed);
+  Model model = checkpoint ? model_with_params(config, checkpoint->params, resume + "/checkpoint.pt")
+                           : Model(config.model, kImageShape, config.training.seed);
 
-  const fs::path run = create_run_dir(out_flag, config.name);
-  write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");
+  const fs::path run = checkpoint ? fs::path(resume) : create_run_dir(out_flag, config.name);
+  if (!checkpoint) write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");
   std::cout << model->summary(config.name) << "Training " << config.name << " on " << train_data.size() << " "
             << config.dataset << " samples" << (val_data.size() ? ", validating on " + std::to_string(val_data.size()) : "")
             << " (" << device.str() << "), run directory " << run.string() << "\n";
 
   Trainer trainer(model, config.training, device);
+  if (checkpoint) {
+    trainer.optimizer().load_state(checkpoint->optimizer_state);
+    trainer.resume(checkpoint->history, checkpoint->progress);
+    std::cout << "Resuming after " << checkpoint->history.epochs() << " of " << config.training.epochs << " epochs"
+              << (checkpoint->progress.step ? " and " + std::to_string(checkpoint->progress.step) + " steps of the next" : "") << "\n";
+  }
   FitOptions options;
   options.log = &std::cout;
   options.progress_bar = ::isatty(STDOUT_FILENO);
@@ -103,14 +139,30 @@ int train(const ConfigFlags& flags, const std::string& device_flag, const std::s
     save_history(run, h);
     save_checkpoint(run / "checkpoint.pt", *model, config, h, trainer.optimizer());
   };
+  options.stop = &g_stop_requested;
+  g_stop_requested = false;
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
   const FitResult fit = trainer.fit(train_data, val_data, test_data, options);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  if (fit.interrupted) {
+    save_history(run, fit.history);
+    save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer(), trainer.progress());
+    const int64_t steps = (train_data.size() + config.training.batch_size - 1) / config.training.batch_size;
+    std::cout << "Interrupted (" << (g_signal == SIGTERM ? "SIGTERM" : "SIGINT") << ") in epoch " << fit.history.epochs() + 1
+              << "/" << config.training.epochs << " after step " << trainer.progress().step << "/" << steps << "; saved "
+              << (run / "checkpoint.pt").string() << ".\nResume with: build/mnist train --resume " << run.string() << "\n";
+    return 128 + static_cast<int>(g_signal);
+  }
 
   const Evaluation test_eval = evaluate(model, test_data, config.training.loss);
   nlohmann::json metrics = metrics_json(test_eval, class_names(config.dataset));
   metrics["epochs_completed"] = fit.history.epochs();
   if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
   write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
-  if (fit.history.epochs() == 0) {
+  if (fit.history.epochs() == 0 || !fit.stopped_early.empty()) {
     save_history(run, fit.history);
     save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer());
   }
@@ -236,8 +288,10 @@ int run_cli(int argc, char** argv) {
   ConfigFlags train_flags;
   std::string device = "auto", data, out;
   int threads = 0;
+  std::string resume;
   auto* train_cmd = app.add_subcommand("train", "train a config; writes a run directory");
   add_config_flags(*train_cmd, train_flags, true);
+  train_cmd->add_option("--resume", resume, "continue an interrupted run from RUN_DIR/checkpoint.pt");
   train_cmd->add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   train_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
   train_cmd->add_option("--out", out, "run directory (default: runs/<name>-<timestamp>); must not exist or be empty");
@@ -301,7 +355,11 @@ int run_cli(int argc, char** argv) {
   }
   if (threads > 0) torch::set_num_threads(threads);
 
-  if (*train_cmd) return train(train_flags, device, data, out);
+  if (*train_cmd) {
+    const bool config_flags_given = train_cmd->count("--config") + train_cmd->count("--set") + train_cmd->count("--epochs") +
+                                    train_cmd->count("--seed") > 0;
+    return train(train_flags, config_flags_given, resume, device, data, out);
+  }
   if (*eval_cmd) return evaluate_cmd(model_path, data, split, json, eval_out);
   if (*plot_cmd_app) return plot_cmd(plot_dir, data);
   if (*compare_cmd_app) return compare_cmd(compare_inputs, compare_out);

@@ -92,11 +92,12 @@ void save_history(const fs::path& dir, const History& history) {
 }
 
 void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
-                     const KerasOptimizer& optimizer) {
+                     const KerasOptimizer& optimizer, const Progress& progress) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
   archive.write("config", c10::IValue(to_json(config).dump()));
   archive.write("history", c10::IValue(history.to_json().dump()));
+  archive.write("progress", c10::IValue(progress.to_json().dump()));
   for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach().to(torch::kCPU).clone());
   const auto state = optimizer.state();
   for (size_t i = 0; i < state.size(); ++i) archive.write("optimizer." + std::to_string(i), state[i].to(torch::kCPU));
@@ -106,11 +107,13 @@ void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& confi
 Checkpoint read_checkpoint(const fs::path& path) {
   const std::string what = "model file " + path.string();
   torch::serialize::InputArchive archive;
-  std::string format, config_text;
+  std::string format, config_text, history_text, progress_text;
   try {
     archive.load_from(path.string(), torch::kCPU);
     format = read_string(archive, "format");
     config_text = read_string(archive, "config");
+    history_text = read_string(archive, "history");
+    progress_text = read_string(archive, "progress");
   } catch (const c10::Error&) {
     throw std::runtime_error(what + " is not a checkpoint written by `mnist train` (unreadable or truncated)");
   }
@@ -127,6 +130,17 @@ Checkpoint read_checkpoint(const fs::path& path) {
     if (!archive.try_read("model." + p.key(), stored))
       throw std::runtime_error(what + " lacks parameter " + p.key() + " that its config needs");
     c.params[p.key()] = stored;
+  }
+  for (int i = 0; i < 4; ++i) {
+    torch::Tensor t;
+    if (!archive.try_read("optimizer." + std::to_string(i), t)) throw std::runtime_error(what + " lacks its optimizer state");
+    c.optimizer_state.push_back(t);
+  }
+  try {
+    c.history = History::from_json(nlohmann::json::parse(history_text), what);
+    c.progress = Progress::from_json(nlohmann::json::parse(progress_text));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(what + " has an unreadable history or progress record (" + e.what() + ")");
   }
   return c;
 }

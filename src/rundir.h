@@ -34,11 +34,14 @@ void save_history(const fs::path& dir, const History& history);
 // A self-contained checkpoint: the resolved config, the parameters by name, the optimizer state
 // and the history, so `mnist evaluate --model checkpoint.pt` needs nothing else.
 void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
-                     const KerasOptimizer& optimizer);
+                     const KerasOptimizer& optimizer, const Progress& progress = {});
 
 struct Checkpoint {
   Config config;
   std::map<std::string, torch::Tensor> params;  // by ModelImpl parameter name
+  std::vector<torch::Tensor> optimizer_state;   // KerasOptimizer::state()
+  History history;
+  Progress progress;
 };
 // Reads a checkpoint written by save_checkpoint. Throws std::runtime_error naming the file.
 Checkpoint read_checkpoint(const fs::path& path);

@@ -88,7 +88,7 @@ History History::from_json(const nlohmann::json& j, const std::string& origin) {
   read(h.test_loss, {"test_loss"});
   read(h.test_accuracy, {"test_accuracy"});
   read(h.epoch_seconds, {"epoch_seconds"});
-  if (h.accuracy.empty() && h.loss.empty()) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
+  if (!j.contains("accuracy") && !j.contains("acc") && !j.contains("loss")) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
   return h;
 }
 
@@ -108,8 +108,21 @@ Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
       device_(device),
       optimizer_(parameters_on(model_, device_), config_.optimizer) {}
 
-std::pair<torch::Tensor, torch::Tensor> Trainer::train_epoch(const Split& train, int64_t epoch,
-                                                             const FitOptions& options) {
+nlohmann::json Progress::to_json() const {
+  return {{"step", step}, {"loss_sum", loss_sum}, {"correct", correct}, {"seconds", seconds}};
+}
+
+Progress Progress::from_json(const nlohmann::json& j) {
+  return {j.at("step").get<int64_t>(), j.at("loss_sum").get<double>(), j.at("correct").get<double>(), j.at("seconds").get<double>()};
+}
+
+void Trainer::resume(History history, Progress progress) {
+  history_ = std::move(history);
+  progress_ = progress;
+}
+
+bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, torch::Tensor& loss_sum,
+                          torch::Tensor& correct) {
   const int64_t n = train.size(), batch = config_.batch_size;
   const int64_t steps = (n + batch - 1) / batch;
   const torch::Tensor order = config_.shuffle ? epoch_permutation(n, config_.seed, epoch).to(device_)
@@ -117,13 +130,13 @@ std::pair<torch::Tensor, torch::Tensor> Trainer::train_epoch(const Split& train,
   // Batch buffers are allocated once per epoch and filled in place.
   torch::Tensor x_buf = torch::empty({batch, 1, 28, 28}, train.images.options());
   torch::Tensor y_buf = torch::empty({batch}, train.labels.options());
-  torch::Tensor loss_sum = torch::zeros({}, train.images.options());
-  torch::Tensor correct = torch::zeros({}, train.labels.options());
+  loss_sum = torch::full({}, progress_.loss_sum, train.images.options());
+  correct = torch::full({}, static_cast<int64_t>(progress_.correct), train.labels.options());
   const Activation out_act = model_->output_activation();
   const auto t0 = Clock::now();
   auto last_draw = t0;
   model_->train();
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t step = progress_.step; step < steps; ++step) {
     const int64_t start = step * batch, len = std::min(batch, n - start);
     const torch::Tensor idx = order.narrow(0, start, len);
     torch::Tensor x = x_buf.narrow(0, 0, len), y = y_buf.narrow(0, 0, len);
@@ -145,33 +158,43 @@ std::pair<torch::Tensor, torch::Tensor> Trainer::train_epoch(const Split& train,
     if (options.progress_bar && options.log && (step + 1 == steps || seconds_since(last_draw) > 0.1)) {
       last_draw = Clock::now();
       const double seen = static_cast<double>(start + len);
-      *options.log << "\r" << progress_line(step + 1, steps, seconds_since(t0),
+      *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
                                             format_metric("accuracy", correct.item<double>() / seen) +
                                                 format_metric("loss", loss_sum.item<double>() / seen))
                    << "\033[K" << std::flush;
     }
+    if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) {
+      progress_ = {step + 1, loss_sum.item<double>(), correct.item<double>(), progress_.seconds + seconds_since(t0)};
+      return false;
+    }
   }
-  return {loss_sum, correct};
+  progress_.seconds += seconds_since(t0);
+  return true;
 }
 
 FitResult Trainer::fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options) {
   FitResult result;
-  History& h = result.history;
+  History& h = history_;
   const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
   const bool has_validation = validation.size() > 0;
   torch::Tensor params_before = torch::empty_like(optimizer_.flat_params());
-  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
-    // What this epoch started from, to fall back on if it ends in a non-finite loss.
+  for (int64_t epoch = static_cast<int64_t>(h.epochs()); epoch < config_.epochs; ++epoch) {
+    // What this epoch (or its resumed part) started from, to fall back on if it ends non-finite.
     params_before.copy_(optimizer_.flat_params());
     const auto optimizer_before = optimizer_.state();
     if (options.log && options.progress_bar)
       *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "\n";
 
-    const auto t0 = Clock::now();
-    auto [loss_sum, correct] = train_epoch(train, epoch, options);
+    torch::Tensor loss_sum, correct;
+    if (!train_epoch(train, epoch, options, loss_sum, correct)) {
+      result.interrupted = true;
+      if (options.log && options.progress_bar) *options.log << "\n";
+      break;
+    }
     const double loss = loss_sum.item<double>() / static_cast<double>(n);
     const double accuracy = correct.item<double>() / static_cast<double>(n);
-    const double seconds = seconds_since(t0);
+    const double seconds = progress_.seconds;
+    progress_ = Progress{};
 
     if (!std::isfinite(loss)) {
       torch::NoGradGuard no_grad;
@@ -181,7 +204,7 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
       why << "the training loss became non-finite (" << loss << ") in epoch " << epoch + 1;
       if (config_.loss.semantics == LossSemantics::renormalized && !config_.loss.from_logits)
         why << ": with \"renormalized\" semantics a batch whose output units all underflow to 0 divides 0 by 0";
-      why << "; kept the weights from the end of epoch " << epoch << " (" << (epoch == 0 ? "the initial weights" : "the last finite one") << ")";
+      why << "; kept the weights this epoch started from (" << (epoch == 0 ? "the initial weights" : "the last finite ones") << ")";
       result.stopped_early = why.str();
       if (options.log) *options.log << (options.progress_bar ? "\n" : "") << "Stopped: " << result.stopped_early << "\n";
       break;
@@ -208,7 +231,12 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
         *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "  " << line << "\n" << std::flush;
     }
     if (options.on_epoch_end) options.on_epoch_end(h);
+    if (options.stop && options.stop->load(std::memory_order_relaxed) && epoch + 1 < config_.epochs) {
+      result.interrupted = true;  // asked during the epoch's last step: stop at the boundary
+      break;
+    }
   }
+  result.history = h;
   return result;
 }
 

@@ -4,6 +4,7 @@
 // accumulated on the device and read once per epoch; after every epoch the validation data (the
 // validation_split, or else the test set) and the test set are evaluated.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -33,15 +34,30 @@ struct History {
   static History from_json(const nlohmann::json& j, const std::string& origin);
 };
 
+// Where a run stands inside the epoch after the last completed one: the steps already taken and
+// their running sums, so that a run interrupted mid-epoch resumes with exactly the same batches
+// and Keras metrics as one that ran straight through.
+struct Progress {
+  int64_t step = 0;                  // 0: at an epoch boundary
+  double loss_sum = 0, correct = 0;  // sum of batch loss * batch size (a float32 value), hits
+  double seconds = 0;                // time already spent in this epoch
+  nlohmann::json to_json() const;
+  static Progress from_json(const nlohmann::json& j);
+};
+
 struct FitOptions {
   std::ostream* log = nullptr;  // per-epoch lines; nullptr for silence
   bool progress_bar = false;    // live bar (stdout is a terminal)
   std::function<void(const History&)> on_epoch_end;
+  // Checked after every step (a relaxed load, no device sync): when set, fit() returns after the
+  // current step with `interrupted` set and progress() saying where to resume.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct FitResult {
   History history;
   std::string stopped_early;  // empty when every epoch ran; else why training stopped
+  bool interrupted = false;   // options.stop was set
 };
 
 // The permutation of [0, n) used for `epoch`: a pure function of (seed, epoch), drawn on the CPU,
@@ -52,19 +68,30 @@ class Trainer {
  public:
   Trainer(Model model, TrainingConfig config, torch::Device device);
 
-  // `validation` may be empty: val_* then reports `test`. All splits must be on the device.
+  // Continue a run: its history so far and the position inside the next epoch. The optimizer's
+  // state is restored separately (optimizer().load_state).
+  void resume(History history, Progress progress);
+
+  // Runs the remaining epochs. `validation` may be empty: val_* then reports `test`. All splits
+  // must be on the device.
   FitResult fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options);
 
   KerasOptimizer& optimizer() { return optimizer_; }
+  const History& history() const { return history_; }
+  const Progress& progress() const { return progress_; }
 
  private:
-  // Runs one epoch; returns {sum of batch loss * batch size, correct predictions} as device scalars.
-  std::pair<torch::Tensor, torch::Tensor> train_epoch(const Split& train, int64_t epoch, const FitOptions& options);
+  // Runs the rest of one epoch from progress_. Returns false when interrupted (progress_ then
+  // holds the position); on completion `loss_sum` and `correct` hold the epoch's device sums.
+  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, torch::Tensor& loss_sum,
+                   torch::Tensor& correct);
 
   Model model_;
   TrainingConfig config_;
   torch::Device device_;
   KerasOptimizer optimizer_;
+  History history_;
+  Progress progress_;
 };
 
 }  // namespace mnist

@@ -7,7 +7,14 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
+
 #include "data.h"
+#include "rundir.h"
 #include "helpers.h"
 
 using namespace testing_helpers;
@@ -199,4 +206,51 @@ TEST(Cli, CompareAndPlotNameTheirBadInputs) {
   expect_one_line_error(run_mnist("compare " + (tmp / "notes.json").string()), 1, "not a History");
   expect_one_line_error(run_mnist("plot " + tmp.path.string()), 1, "is not a run directory");
   expect_one_line_error(run_mnist("compare"), 2, "inputs");
+}
+
+TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
+  if (!fs::exists("data/mnist/train-images-idx3-ubyte"))
+    GTEST_SKIP() << "data/mnist is missing: scripts/test.sh fetches it (scripts/fetch-data.sh)";
+  TempDir tmp;
+  const fs::path straight = tmp / "straight", interrupted = tmp / "interrupted";
+  ASSERT_EQ(run_mnist("train --epochs 2 --out " + straight.string()).exit_code, 0);
+
+  // Start the same run, wait for its first epoch, then Ctrl-C it during the second.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string out = (tmp / "interrupted.log").string();
+    freopen(out.c_str(), "w", stdout);
+    execl(MNIST_BINARY, MNIST_BINARY, "train", "--epochs", "2", "--out", interrupted.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 600 && !fs::exists(interrupted / "history.json"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fs::exists(interrupted / "history.json")) << "epoch 1 never finished";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string log = slurp(tmp / "interrupted.log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  ASSERT_EQ(WEXITSTATUS(status), 130) << log;
+  EXPECT_NE(log.find("Interrupted (SIGINT) in epoch 2/2 after step"), std::string::npos) << log;
+  EXPECT_NE(log.find("Resume with: build/mnist train --resume " + interrupted.string()), std::string::npos) << log;
+  for (const auto& entry : fs::directory_iterator(interrupted))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+
+  const CommandResult resumed = run_mnist("train --resume " + interrupted.string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("Resuming after 1 of 2 epochs and "), std::string::npos) << resumed.out;
+  const mnist::Checkpoint a = mnist::read_checkpoint(straight / "checkpoint.pt"), b = mnist::read_checkpoint(interrupted / "checkpoint.pt");
+  for (const auto& [name, tensor] : a.params) EXPECT_TRUE(tensor.equal(b.params.at(name))) << name;
+  EXPECT_EQ(a.history.loss, b.history.loss);
+  EXPECT_EQ(a.history.accuracy, b.history.accuracy);
+  EXPECT_EQ(a.history.val_accuracy, b.history.val_accuracy);
+  EXPECT_EQ(slurp(straight / "metrics.json"), slurp(interrupted / "metrics.json"));
+
+  const CommandResult again = run_mnist("train --resume " + interrupted.string());
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.out.find("already finished all 2 epochs"), std::string::npos) << again.out;
+  expect_one_line_error(run_mnist("train --resume " + interrupted.string() + " --epochs 5"), 2, "--resume continues a run");
+  expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "holds no checkpoint.pt");
 }
