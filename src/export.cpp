@@ -2,6 +2,7 @@
 #include "export.h"
 
 #include <fstream>
+#include <sstream>
 
 #include "rundir.h"
 
@@ -82,7 +83,9 @@ std::filesystem::path export_model(ModelImpl& model, const Config& config, const
                                      {"config.json", to_json(config).dump(2)},
                                      {"classes.json", nlohmann::json(class_names(config.dataset)).dump()},
                                      {"preprocessing.json", preprocessing_json(config)}};
-  write_atomically(path, [&](const std::filesystem::path& tmp) { m.save(tmp.string(), extra); });
+  std::ostringstream module_bytes;  // in memory first: see save_checkpoint
+  m.save(module_bytes, extra);
+  write_file_atomic(path, module_bytes.str());
   c10::Dict<std::string, torch::Tensor> state;
   for (const auto& p : model.named_parameters()) state.insert(p.key(), p.value().detach().to(torch::kCPU).clone());
   const std::vector<char> bytes = torch::pickle_save(state);

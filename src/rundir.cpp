@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <sstream>
 
 #include "errors.h"
 
@@ -18,8 +19,8 @@ fs::path temp_name(const fs::path& path) {
   return path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
 }
 
-}  // namespace
-
+// Calls `write(tmp)` with a temporary name beside `path`, then renames it onto `path`; on any
+// failure the temporary is removed and the error propagates.
 void write_atomically(const fs::path& path, const std::function<void(const fs::path& tmp)>& write) {
   const fs::path tmp = temp_name(path);
   try {
@@ -31,8 +32,6 @@ void write_atomically(const fs::path& path, const std::function<void(const fs::p
     throw;
   }
 }
-
-namespace {
 
 std::string timestamp() {
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -101,7 +100,11 @@ void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& confi
   for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach().to(torch::kCPU).clone());
   const auto state = optimizer.state();
   for (size_t i = 0; i < state.size(); ++i) archive.write("optimizer." + std::to_string(i), state[i].to(torch::kCPU));
-  write_atomically(path, [&](const fs::path& tmp) { archive.save_to(tmp.string()); });
+  // Serialise in memory, then write with checked I/O: LibTorch's file writer throws from a
+  // destructor when the disk fills, which aborts the program.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
 }
 
 Checkpoint read_checkpoint(const fs::path& path) {

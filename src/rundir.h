@@ -17,9 +17,6 @@ namespace mnist {
 
 namespace fs = std::filesystem;
 
-// Calls `write(tmp)` with a temporary name beside `path`, then renames it onto `path`; on any
-// failure the temporary is removed and the error propagates.
-void write_atomically(const fs::path& path, const std::function<void(const fs::path& tmp)>& write);
 void write_file_atomic(const fs::path& path, const std::string& content);
 
 // `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.

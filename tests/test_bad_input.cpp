@@ -1,0 +1,129 @@
+// Every bad input a user can hand the program, as one table: the binary must exit with the right
+// code and one line naming the thing at fault, never a trace, and leave no half-written file.
+#include <gtest/gtest.h>
+
+#include "config.h"
+#include "export.h"
+#include "helpers.h"
+
+using namespace testing_helpers;
+
+namespace {
+
+struct BadInput {
+  std::string what, args;  // args may use {tmp} and {data}
+  int code;
+  std::string message;
+};
+
+std::string expand(std::string s, const std::string& tmp, const std::string& data) {
+  for (auto [key, value] : {std::pair<std::string, std::string>{"{tmp}", tmp}, {"{data}", data}})
+    for (size_t pos; (pos = s.find(key)) != std::string::npos;) s.replace(pos, key.size(), value);
+  return s;
+}
+
+// Files left under a temporary name anywhere below `dir`.
+std::vector<std::string> leftovers(const fs::path& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp") != std::string::npos) found.push_back(e.path().string());
+  return found;
+}
+
+}  // namespace
+
+TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
+  TempDir tmp;
+  const fs::path d = tmp.path;
+  // Synthetic data directories, each broken in one way.
+  auto data_dir = [&](const std::string& name, const std::string& train_images, const std::string& train_labels) {
+    fs::create_directories(d / name);
+    write_file(d / name / "train-images-idx3-ubyte", train_images);
+    write_file(d / name / "train-labels-idx1-ubyte", train_labels);
+    write_file(d / name / "t10k-images-idx3-ubyte", idx_images(10000));
+    write_file(d / name / "t10k-labels-idx1-ubyte", idx_labels(10000));
+  };
+  const std::string images = idx_images(60000), labels = idx_labels(60000);
+  data_dir("good", images, labels);
+  data_dir("truncated", images.substr(0, 1000000), labels);
+  data_dir("magic", idx_images(60000, 28, 28, 2049), labels);
+  data_dir("counts", images, idx_labels(59999));
+  fs::create_directories(d / "missing_file");
+  write_file(d / "missing_file" / "train-labels-idx1-ubyte", labels);
+  // Configs.
+  write_file(d / "not_json.json", "{\"model\": ");
+  write_file(d / "unknown_key.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}, "trainig": {}})");
+  write_file(d / "wrong_type.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": "ten", "activation": "softmax"}]}})");
+  write_file(d / "range.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}, "training": {"batch_size": 0}})");
+  write_file(d / "layer.json", R"({"model": {"layers": [{"type": "Conv2D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})");
+  write_file(d / "activation.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "swish"}]}})");
+  write_file(d / "shapes.json", R"({"model": {"layers": [{"type": "Dense", "units": 10, "activation": "softmax"}]}})");
+  // Models.
+  write_file(d / "not_a_model.pt", "hello");
+  const std::string layers = R"({"name": "small", "model": {"layers": [{"type": "Flatten"},
+      {"type": "Dense", "units": UNITS, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})";
+  auto with_units = [&](const char* units) { return std::string(layers).replace(layers.find("UNITS"), 5, units); };
+  const mnist::Config small = mnist::parse_config_text(with_units("16"), "t"), other = mnist::parse_config_text(with_units("32"), "t");
+  mnist::Model model(small.model, mnist::kImageShape, 0);
+  mnist::export_model(*model, small, d / "good.pt");
+  const std::string good = slurp(d / "good.pt");
+  write_file(d / "truncated.pt", good.substr(0, good.size() / 2));
+  mnist::export_model(*model, other, d / "other_config.pt");  // weights of 16 units, a config that says 32
+  // Images.
+  write_file(d / "garbage.png", "\x89PNG but not really");
+  write_file(d / "empty.png", "");
+  write_file(d / "file_not_dir", "x");
+
+  const BadInput cases[] = {
+      {"data directory missing", "train --epochs 1 --data {tmp}/nope", 1, "data directory {tmp}/nope does not exist"},
+      {"IDX file missing", "train --epochs 1 --data {tmp}/missing_file", 1, "train-images-idx3-ubyte is missing"},
+      {"IDX file truncated", "train --epochs 1 --data {tmp}/truncated", 1, "train-images-idx3-ubyte is truncated: 1000000 bytes, expected 47040016"},
+      {"IDX wrong magic", "train --epochs 1 --data {tmp}/magic", 1, "is not an IDX image file (magic number 0x00000801"},
+      {"IDX counts disagree", "train --epochs 1 --data {tmp}/counts", 1, "train-labels-idx1-ubyte holds 59999 items"},
+      {"config not JSON", "train --config {tmp}/not_json.json", 2, "not valid JSON"},
+      {"config unknown key", "train --config {tmp}/unknown_key.json", 2, "config error at trainig: unknown key"},
+      {"config wrong type", "train --config {tmp}/wrong_type.json", 2, "config error at model.layers[1].units: must be an integer"},
+      {"config out of range", "train --config {tmp}/range.json", 2, "config error at training.batch_size: must be between 1"},
+      {"config unknown layer", "train --config {tmp}/layer.json", 2, "config error at model.layers[0].type: must be one of Flatten, Dense"},
+      {"config unknown activation", "train --config {tmp}/activation.json", 2, "config error at model.layers[1].activation"},
+      {"config shapes", "train --config {tmp}/shapes.json", 2, "config error at model.layers[0]: Dense needs a flat input"},
+      {"--set missing path", "train --set training.optimizer.beta=0.5", 2, "no key \"beta\" under training.optimizer"},
+      {"--set wrong type", "train --set training.shuffle=maybe", 2, "training.shuffle holds boolean"},
+      {"model not a model", "evaluate --model {tmp}/not_a_model.pt", 1, "not_a_model.pt is not a model written by"},
+      {"model truncated", "evaluate --model {tmp}/truncated.pt", 1, "truncated.pt is not a model written by"},
+      {"model from another config", "evaluate --model {tmp}/other_config.pt --data {tmp}/good", 1,
+       "other_config.pt: parameter dense.weight has shape [16, 784] but its config needs [32, 784]"},
+      {"image undecodable", "predict --model {tmp}/good.pt {tmp}/garbage.png", 1, "garbage.png cannot be decoded"},
+      {"image empty", "predict --model {tmp}/good.pt {tmp}/empty.png", 1, "empty.png cannot be decoded"},
+      {"output dir not empty", "train --epochs 1 --data {tmp}/good --out {tmp}/good", 2, "already exists and is not an empty directory"},
+      {"output dir not writable", "train --epochs 1 --data {tmp}/good --out {tmp}/file_not_dir/run", 1, "cannot create run directory"},
+  };
+  for (const auto& c : cases) {
+    const CommandResult r = run_mnist(expand(c.args, d.string(), ""));
+    const std::string message = expand(c.message, d.string(), "");
+    EXPECT_EQ(r.exit_code, c.code) << c.what << ": " << r.err;
+    EXPECT_EQ(r.err.rfind("mnist: ", 0), 0u) << c.what << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << c.what << ": expected \"" << message << "\" in " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.what << ": " << r.err;
+  }
+  EXPECT_EQ(leftovers(d), std::vector<std::string>{});
+}
+
+TEST(BadInput, DiskFullWhileWritingLeavesNoHalfWrittenFile) {
+  // A 200 KiB file-size limit (SIGXFSZ ignored, so writes fail with EFBIG like on a full disk):
+  // the config and history fit, the 320 KiB checkpoint does not.
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const fs::path run = tmp / "run";
+  const std::string cmd = "bash -c 'ulimit -f 200; trap \"\" XFSZ; exec \"" + std::string(MNIST_BINARY) +
+                          "\" train --epochs 1 --data " + tmp.path.string() + " --out " + run.string() + "' >/dev/null 2>'" +
+                          (tmp / "err").string() + "'";
+  const int status = std::system(cmd.c_str());
+  const std::string err = slurp(tmp / "err");
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << err;
+  EXPECT_EQ(err.rfind("mnist: ", 0), 0u) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_FALSE(fs::exists(run / "checkpoint.pt"));  // never a partial checkpoint under the real name
+  EXPECT_EQ(leftovers(tmp.path), std::vector<std::string>{});
+}
