@@ -1,6 +1,8 @@
 // data: IDX validation, gzip handling, the built-in MNIST loader, and Keras's validation split.
 #include "data.h"
 
+#include "idx.h"
+
 #include <zlib.h>
 
 #include <array>
@@ -15,18 +17,12 @@ namespace mnist {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr uint32_t kImageMagic = 2051, kLabelMagic = 2049;  // IDX: 0x0803 ubyte 3-D, 0x0801 ubyte 1-D
-constexpr uint32_t kRows = 28, kCols = 28, kClasses = 10;
 constexpr uint32_t kTrainCount = 60000, kTestCount = 10000;  // the built-in loader accepts only these
 
 const std::string kFix = "; run scripts/fetch-data.sh, or pass --data DIR holding the four MNIST IDX files";
 
 std::runtime_error data_error(const fs::path& file, const std::string& problem, const std::string& fix = kFix) {
   return std::runtime_error("data file " + file.string() + " " + problem + fix);
-}
-
-uint32_t big_endian(const unsigned char* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
 }
 
 std::vector<unsigned char> read_prefix(const fs::path& file, size_t n) {
@@ -38,47 +34,26 @@ std::vector<unsigned char> read_prefix(const fs::path& file, size_t n) {
   return buf;
 }
 
-// Checks one IDX file's header and size; returns its item count. Errors name `shown`, the file
-// the user has (NAME.gz when `file` is our inflated copy of it).
+// Checks one IDX file with the rules in idx.h; returns its item count. Errors name `shown`, the
+// file the user has (NAME.gz when `file` is our inflated copy of it).
 uint32_t check_idx(const fs::path& file, const fs::path& shown, bool images, uint32_t expected_count) {
   if (!fs::exists(file)) throw data_error(shown, "is missing");
   if (!fs::is_regular_file(file)) throw data_error(shown, "is not a regular file");
-  const size_t header = images ? 16 : 8;
-  const auto head = read_prefix(file, header);
-  const uint32_t magic_expected = images ? kImageMagic : kLabelMagic;
-  const char* kind = images ? "IDX image file" : "IDX label file";
-  if (head.size() < header)
-    throw data_error(shown, "is truncated: " + std::to_string(head.size()) + " bytes, shorter than an " + kind + " header");
-  const uint32_t magic = big_endian(head.data());
-  if (magic != magic_expected) {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "is not an %s (magic number 0x%08X, expected 0x%08X)", kind, magic, magic_expected);
-    throw data_error(shown, buf);
+  const auto head = read_prefix(file, 16);
+  try {
+    return check_idx_header(head.data(), head.size(), fs::file_size(file), images, expected_count);
+  } catch (const std::runtime_error& e) {
+    throw data_error(shown, e.what());
   }
-  const uint32_t count = big_endian(head.data() + 4);
-  if (images) {
-    const uint32_t rows = big_endian(head.data() + 8), cols = big_endian(head.data() + 12);
-    if (rows != kRows || cols != kCols)
-      throw data_error(shown, "holds " + std::to_string(rows) + "x" + std::to_string(cols) + " images, expected 28x28");
-  }
-  if (count != expected_count)
-    throw data_error(shown, "holds " + std::to_string(count) + " items; the MNIST loader expects the " +
-                               std::to_string(expected_count) + "-item " + (expected_count == kTrainCount ? "training" : "test") + " set");
-  const uintmax_t expected_size = header + uintmax_t(count) * (images ? kRows * kCols : 1);
-  const uintmax_t size = fs::file_size(file);
-  if (size != expected_size)
-    throw data_error(shown, std::string(size < expected_size ? "is truncated" : "has trailing bytes") + ": " +
-                               std::to_string(size) + " bytes, expected " + std::to_string(expected_size) + " for " +
-                               std::to_string(count) + " items");
-  return count;
 }
 
 void check_labels_in_range(const fs::path& file, const fs::path& shown, uint32_t count) {
   const auto bytes = read_prefix(file, 8 + size_t(count));
-  for (size_t i = 8; i < bytes.size(); ++i)
-    if (bytes[i] >= kClasses)
-      throw data_error(shown, "has label " + std::to_string(bytes[i]) + " at index " + std::to_string(i - 8) +
-                                 "; MNIST labels are 0..9");
+  try {
+    check_label_values(bytes.data() + 8, bytes.size() - 8);
+  } catch (const std::runtime_error& e) {
+    throw data_error(shown, e.what());
+  }
 }
 
 // A directory holding plain IDX files for `dir`: `dir` itself, or a temporary copy with any NAME.gz

@@ -2,6 +2,7 @@
 #include "keras_import.h"
 
 #include <fstream>
+#include <sstream>
 
 #include "model.h"
 
@@ -10,13 +11,16 @@ namespace {
 
 using nlohmann::json;
 
-// The shape of a rectangular nested list of numbers; throws with `where` on anything else.
-std::vector<int64_t> list_shape(const json& j, const std::string& where) {
+// The shape of a rectangular nested list of numbers; throws with `where` on anything else. Keras
+// weights are at most 4-D (a Conv2D kernel), so deeper nesting is refused before it can exhaust
+// the stack.
+std::vector<int64_t> list_shape(const json& j, const std::string& where, int depth = 0) {
   if (j.is_number()) return {};
+  if (depth >= 8) throw std::runtime_error(where + " is nested deeper than any Keras weight (8 levels)");
   if (!j.is_array() || j.empty()) throw std::runtime_error(where + " is not a non-empty nested list of numbers");
-  const std::vector<int64_t> inner = list_shape(j[0], where);
+  const std::vector<int64_t> inner = list_shape(j[0], where, depth + 1);
   for (const auto& e : j)
-    if (list_shape(e, where) != inner) throw std::runtime_error(where + " is ragged: its rows differ in length");
+    if (list_shape(e, where, depth + 1) != inner) throw std::runtime_error(where + " is ragged: its rows differ in length");
   std::vector<int64_t> shape = {static_cast<int64_t>(j.size())};
   shape.insert(shape.end(), inner.begin(), inner.end());
   return shape;
@@ -44,12 +48,17 @@ struct Expected {
 }  // namespace
 
 std::map<std::string, torch::Tensor> read_keras_weights(const std::filesystem::path& file, const Config& config) {
-  const std::string name = file.string();
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error("Keras weights file " + name + " cannot be read");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error("Keras weights file " + file.string() + " cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_keras_weights(text.str(), config, file.string());
+}
+
+std::map<std::string, torch::Tensor> parse_keras_weights(const std::string& text, const Config& config, const std::string& name) {
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::parse_error&) {
     throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
   }

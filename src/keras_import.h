@@ -16,5 +16,7 @@ namespace mnist {
 // Parameters by our names ("dense.weight", ...). Throws std::runtime_error naming the file, the
 // array index, the layer and the dimension that does not match.
 std::map<std::string, torch::Tensor> read_keras_weights(const std::filesystem::path& file, const Config& config);
+// The same on the file's text; `name` stands for the file in errors (the fuzzer's entry point).
+std::map<std::string, torch::Tensor> parse_keras_weights(const std::string& text, const Config& config, const std::string& name);
 
 }  // namespace mnist

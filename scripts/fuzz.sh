@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# fuzz.sh [SECONDS]: build the libFuzzer targets with clang (build-fuzz/) and run each for SECONDS
+# (default 60) on its seed corpus in tests/fuzz/corpus/<target>. A crash stops the script with a
+# non-zero status and leaves the input in build-fuzz/crash-<target>-*: copy it into
+# tests/fuzz/regressions/<target>/ so the normal test suite replays it from then on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+
+scripts/setup.sh >/dev/null
+missing=()
+for p in clang-14 libclang-rt-14-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -f build-fuzz/CMakeCache.txt ]; then
+  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+        -DMNIST_FUZZ=ON -DMNIST_BUILD_TESTS=OFF >/dev/null
+fi
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_idx fuzz_config fuzz_keras >build-fuzz/build.log 2>&1 ||
+  { tail -n 40 build-fuzz/build.log >&2; echo "fuzz.sh: the fuzzer build failed" >&2; exit 1; }
+
+for target in idx config keras; do
+  work="build-fuzz/corpus-$target"
+  mkdir -p "$work"
+  echo "fuzz.sh: fuzz_$target for ${seconds}s"
+  build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="build-fuzz/crash-$target-" \
+    "$work" "tests/fuzz/corpus/$target" 2>build-fuzz/fuzz_$target.log ||
+    { tail -n 40 build-fuzz/fuzz_$target.log >&2; echo "fuzz.sh: fuzz_$target found a crash" >&2; exit 1; }
+  grep -E "stat::number_of_executed_runs|stat::peak_rss_mb" build-fuzz/fuzz_$target.log | sed "s/^/  /"
+done
+echo "fuzz.sh: no crashes in ${seconds}s per target"
