@@ -32,6 +32,6 @@ for target in idx config keras; do
   build-fuzz/tests/fuzz/fuzz_$target -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="build-fuzz/crash-$target-" \
     "$work" "tests/fuzz/corpus/$target" 2>build-fuzz/fuzz_$target.log ||
     { tail -n 40 build-fuzz/fuzz_$target.log >&2; echo "fuzz.sh: fuzz_$target found a crash" >&2; exit 1; }
-  grep -E "stat::number_of_executed_runs|stat::peak_rss_mb" build-fuzz/fuzz_$target.log | sed "s/^/  /"
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build-fuzz/fuzz_$target.log | sed "s/^/  /"
 done
 echo "fuzz.sh: no crashes in ${seconds}s per target"

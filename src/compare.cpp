@@ -16,7 +16,7 @@ nlohmann::json read_json(const fs::path& path) {
   if (!in) throw std::runtime_error(path.string() + " cannot be read");
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error&) {
+  } catch (const nlohmann::json::exception&) {
     throw std::runtime_error(path.string() + " is not valid JSON");
   }
 }

@@ -336,7 +336,7 @@ Config parse_config_text(const std::string& text, const std::string& origin) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
     std::string what = e.what();
     auto pos = what.find("] ");
@@ -395,7 +395,7 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& assignme
     json value;
     try {
       value = json::parse(text);
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
       value = text;  // bare words are strings: --set training.optimizer.name=sgd
     }
     const auto keys = split_path(key);

@@ -59,7 +59,7 @@ std::map<std::string, torch::Tensor> parse_keras_weights(const std::string& text
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {
     throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
   }
 
