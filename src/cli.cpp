@@ -151,8 +151,11 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
     save_history(run, fit.history);
     save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer(), trainer.progress());
     const int64_t steps = (train_data.size() + config.training.batch_size - 1) / config.training.batch_size;
-    std::cout << "Interrupted (" << (g_signal == SIGTERM ? "SIGTERM" : "SIGINT") << ") in epoch " << fit.history.epochs() + 1
-              << "/" << config.training.epochs << " after step " << trainer.progress().step << "/" << steps << "; saved "
+    const std::string where = trainer.progress().step == 0
+                                  ? "after epoch " + std::to_string(fit.history.epochs()) + "/" + std::to_string(config.training.epochs)
+                                  : "in epoch " + std::to_string(fit.history.epochs() + 1) + "/" + std::to_string(config.training.epochs) +
+                                        " after step " + std::to_string(trainer.progress().step) + "/" + std::to_string(steps);
+    std::cout << "Interrupted (" << (g_signal == SIGTERM ? "SIGTERM" : "SIGINT") << ") " << where << "; saved "
               << (run / "checkpoint.pt").string() << ".\nResume with: build/mnist train --resume " << run.string() << "\n";
     return 128 + static_cast<int>(g_signal);
   }

@@ -61,24 +61,14 @@ void check_labels_in_range(const fs::path& file, const fs::path& shown, uint32_t
 class PlainFiles {
  public:
   PlainFiles(const fs::path& dir, const std::array<const char*, 2>& names) : dir_(dir) {
-    for (const char* name : names) {
-      if (fs::exists(dir / name) || !fs::exists(dir / (std::string(name) + ".gz"))) continue;
-      if (tmp_.empty()) {
-        std::string pattern = (fs::temp_directory_path() / "mnist-gunzip-XXXXXX").string();
-        if (!mkdtemp(pattern.data())) throw std::runtime_error("cannot create a temporary directory in " + fs::temp_directory_path().string());
-        tmp_ = pattern;
-      }
-      gunzip(dir / (std::string(name) + ".gz"), tmp_ / name);
+    try {
+      inflate(names);
+    } catch (...) {
+      remove_temporary();  // a throwing constructor gets no destructor call
+      throw;
     }
-    // Plain files that were already there sit beside the inflated ones.
-    if (!tmp_.empty())
-      for (const char* name : names)
-        if (fs::exists(dir / name)) fs::create_symlink(fs::absolute(dir / name), tmp_ / name);
   }
-  ~PlainFiles() {
-    std::error_code ec;
-    if (!tmp_.empty()) fs::remove_all(tmp_, ec);
-  }
+  ~PlainFiles() { remove_temporary(); }
   PlainFiles(const PlainFiles&) = delete;
   PlainFiles& operator=(const PlainFiles&) = delete;
   fs::path dir() const { return tmp_.empty() ? dir_ : tmp_; }
@@ -88,6 +78,25 @@ class PlainFiles {
   }
 
  private:
+  void inflate(const std::array<const char*, 2>& names) {
+    for (const char* name : names) {
+      if (fs::exists(dir_ / name) || !fs::exists(dir_ / (std::string(name) + ".gz"))) continue;
+      if (tmp_.empty()) {
+        std::string pattern = (fs::temp_directory_path() / "mnist-gunzip-XXXXXX").string();
+        if (!mkdtemp(pattern.data())) throw std::runtime_error("cannot create a temporary directory in " + fs::temp_directory_path().string());
+        tmp_ = pattern;
+      }
+      gunzip(dir_ / (std::string(name) + ".gz"), tmp_ / name);
+    }
+    // Plain files that were already there sit beside the inflated ones.
+    if (!tmp_.empty())
+      for (const char* name : names)
+        if (fs::exists(dir_ / name)) fs::create_symlink(fs::absolute(dir_ / name), tmp_ / name);
+  }
+  void remove_temporary() {
+    std::error_code ec;
+    if (!tmp_.empty()) fs::remove_all(tmp_, ec);
+  }
   static void gunzip(const fs::path& from, const fs::path& to) {
     gzFile in = gzopen(from.c_str(), "rb");
     if (!in) throw data_error(from, "cannot be opened");
@@ -96,9 +105,9 @@ class PlainFiles {
     int n = 0;
     while ((n = gzread(in, buf.data(), static_cast<unsigned>(buf.size()))) > 0) out.write(buf.data(), n);
     int err = Z_OK;
-    const char* msg = n < 0 ? gzerror(in, &err) : nullptr;
+    const std::string msg = n < 0 ? gzerror(in, &err) : "";  // copied: gzclose frees it
     gzclose(in);
-    if (n < 0) throw data_error(from, std::string("is not a valid gzip file (") + msg + ")");
+    if (n < 0) throw data_error(from, "is not a valid gzip file (" + msg + ")");
     if (!out) throw std::runtime_error("cannot write " + to.string() + ": is the temporary directory full?");
   }
   fs::path dir_, tmp_;
