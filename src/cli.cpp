@@ -303,10 +303,10 @@ int run_cli(int argc, char** argv) {
   std::string model_path;
   bool json = false;
   std::string split = "test";
-  auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a checkpoint on the test (or training) set");
+  auto* eval_cmd = app.add_subcommand("evaluate", "evaluate a model on the test (or training) set");
   eval_cmd->add_option("--split", split, "test, or train for all 60000 training images (keys become train_*)")
       ->check(CLI::IsMember({"test", "train"}))->capture_default_str();
-  eval_cmd->add_option("--model", model_path, "checkpoint.pt or a run directory")->required();
+  eval_cmd->add_option("--model", model_path, "model.pt, checkpoint.pt or a run directory")->required();
   eval_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
   eval_cmd->add_flag("--json", json, "print metrics.json's keys as JSON");
   std::string eval_out;
