@@ -12,6 +12,7 @@
 #include <optional>
 #include <iostream>
 
+#include "bench.h"
 #include "compare.h"
 #include "config.h"
 #include "data.h"
@@ -281,6 +282,25 @@ int predict_cmd(const std::string& model_path, const std::vector<std::string>& i
   return 0;
 }
 
+int bench_cmd(const ConfigFlags& flags, const std::string& device_flag, const std::string& data_flag, int64_t warmup,
+              int64_t epochs, int64_t batch_size, bool json) {
+  Config config = resolve_config(flags);
+  if (batch_size > 0) config = apply_overrides(config, {"training.batch_size=" + std::to_string(batch_size)});
+  const torch::Device device = resolve_device(device_flag);
+  const std::string data_dir = data_flag.empty() ? default_data_dir(config) : data_flag;
+  const Split train = load_split(data_dir, true).to(device);
+  const BenchResult r = run_bench(config, train, device, warmup, epochs);
+  if (json) {
+    std::cout << r.to_json().dump(2) << "\n";
+    return 0;
+  }
+  std::cout << std::fixed << std::setprecision(3) << config.name << " on " << r.device << ", batch " << r.batch_size << ", "
+            << torch::get_num_threads() << " threads: " << r.seconds_per_epoch << " s/epoch (median of " << r.epoch_seconds.size()
+            << " after " << warmup << " warm-up), " << std::setprecision(0) << r.steps_per_second << " steps/s, "
+            << r.samples_per_second << " samples/s, peak RSS " << r.peak_rss_mb << " MB\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -347,6 +367,18 @@ int run_cli(int argc, char** argv) {
   predict_app->add_option("--top", top, "how many classes to list per image")->check(CLI::Range(1, 1000))->capture_default_str();
   predict_app->add_flag("--json", json, "one JSON document");
 
+  ConfigFlags bench_flags;
+  int64_t bench_epochs = 5, bench_warmup = 1, bench_batch = 0;
+  auto* bench_app = app.add_subcommand("bench", "seconds per training epoch (median after warm-up), steps/s, peak memory");
+  add_config_flags(*bench_app, bench_flags, false);
+  bench_app->add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  bench_app->add_option("--epochs", bench_epochs, "timed epochs")->check(CLI::PositiveNumber)->capture_default_str();
+  bench_app->add_option("--warmup", bench_warmup, "untimed epochs first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  bench_app->add_option("--batch-size", bench_batch, "override training.batch_size")->check(CLI::PositiveNumber);
+  bench_app->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
+  bench_app->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
+  bench_app->add_flag("--json", json, "one JSON document (key seconds_per_epoch)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -367,6 +399,7 @@ int run_cli(int argc, char** argv) {
   if (*plot_cmd_app) return plot_cmd(plot_dir, data);
   if (*compare_cmd_app) return compare_cmd(compare_inputs, compare_out);
   if (*export_app) return export_cmd(export_run, export_out);
+  if (*bench_app) return bench_cmd(bench_flags, device, data, bench_warmup, bench_epochs, bench_batch, json);
   if (*import_app) return import_keras_cmd(keras_weights, import_flags, import_out);
   if (*predict_app) return predict_cmd(model_path, predict_inputs, top, json);
   const Config c = resolve_config(summary_flags);

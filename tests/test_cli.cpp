@@ -254,3 +254,16 @@ TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
   expect_one_line_error(run_mnist("train --resume " + interrupted.string() + " --epochs 5"), 2, "--resume continues a run");
   expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "holds no checkpoint.pt");
 }
+
+TEST(Cli, BenchReportsSecondsPerEpochAsJson) {
+  if (!fs::exists("data/mnist/train-images-idx3-ubyte"))
+    GTEST_SKIP() << "data/mnist is missing: scripts/test.sh fetches it (scripts/fetch-data.sh)";
+  const CommandResult r = run_mnist("bench --epochs 1 --warmup 0 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);  // shape only: speed is compared in scripts/bench.sh, never asserted
+  EXPECT_GT(j["seconds_per_epoch"].get<double>(), 0.0);
+  EXPECT_EQ(j["epoch_seconds"].size(), 1u);
+  EXPECT_EQ(j["batch_size"], 32);
+  EXPECT_GT(j["peak_rss_mb"].get<double>(), 0.0);
+  expect_one_line_error(run_mnist("bench --epochs 0"), 2, "--epochs");
+}

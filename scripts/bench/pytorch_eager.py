@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""The peer `mnist bench` is measured against: the paper's model in PyTorch eager (Python).
+
+Same model (784-100 relu-10), same loss as the paper's run (softmax cross-entropy on the logits:
+Keras/TF semantics), Adam with Keras's epsilon, batch 32, data resident as tensors, batches by
+randperm + indexing, and Keras-style running metrics accumulated on the device (no per-step .item()).
+Prints one JSON document with the median seconds per epoch of the timed epochs.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def read_idx(path, header):
+    with open(path, "rb") as f:
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)[header:]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="data/mnist")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = read_idx(f"{args.data}/train-images-idx3-ubyte", 16).view(-1, 1, 28, 28).float() / 255
+    y = read_idx(f"{args.data}/train-labels-idx1-ubyte", 8).long()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, args.hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(args.hidden, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    n, b = x.shape[0], args.batch_size
+    times = []
+    for epoch in range(args.warmup + args.epochs):
+        start = time.perf_counter()
+        perm = torch.randperm(n)
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.long)
+        for s in range(0, n, b):
+            idx = perm[s:s + b]
+            xb, yb = x[idx], y[idx]
+            opt.zero_grad()
+            z = model(xb)
+            loss = F.cross_entropy(z, yb)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(idx)
+                correct += (torch.sigmoid(z).argmax(1) == yb).sum()
+        loss_sum.item()  # the epoch's one sync, as in mnist
+        if epoch >= args.warmup:
+            times.append(time.perf_counter() - start)
+    print(json.dumps({"seconds_per_epoch": statistics.median(times), "epoch_seconds": times,
+                      "torch": torch.__version__, "threads": torch.get_num_threads(), "batch_size": b}))
+
+
+if __name__ == "__main__":
+    main()
