@@ -106,6 +106,11 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
       std::cout << "run " << resume << " already finished all " << config.training.epochs << " epochs; nothing to resume\n";
       return 0;
     }
+    if (early_stopping_state(checkpoint->history, config.training.early_stopping).stop) {
+      std::cout << "run " << resume << " was ended by early stopping after " << checkpoint->history.epochs()
+                << " epochs; nothing to resume\n";
+      return 0;
+    }
   } else {
     config = resolve_config(flags);
   }
@@ -129,7 +134,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   Trainer trainer(model, config.training, device);
   if (checkpoint) {
     trainer.optimizer().load_state(checkpoint->optimizer_state);
-    trainer.resume(checkpoint->history, checkpoint->progress);
+    trainer.resume(checkpoint->history, checkpoint->progress, checkpoint->best_state);
     std::cout << "Resuming after " << checkpoint->history.epochs() << " of " << config.training.epochs << " epochs"
               << (checkpoint->progress.step ? " and " + std::to_string(checkpoint->progress.step) + " steps of the next" : "") << "\n";
   }
@@ -138,7 +143,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   options.progress_bar = ::isatty(STDOUT_FILENO);
   options.on_epoch_end = [&](const History& h) {
     save_history(run, h);
-    save_checkpoint(run / "checkpoint.pt", *model, config, h, trainer.optimizer());
+    save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
   };
   options.stop = &g_stop_requested;
   g_stop_requested = false;
@@ -150,7 +155,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
 
   if (fit.interrupted) {
     save_history(run, fit.history);
-    save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer(), trainer.progress());
+    save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
     const int64_t steps = (train_data.size() + config.training.batch_size - 1) / config.training.batch_size;
     const std::string where = trainer.progress().step == 0
                                   ? "after epoch " + std::to_string(fit.history.epochs()) + "/" + std::to_string(config.training.epochs)
@@ -168,7 +173,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
   if (fit.history.epochs() == 0 || !fit.stopped_early.empty()) {
     save_history(run, fit.history);
-    save_checkpoint(run / "checkpoint.pt", *model, config, fit.history, trainer.optimizer());
+    save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
   }
   const MistakeSample mistakes = most_confident_mistakes(model, test_data, kGallerySize);
   save_run_figures(run, config.name, fit.history, test_eval, class_names(config.dataset), &mistakes);
@@ -178,7 +183,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   if (fit.history.epochs() > 0)
     std::cout << "final training accuracy (Keras running mean): " << fit.history.accuracy.back() << "\n";
   std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\nrun saved in " << run.string() << "\n";
-  return fit.stopped_early.empty() ? 0 : 1;
+  return fit.diverged ? 1 : 0;
 }
 
 int evaluate_cmd(const std::string& model_path, const std::string& data_flag, const std::string& split, bool json,

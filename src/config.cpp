@@ -128,26 +128,147 @@ std::string auto_name(const std::string& type, std::map<std::string, int>& seen)
   return n == 0 ? base : base + "_" + std::to_string(n);
 }
 
+const std::vector<std::string> kLayerTypes = {"Flatten",          "Reshape",          "Dense",
+                                               "Conv2D",           "MaxPooling2D",     "AveragePooling2D",
+                                               "GlobalAveragePooling2D", "Dropout", "BatchNormalization",
+                                               "Activation"};
+
+// Keras accepts an int or a pair for kernel_size, strides and pool_size.
+Pair pair(ObjectReader& r, const std::string& key, Pair fallback) {
+  if (!r.has(key)) return fallback;
+  const json& v = r.raw(key);
+  Pair out{};
+  if (v.is_number_integer()) {
+    out = {v.get<int64_t>(), v.get<int64_t>()};
+  } else if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer()) {
+    out = {v[0].get<int64_t>(), v[1].get<int64_t>()};
+  } else {
+    throw ConfigError(r.path(key), "must be an integer or a list of two integers [height, width] (got " + show(v) + ")");
+  }
+  require(out[0] >= 1 && out[1] >= 1 && out[0] <= 1024 && out[1] <= 1024, r.path(key), "must be between 1 and 1024", v);
+  return out;
+}
+
+Padding padding(ObjectReader& r) { return r.choice("padding", "valid", {"valid", "same"}) == "same" ? Padding::same : Padding::valid; }
+
 LayerSpec parse_layer(const json& j, const std::string& path, std::map<std::string, int>& names) {
   ObjectReader r(j, path);
-  if (!r.has("type")) throw ConfigError(path + ".type", "missing: every layer needs a \"type\" (Flatten, Dense)");
+  if (!r.has("type")) throw ConfigError(path + ".type", "missing: every layer needs a \"type\" (" + join(kLayerTypes) + ")");
   LayerSpec layer;
-  layer.type = r.choice("type", "", {"Flatten", "Dense"});
+  layer.type = r.choice("type", "", kLayerTypes);
   layer.name = r.string("name", auto_name(layer.type, names));
-  if (layer.type == "Flatten") {
-    layer.params = FlattenSpec{};
-    r.reject_unknown({"type", "name"});
-  } else {
+  require(!layer.name.empty() && layer.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == std::string::npos &&
+              !std::isdigit(static_cast<unsigned char>(layer.name[0])),
+          r.path("name"), "must be letters, digits and _ (an identifier: it names the layer in exported models)", layer.name);
+  auto activation = [&] { return parse_activation(r.choice("activation", "linear", kActivations)); };
+  auto needed = [&](const std::string& key) {
+    if (!r.has(key)) throw ConfigError(r.path(key), "missing: a " + layer.type + " layer needs \"" + key + "\"");
+  };
+  std::vector<std::string> keys = {"type", "name"};
+  const std::string& t = layer.type;
+  if (t == "Flatten" || t == "GlobalAveragePooling2D") {
+    if (t == "Flatten") layer.params = FlattenSpec{};
+    else layer.params = GlobalAveragePooling2DSpec{};
+  } else if (t == "Reshape") {
+    needed("target_shape");
+    const json& v = r.raw("target_shape");
+    ReshapeSpec spec;
+    const bool ok = v.is_array() && (v.size() == 1 || v.size() == 3);
+    int unknown = 0;
+    for (size_t i = 0; ok && i < v.size(); ++i) {
+      require(v[i].is_number_integer() && (v[i].get<int64_t>() >= 1 || v[i].get<int64_t>() == -1), r.path("target_shape"),
+              "entries must be positive integers or one -1", v);
+      spec.target_shape.push_back(v[i].get<int64_t>());
+      unknown += spec.target_shape.back() == -1;
+    }
+    require(ok && unknown <= 1, r.path("target_shape"),
+            "must be [features] or [height, width, channels] (Keras order), with at most one -1", v);
+    layer.params = spec;
+    keys.push_back("target_shape");
+  } else if (t == "Dense") {
     DenseSpec d;
-    if (!r.has("units")) throw ConfigError(r.path("units"), "missing: a Dense layer needs \"units\"");
+    needed("units");
     d.units = r.integer("units", 0);
     require(d.units >= 1 && d.units <= (1 << 20), r.path("units"), "must be between 1 and 1048576", d.units);
-    d.activation = parse_activation(r.choice("activation", "linear", kActivations));
+    d.activation = activation();
     d.use_bias = r.boolean("use_bias", true);
     layer.params = d;
-    r.reject_unknown({"type", "name", "units", "activation", "use_bias"});
+    keys.insert(keys.end(), {"units", "activation", "use_bias"});
+  } else if (t == "Conv2D") {
+    Conv2DSpec c;
+    needed("filters");
+    needed("kernel_size");
+    c.filters = r.integer("filters", 0);
+    require(c.filters >= 1 && c.filters <= 65536, r.path("filters"), "must be between 1 and 65536", c.filters);
+    c.kernel_size = pair(r, "kernel_size", c.kernel_size);
+    c.strides = pair(r, "strides", c.strides);
+    c.padding = padding(r);
+    c.activation = activation();
+    c.use_bias = r.boolean("use_bias", true);
+    layer.params = c;
+    keys.insert(keys.end(), {"filters", "kernel_size", "strides", "padding", "activation", "use_bias"});
+  } else if (t == "MaxPooling2D" || t == "AveragePooling2D") {
+    Pooling2DSpec p;
+    p.max = t == "MaxPooling2D";
+    p.pool_size = pair(r, "pool_size", p.pool_size);
+    const bool default_strides = !r.has("strides") || r.raw("strides").is_null();
+    p.strides = default_strides ? p.pool_size : pair(r, "strides", p.pool_size);
+    p.padding = padding(r);
+    layer.params = p;
+    keys.insert(keys.end(), {"pool_size", "strides", "padding"});
+  } else if (t == "Dropout") {
+    DropoutSpec d;
+    needed("rate");
+    d.rate = r.number("rate", 0);
+    require(d.rate >= 0 && d.rate < 1, r.path("rate"), "must be in [0, 1)", d.rate);
+    layer.params = d;
+    keys.push_back("rate");
+  } else if (t == "BatchNormalization") {
+    BatchNormalizationSpec b;
+    b.momentum = r.number("momentum", b.momentum);
+    require(b.momentum >= 0 && b.momentum < 1, r.path("momentum"), "must be in [0, 1)", b.momentum);
+    b.epsilon = r.number("epsilon", b.epsilon);
+    require(b.epsilon > 0 && b.epsilon < 1, r.path("epsilon"), "must be in (0, 1)", b.epsilon);
+    b.center = r.boolean("center", true);
+    b.scale = r.boolean("scale", true);
+    layer.params = b;
+    keys.insert(keys.end(), {"momentum", "epsilon", "center", "scale"});
+  } else {  // Activation
+    needed("activation");
+    layer.params = ActivationSpec{activation()};
+    keys.push_back("activation");
   }
+  r.reject_unknown(keys);
   return layer;
+}
+
+json pair_json(const Pair& p) { return json::array({p[0], p[1]}); }
+const char* padding_name(Padding p) { return p == Padding::same ? "same" : "valid"; }
+
+json layer_json(const LayerSpec& l) {
+  json j = {{"type", l.type}, {"name", l.name}};
+  std::visit(
+      [&](const auto& s) {
+        using T = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<T, ReshapeSpec>) {
+          j["target_shape"] = s.target_shape;
+        } else if constexpr (std::is_same_v<T, DenseSpec>) {
+          j.update({{"units", s.units}, {"activation", to_string(s.activation)}, {"use_bias", s.use_bias}});
+        } else if constexpr (std::is_same_v<T, Conv2DSpec>) {
+          j.update({{"filters", s.filters}, {"kernel_size", pair_json(s.kernel_size)}, {"strides", pair_json(s.strides)},
+                    {"padding", padding_name(s.padding)}, {"activation", to_string(s.activation)}, {"use_bias", s.use_bias}});
+        } else if constexpr (std::is_same_v<T, Pooling2DSpec>) {
+          j.update({{"pool_size", pair_json(s.pool_size)}, {"strides", pair_json(s.strides)}, {"padding", padding_name(s.padding)}});
+        } else if constexpr (std::is_same_v<T, DropoutSpec>) {
+          j["rate"] = s.rate;
+        } else if constexpr (std::is_same_v<T, BatchNormalizationSpec>) {
+          j.update({{"momentum", s.momentum}, {"epsilon", s.epsilon}, {"center", s.center}, {"scale", s.scale}});
+        } else if constexpr (std::is_same_v<T, ActivationSpec>) {
+          j["activation"] = to_string(s.activation);
+        }
+      },
+      l.params);
+  return j;
 }
 
 ModelConfig parse_model(const json& j) {
@@ -171,7 +292,7 @@ ModelConfig parse_model(const json& j) {
 OptimizerConfig parse_optimizer(const json& j) {
   ObjectReader r(j, "training.optimizer");
   OptimizerConfig o;
-  o.name = r.choice("name", "adam", {"adam", "sgd", "rmsprop"});
+  o.name = r.choice("name", "adam", {"adam", "adamw", "sgd", "rmsprop"});
   auto positive = [&](const std::string& key, double fallback) {
     double v = r.number(key, fallback);
     require(v > 0 && std::isfinite(v), r.path(key), "must be > 0", v);
@@ -188,6 +309,14 @@ OptimizerConfig parse_optimizer(const json& j) {
     o.beta_2 = unit("beta_2", 0.999);
     o.epsilon = positive("epsilon", 1e-7);
     r.reject_unknown({"name", "learning_rate", "beta_1", "beta_2", "epsilon"});
+  } else if (o.name == "adamw") {
+    o.learning_rate = positive("learning_rate", 0.001);
+    o.beta_1 = unit("beta_1", 0.9);
+    o.beta_2 = unit("beta_2", 0.999);
+    o.epsilon = positive("epsilon", 1e-7);
+    o.weight_decay = r.number("weight_decay", 0.004);
+    require(o.weight_decay >= 0 && o.weight_decay < 1, r.path("weight_decay"), "must be in [0, 1)", o.weight_decay);
+    r.reject_unknown({"name", "learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay"});
   } else if (o.name == "sgd") {
     o.learning_rate = positive("learning_rate", 0.01);
     o.momentum = unit("momentum", 0.0);
@@ -212,8 +341,102 @@ LossConfig parse_loss(const json& j) {
                     ? LossSemantics::tensorflow
                     : LossSemantics::renormalized;
   l.from_logits = r.boolean("from_logits", false);
-  r.reject_unknown({"name", "semantics", "from_logits"});
+  l.label_smoothing = r.number("label_smoothing", 0);
+  require(l.label_smoothing >= 0 && l.label_smoothing < 1, r.path("label_smoothing"), "must be in [0, 1)", l.label_smoothing);
+  r.reject_unknown({"name", "semantics", "from_logits", "label_smoothing"});
   return l;
+}
+
+const std::vector<std::string> kMonitors = {"val_loss", "val_accuracy", "loss", "accuracy"};
+
+ScheduleConfig parse_schedule(const json& j) {
+  ObjectReader r(j, "training.lr_schedule");
+  ScheduleConfig s;
+  s.name = r.choice("name", "constant", {"constant", "exponential_decay", "cosine_decay"});
+  auto count = [&](const std::string& key, int64_t fallback) {
+    int64_t v = r.integer(key, fallback);
+    require(v >= 0 && v <= (int64_t{1} << 40), r.path(key), "must be >= 0", v);
+    return v;
+  };
+  if (s.name == "exponential_decay") {
+    if (!r.has("decay_steps") || !r.has("decay_rate"))
+      throw ConfigError(r.path(r.has("decay_steps") ? "decay_rate" : "decay_steps"),
+                        "missing: exponential_decay needs decay_steps and decay_rate (keras.optimizers.schedules.ExponentialDecay)");
+    s.decay_steps = count("decay_steps", 0);
+    require(s.decay_steps >= 1, r.path("decay_steps"), "must be >= 1", s.decay_steps);
+    s.decay_rate = r.number("decay_rate", s.decay_rate);
+    require(s.decay_rate > 0 && s.decay_rate <= 1, r.path("decay_rate"), "must be in (0, 1]", s.decay_rate);
+    s.staircase = r.boolean("staircase", false);
+    r.reject_unknown({"name", "decay_steps", "decay_rate", "staircase"});
+  } else if (s.name == "cosine_decay") {
+    s.decay_steps = count("decay_steps", 0);
+    s.alpha = r.number("alpha", 0);
+    require(s.alpha >= 0 && s.alpha <= 1, r.path("alpha"), "must be in [0, 1]", s.alpha);
+    s.warmup_steps = count("warmup_steps", 0);
+    s.warmup_target = r.number("warmup_target", 0);
+    require(s.warmup_target >= 0 && std::isfinite(s.warmup_target), r.path("warmup_target"), "must be >= 0 (0: no warm-up)",
+            s.warmup_target);
+    r.reject_unknown({"name", "decay_steps", "alpha", "warmup_steps", "warmup_target"});
+  } else {
+    r.reject_unknown({"name"});
+  }
+  return s;
+}
+
+ReduceLROnPlateauConfig parse_plateau(const json& j) {
+  ObjectReader r(j, "training.reduce_lr_on_plateau");
+  ReduceLROnPlateauConfig p;
+  p.enabled = r.boolean("enabled", true);
+  p.monitor = r.choice("monitor", p.monitor, kMonitors);
+  p.factor = r.number("factor", p.factor);
+  require(p.factor > 0 && p.factor < 1, r.path("factor"), "must be in (0, 1)", p.factor);
+  p.patience = r.integer("patience", p.patience);
+  require(p.patience >= 0, r.path("patience"), "must be >= 0", p.patience);
+  p.min_delta = r.number("min_delta", p.min_delta);
+  require(p.min_delta >= 0, r.path("min_delta"), "must be >= 0", p.min_delta);
+  p.cooldown = r.integer("cooldown", p.cooldown);
+  require(p.cooldown >= 0, r.path("cooldown"), "must be >= 0", p.cooldown);
+  p.min_lr = r.number("min_lr", p.min_lr);
+  require(p.min_lr >= 0, r.path("min_lr"), "must be >= 0", p.min_lr);
+  r.reject_unknown({"enabled", "monitor", "factor", "patience", "min_delta", "cooldown", "min_lr"});
+  return p;
+}
+
+EarlyStoppingConfig parse_early_stopping(const json& j) {
+  ObjectReader r(j, "training.early_stopping");
+  EarlyStoppingConfig e;
+  e.enabled = r.boolean("enabled", true);
+  e.monitor = r.choice("monitor", e.monitor, kMonitors);
+  e.min_delta = r.number("min_delta", e.min_delta);
+  require(e.min_delta >= 0, r.path("min_delta"), "must be >= 0", e.min_delta);
+  e.patience = r.integer("patience", e.patience);
+  require(e.patience >= 0, r.path("patience"), "must be >= 0", e.patience);
+  e.restore_best_weights = r.boolean("restore_best_weights", false);
+  e.start_from_epoch = r.integer("start_from_epoch", 0);
+  require(e.start_from_epoch >= 0, r.path("start_from_epoch"), "must be >= 0", e.start_from_epoch);
+  r.reject_unknown({"enabled", "monitor", "min_delta", "patience", "restore_best_weights", "start_from_epoch"});
+  return e;
+}
+
+AugmentationConfig parse_augmentation(const json& j) {
+  ObjectReader r(j, "training.augmentation");
+  AugmentationConfig a;
+  auto range = [&](const std::string& key, double fallback, double max) {
+    double v = r.number(key, fallback);
+    require(v >= 0 && v <= max, r.path(key), "must be between 0 and " + show(json(max)), v);
+    return v;
+  };
+  a.rotation_range = range("rotation_range", 0, 180);
+  a.width_shift_range = range("width_shift_range", 0, 28);
+  a.height_shift_range = range("height_shift_range", 0, 28);
+  a.zoom_range = range("zoom_range", 0, 0.9);
+  a.fill_mode = r.choice("fill_mode", "nearest", {"nearest", "constant"});
+  a.elastic_alpha = range("elastic_alpha", 0, 100);
+  a.elastic_sigma = r.number("elastic_sigma", a.elastic_sigma);
+  require(a.elastic_sigma >= 0.5 && a.elastic_sigma <= 10, r.path("elastic_sigma"), "must be between 0.5 and 10", a.elastic_sigma);
+  r.reject_unknown({"rotation_range", "width_shift_range", "height_shift_range", "zoom_range", "fill_mode", "elastic_alpha",
+                    "elastic_sigma"});
+  return a;
 }
 
 TrainingConfig parse_training(const json& j) {
@@ -232,12 +455,29 @@ TrainingConfig parse_training(const json& j) {
   t.seed = static_cast<uint64_t>(seed);
   if (r.has("optimizer")) t.optimizer = parse_optimizer(r.raw("optimizer"));
   if (r.has("loss")) t.loss = parse_loss(r.raw("loss"));
-  r.reject_unknown({"epochs", "batch_size", "shuffle", "validation_split", "seed", "optimizer", "loss"});
+  if (r.has("lr_schedule")) t.lr_schedule = parse_schedule(r.raw("lr_schedule"));
+  if (r.has("reduce_lr_on_plateau")) t.reduce_lr_on_plateau = parse_plateau(r.raw("reduce_lr_on_plateau"));
+  if (r.has("early_stopping")) t.early_stopping = parse_early_stopping(r.raw("early_stopping"));
+  if (r.has("augmentation")) t.augmentation = parse_augmentation(r.raw("augmentation"));
+  r.reject_unknown({"epochs", "batch_size", "shuffle", "validation_split", "seed", "optimizer", "loss", "lr_schedule",
+                    "reduce_lr_on_plateau", "early_stopping", "augmentation"});
   return t;
 }
 
-// Cross-field rules: the output layer must fit the dataset and the loss.
+// Cross-field rules: the output layer must fit the dataset and the loss; callbacks must not select
+// on the test set; Keras cannot reduce a scheduled learning rate either.
 void check_consistency(const Config& c) {
+  const TrainingConfig& t = c.training;
+  auto needs_validation = [&](bool enabled, const std::string& monitor, const std::string& path) {
+    if (enabled && monitor.rfind("val_", 0) == 0 && t.validation_split == 0)
+      throw ConfigError(path, "monitors " + monitor + " but training.validation_split is 0, so val_* would be the test set " +
+                                  "and the test figure would no longer be honest: set validation_split (e.g. 0.1) or monitor loss");
+  };
+  needs_validation(t.early_stopping.enabled, t.early_stopping.monitor, "training.early_stopping.monitor");
+  needs_validation(t.reduce_lr_on_plateau.enabled, t.reduce_lr_on_plateau.monitor, "training.reduce_lr_on_plateau.monitor");
+  if (t.reduce_lr_on_plateau.enabled && t.lr_schedule.name != "constant")
+    throw ConfigError("training.reduce_lr_on_plateau",
+                      "cannot be combined with training.lr_schedule " + t.lr_schedule.name + " (Keras cannot set a scheduled rate either)");
   const LayerSpec& last = c.model.layers.back();
   const std::string path = "model.layers[" + std::to_string(c.model.layers.size() - 1) + "]";
   const auto* dense = std::get_if<DenseSpec>(&last.params);
@@ -257,6 +497,9 @@ json optimizer_json(const OptimizerConfig& o) {
   if (o.name == "adam")
     return {{"name", o.name}, {"learning_rate", o.learning_rate}, {"beta_1", o.beta_1}, {"beta_2", o.beta_2},
             {"epsilon", o.epsilon}};
+  if (o.name == "adamw")
+    return {{"name", o.name},       {"learning_rate", o.learning_rate}, {"beta_1", o.beta_1},
+            {"beta_2", o.beta_2},   {"epsilon", o.epsilon},             {"weight_decay", o.weight_decay}};
   if (o.name == "sgd")
     return {{"name", o.name}, {"learning_rate", o.learning_rate}, {"momentum", o.momentum}, {"nesterov", o.nesterov}};
   return {{"name", o.name},         {"learning_rate", o.learning_rate}, {"rho", o.rho},
@@ -359,16 +602,18 @@ Config load_config_file(const std::string& path) {
 
 json to_json(const Config& c) {
   json layers = json::array();
-  for (const auto& l : c.model.layers) {
-    json jl = {{"type", l.type}, {"name", l.name}};
-    if (const auto* d = std::get_if<DenseSpec>(&l.params)) {
-      jl["units"] = d->units;
-      jl["activation"] = to_string(d->activation);
-      jl["use_bias"] = d->use_bias;
-    }
-    layers.push_back(jl);
-  }
+  for (const auto& l : c.model.layers) layers.push_back(layer_json(l));
   const auto& t = c.training;
+  const auto& s = t.lr_schedule;
+  json schedule = {{"name", s.name}};
+  if (s.name == "exponential_decay")
+    schedule.update({{"decay_steps", s.decay_steps}, {"decay_rate", s.decay_rate}, {"staircase", s.staircase}});
+  if (s.name == "cosine_decay")
+    schedule.update({{"decay_steps", s.decay_steps}, {"alpha", s.alpha}, {"warmup_steps", s.warmup_steps},
+                     {"warmup_target", s.warmup_target}});
+  const auto& p = t.reduce_lr_on_plateau;
+  const auto& e = t.early_stopping;
+  const auto& a = t.augmentation;
   return {{"name", c.name},
           {"dataset", c.dataset},
           {"model", {{"layers", layers}}},
@@ -382,7 +627,19 @@ json to_json(const Config& c) {
             {"loss",
              {{"name", t.loss.name},
               {"semantics", t.loss.semantics == LossSemantics::tensorflow ? "tensorflow" : "renormalized"},
-              {"from_logits", t.loss.from_logits}}}}}};
+              {"from_logits", t.loss.from_logits},
+              {"label_smoothing", t.loss.label_smoothing}}},
+            {"lr_schedule", schedule},
+            {"reduce_lr_on_plateau",
+             {{"enabled", p.enabled}, {"monitor", p.monitor}, {"factor", p.factor}, {"patience", p.patience},
+              {"min_delta", p.min_delta}, {"cooldown", p.cooldown}, {"min_lr", p.min_lr}}},
+            {"early_stopping",
+             {{"enabled", e.enabled}, {"monitor", e.monitor}, {"min_delta", e.min_delta}, {"patience", e.patience},
+              {"restore_best_weights", e.restore_best_weights}, {"start_from_epoch", e.start_from_epoch}}},
+            {"augmentation",
+             {{"rotation_range", a.rotation_range}, {"width_shift_range", a.width_shift_range},
+              {"height_shift_range", a.height_shift_range}, {"zoom_range", a.zoom_range}, {"fill_mode", a.fill_mode},
+              {"elastic_alpha", a.elastic_alpha}, {"elastic_sigma", a.elastic_sigma}}}}}};
 }
 
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {
@@ -409,7 +666,10 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& assignme
     if (!same_kind)
       throw UsageError("--set " + a + ": " + key + " holds " + target->type_name() + " " + target->dump() + ", not " +
                        value.type_name() + " " + value.dump());
-    if (keys == std::vector<std::string>{"training", "optimizer", "name"}) {
+    if (keys == std::vector<std::string>{"training", "lr_schedule", "name"}) {
+      j["training"]["lr_schedule"] = {{"name", value}};  // another schedule: its own fields, given by later --set
+      if (value == "exponential_decay") j["training"]["lr_schedule"].update({{"decay_steps", 1000}, {"decay_rate", 0.96}});
+    } else if (keys == std::vector<std::string>{"training", "optimizer", "name"}) {
       j["training"]["optimizer"] = {{"name", value}};  // another optimizer: its own Keras defaults
       try {
         j["training"]["optimizer"] = optimizer_json(parse_optimizer(j["training"]["optimizer"]));

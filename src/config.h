@@ -2,6 +2,7 @@
 // are Keras's (units, activation, learning_rate, beta_1, validation_split, ...). Nothing past this
 // module sees JSON: a bad value is reported here with its JSON path, or never.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <variant>
@@ -14,17 +15,51 @@ namespace mnist {
 enum class Activation { linear, relu, sigmoid, softmax, tanh };
 std::string to_string(Activation a);
 
-// One struct per Keras layer type; a new layer type is a new alternative in LayerSpec::params.
+enum class Padding { valid, same };
+using Pair = std::array<int64_t, 2>;  // (height, width), as Keras's kernel_size / strides / pool_size
+
+// One struct per Keras layer type, its fields named and defaulted as in keras.layers; a new layer
+// type is a new alternative in LayerSpec::params (and a class in layers.cpp).
 struct FlattenSpec {};
+struct ReshapeSpec {
+  std::vector<int64_t> target_shape;  // Keras order: (height, width, channels) or (features); one -1 allowed
+};
 struct DenseSpec {
   int64_t units = 0;
   Activation activation = Activation::linear;  // Keras Dense default: no activation
   bool use_bias = true;
 };
+struct Conv2DSpec {
+  int64_t filters = 0;
+  Pair kernel_size{0, 0};
+  Pair strides{1, 1};
+  Padding padding = Padding::valid;
+  Activation activation = Activation::linear;
+  bool use_bias = true;
+};
+struct Pooling2DSpec {  // MaxPooling2D and AveragePooling2D
+  bool max = true;
+  Pair pool_size{2, 2};
+  Pair strides{2, 2};  // Keras: strides=None means pool_size
+  Padding padding = Padding::valid;
+};
+struct GlobalAveragePooling2DSpec {};
+struct DropoutSpec {
+  double rate = 0;
+};
+struct BatchNormalizationSpec {  // Keras's defaults, not LibTorch's (momentum 0.1 the other way round, eps 1e-5)
+  double momentum = 0.99, epsilon = 1e-3;
+  bool center = true, scale = true;
+};
+struct ActivationSpec {
+  Activation activation = Activation::linear;
+};
 struct LayerSpec {
-  std::string type;  // Keras class name: "Flatten", "Dense"
+  std::string type;  // Keras class name: "Flatten", "Dense", "Conv2D", ...
   std::string name;  // Keras-style auto name ("dense", "dense_1") unless the config gives one
-  std::variant<FlattenSpec, DenseSpec> params;
+  std::variant<FlattenSpec, ReshapeSpec, DenseSpec, Conv2DSpec, Pooling2DSpec, GlobalAveragePooling2DSpec, DropoutSpec,
+               BatchNormalizationSpec, ActivationSpec>
+      params;
 };
 
 struct ModelConfig {
@@ -34,10 +69,11 @@ struct ModelConfig {
 // Keras defaults per optimizer (keras.optimizers.Adam / SGD / RMSprop); only the keys of the
 // chosen optimizer are accepted in the config.
 struct OptimizerConfig {
-  std::string name = "adam";  // adam | sgd | rmsprop
+  std::string name = "adam";  // adam | adamw | sgd | rmsprop
   double learning_rate = 0.001;
   double beta_1 = 0.9, beta_2 = 0.999;  // adam
-  double epsilon = 1e-7;                 // adam, rmsprop
+  double epsilon = 1e-7;                 // adam, adamw, rmsprop
+  double weight_decay = 0.004;           // adamw (keras.optimizers.AdamW default)
   double rho = 0.9;                      // rmsprop
   double momentum = 0.0;                 // sgd, rmsprop
   bool nesterov = false;                 // sgd
@@ -50,6 +86,57 @@ struct LossConfig {
   std::string name = "sparse_categorical_crossentropy";
   LossSemantics semantics = LossSemantics::tensorflow;
   bool from_logits = false;
+  double label_smoothing = 0;  // as keras.losses.CategoricalCrossentropy's: y = y (1 - ls) + ls / classes
+};
+
+// keras.optimizers.schedules, stepped once per optimizer step; the initial rate is the optimizer's
+// learning_rate. exponential_decay: lr * decay_rate^(step / decay_steps) (floored when staircase).
+// cosine_decay: linear warm-up from lr to warmup_target over warmup_steps (when warmup_target > 0),
+// then a cosine from there down to alpha times it over decay_steps (0: the rest of training).
+struct ScheduleConfig {
+  std::string name = "constant";  // constant | exponential_decay | cosine_decay
+  int64_t decay_steps = 0;
+  double decay_rate = 0.96;
+  bool staircase = false;
+  double alpha = 0;
+  int64_t warmup_steps = 0;
+  double warmup_target = 0;
+};
+
+// keras.callbacks.ReduceLROnPlateau and EarlyStopping, with their defaults. val_* monitors need a
+// validation_split: selecting on the test set would make the test figure dishonest.
+struct ReduceLROnPlateauConfig {
+  bool enabled = false;
+  std::string monitor = "val_loss";
+  double factor = 0.1;
+  int64_t patience = 10;
+  double min_delta = 1e-4;
+  int64_t cooldown = 0;
+  double min_lr = 0;
+};
+struct EarlyStoppingConfig {
+  bool enabled = false;
+  std::string monitor = "val_loss";
+  double min_delta = 0;
+  int64_t patience = 0;
+  bool restore_best_weights = false;
+  int64_t start_from_epoch = 0;
+};
+
+// Random affine (and optionally elastic) distortions of each training batch, on the training
+// device, named as keras.preprocessing.image.ImageDataGenerator names them. Shifts below 1 are
+// fractions of the image size, from 1 up pixels (ImageDataGenerator's rule). All zero: off.
+struct AugmentationConfig {
+  double rotation_range = 0;      // degrees, uniform in [-r, r]
+  double width_shift_range = 0;   // uniform in [-s, s]
+  double height_shift_range = 0;
+  double zoom_range = 0;          // scale uniform in [1 - z, 1 + z]
+  std::string fill_mode = "nearest";  // nearest | constant (0)
+  double elastic_alpha = 0;       // Simard et al. 2003 elastic distortion: displacement scale in pixels
+  double elastic_sigma = 4;       // Gaussian smoothing of the displacement field, pixels
+  bool enabled() const {
+    return rotation_range > 0 || width_shift_range > 0 || height_shift_range > 0 || zoom_range > 0 || elastic_alpha > 0;
+  }
 };
 
 struct TrainingConfig {
@@ -60,6 +147,10 @@ struct TrainingConfig {
   uint64_t seed = 0;
   OptimizerConfig optimizer;
   LossConfig loss;
+  ScheduleConfig lr_schedule;
+  ReduceLROnPlateauConfig reduce_lr_on_plateau;
+  EarlyStoppingConfig early_stopping;
+  AugmentationConfig augmentation;
 };
 
 struct Config {

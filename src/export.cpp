@@ -20,16 +20,18 @@ std::string activation_source(Activation a) {
   return "x";
 }
 
-// TorchScript cannot resolve torch.nn.functional without Python, so Dense is written with aten ops.
-torch::jit::Module dense_module(const std::string& name, const torch::Tensor& weight, const torch::Tensor& bias) {
-  torch::jit::Module m("Dense_" + name);
-  m.register_parameter("weight", weight.detach().to(torch::kCPU).clone(), false);
-  if (bias.defined()) {
-    m.register_parameter("bias", bias.detach().to(torch::kCPU).clone(), false);
-    m.define("def forward(self, x: Tensor) -> Tensor:\n  return torch.addmm(self.bias, x, self.weight.t())\n");
-  } else {
-    m.define("def forward(self, x: Tensor) -> Tensor:\n  return torch.mm(x, self.weight.t())\n");
-  }
+// A layer with tensors becomes a submodule under its Keras name whose forward is the layer's own
+// script, so its tensors are "conv2d.weight", "batch_normalization.running_mean", ... TorchScript
+// cannot resolve torch.nn.functional without Python, so the scripts use aten ops.
+bool has_tensors(const Layer& layer) { return !layer.parameters().empty() || !layer.buffers().empty(); }
+
+torch::jit::Module layer_module(const Layer& layer) {
+  torch::jit::Module m(layer.type + "_" + layer.name);
+  for (const auto& p : layer.named_parameters(/*recurse=*/false))
+    m.register_parameter(p.key(), p.value().detach().to(torch::kCPU).clone(), false);
+  for (const auto& b : layer.named_buffers(/*recurse=*/false))
+    m.register_buffer(b.key(), b.value().detach().to(torch::kCPU).clone());
+  m.define("def forward(self, x: Tensor) -> Tensor:\n" + layer.script() + "  return x\n");
   return m;
 }
 
@@ -46,29 +48,20 @@ std::string preprocessing_json(const Config& config) {
 
 }  // namespace
 
-std::string torchscript_forward(const ModelConfig& config) {
+std::string torchscript_forward(const ModelImpl& model) {
   std::string src = "def forward(self, x: Tensor) -> Tensor:\n  if x.dim() == 3:\n    x = x.unsqueeze(1)\n";
-  for (const auto& layer : config.layers) {
-    if (std::holds_alternative<FlattenSpec>(layer.params)) {
-      src += "  x = torch.flatten(x, 1)\n";
-    } else {
-      src += "  x = self." + layer.name + ".forward(x)\n";
-      const auto act = std::get<DenseSpec>(layer.params).activation;
-      if (act != Activation::linear) src += "  x = " + activation_source(act) + "\n";
-    }
+  for (const auto& layer : model.layers()) {
+    src += has_tensors(*layer) ? "  x = self." + layer->name + ".forward(x)\n" : layer->script();
+    if (layer->activation != Activation::linear) src += "  x = " + activation_source(layer->activation) + "\n";
   }
   return src + "  return x\n";
 }
 
-torch::jit::Module to_torchscript(ModelImpl& model, const Config& config) {
+torch::jit::Module to_torchscript(ModelImpl& model) {
   torch::jit::Module m("MnistModel");
-  const auto params = model.named_parameters();
-  for (const auto& layer : config.model.layers) {
-    if (!std::holds_alternative<DenseSpec>(layer.params)) continue;
-    const torch::Tensor* bias = params.find(layer.name + ".bias");
-    m.register_module(layer.name, dense_module(layer.name, params[layer.name + ".weight"], bias ? *bias : torch::Tensor()));
-  }
-  m.define(torchscript_forward(config.model));
+  for (const auto& layer : model.layers())
+    if (has_tensors(*layer)) m.register_module(layer->name, layer_module(*layer));
+  m.define(torchscript_forward(model));
   m.eval();
   return m;
 }
@@ -78,7 +71,7 @@ std::filesystem::path weights_path_for(const std::filesystem::path& model_path) 
 }
 
 std::filesystem::path export_model(ModelImpl& model, const Config& config, const std::filesystem::path& path) {
-  const torch::jit::Module m = to_torchscript(model, config);
+  const torch::jit::Module m = to_torchscript(model);
   torch::jit::ExtraFilesMap extra = {{"format", kExportFormat},
                                      {"config.json", to_json(config).dump(2)},
                                      {"classes.json", nlohmann::json(class_names(config.dataset)).dump()},
@@ -87,7 +80,7 @@ std::filesystem::path export_model(ModelImpl& model, const Config& config, const
   m.save(module_bytes, extra);
   write_file_atomic(path, module_bytes.str());
   c10::Dict<std::string, torch::Tensor> state;
-  for (const auto& p : model.named_parameters()) state.insert(p.key(), p.value().detach().to(torch::kCPU).clone());
+  for (const auto& [name, tensor] : model.state()) state.insert(name, tensor.detach().to(torch::kCPU).clone());
   const std::vector<char> bytes = torch::pickle_save(state);
   const auto weights = weights_path_for(path);
   write_file_atomic(weights, std::string(bytes.begin(), bytes.end()));
@@ -96,15 +89,7 @@ std::filesystem::path export_model(ModelImpl& model, const Config& config, const
 
 Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what) {
   Model model(config.model, kImageShape, config.training.seed);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
-    const auto it = params.find(p.key());
-    if (it == params.end()) throw std::runtime_error(what + " lacks parameter " + p.key() + " that its config needs");
-    if (it->second.sizes() != p.value().sizes())
-      throw std::runtime_error(what + ": parameter " + p.key() + " has shape " + c10::str(it->second.sizes()) +
-                               " but its config needs " + c10::str(p.value().sizes()));
-    p.value().copy_(it->second);
-  }
+  model->load_state(params, what);
   return model;
 }
 
@@ -132,6 +117,7 @@ LoadedModel load_model(const std::string& path_arg) {
   }
   std::map<std::string, torch::Tensor> params;
   for (const auto& p : m.named_parameters(/*recurse=*/true)) params[p.name] = p.value;
+  for (const auto& b : m.named_buffers(/*recurse=*/true)) params[b.name] = b.value;
   return {config, model_with_params(config, params, what)};
 }
 

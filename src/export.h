@@ -1,5 +1,6 @@
 // export: models out of and back into the program. `model.pt` is a real TorchScript module (one
-// submodule per Dense layer under its Keras name, parameters "dense.weight", "dense.bias", ...,
+// submodule per layer with tensors under its Keras name: "dense.weight", "conv2d.bias",
+// "batch_normalization.running_var", ...,
 // and a `forward` generated from the config's layer list), loadable with torch::jit::load in C++
 // and torch.jit.load in Python without this code. It carries the resolved config, the class names
 // and the preprocessing as extra files. `<stem>_weights.pt` is a plain dict of tensors that
@@ -19,9 +20,9 @@ namespace mnist {
 inline constexpr const char* kExportFormat = "mnist-libtorch-torchscript/1";
 
 // The TorchScript source of forward() for a config's layers (exposed for tests and the curious).
-std::string torchscript_forward(const ModelConfig& config);
+std::string torchscript_forward(const ModelImpl& model);
 
-torch::jit::Module to_torchscript(ModelImpl& model, const Config& config);
+torch::jit::Module to_torchscript(ModelImpl& model);
 
 // Writes `path` (TorchScript) and its weights file, each atomically. Returns the weights path.
 std::filesystem::path export_model(ModelImpl& model, const Config& config, const std::filesystem::path& path);
@@ -37,7 +38,7 @@ struct LoadedModel {
 // fit its config.
 LoadedModel load_model(const std::string& path);
 
-// A model of `config` holding `params` (by parameter name); `what` names the source in errors.
+// A model of `config` holding `params` (by name, as ModelImpl::state()); `what` names the source in errors.
 Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what);
 
 }  // namespace mnist

@@ -41,8 +41,8 @@ std::string show(const std::vector<int64_t>& s) {
 }
 
 struct Expected {
-  std::string layer, role, param;  // "dense_1", "kernel", "dense_1.weight"
-  std::vector<int64_t> shape;      // Keras layout
+  std::string layer;  // "dense_1"
+  KerasWeight weight;
 };
 
 }  // namespace
@@ -63,22 +63,13 @@ std::map<std::string, torch::Tensor> parse_keras_weights(const std::string& text
     throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
   }
 
+  // The arrays Keras's model.get_weights() lists, in order: layer by layer, each layer's own order.
   std::vector<Expected> expected;
-  Shape shape = kImageShape;
-  for (const auto& layer : config.model.layers) {
-    if (std::holds_alternative<FlattenSpec>(layer.params)) {
-      int64_t n = 1;
-      for (auto d : shape) n *= d;
-      shape = {n};
-      continue;
-    }
-    const auto& d = std::get<DenseSpec>(layer.params);
-    expected.push_back({layer.name, "kernel", layer.name + ".weight", {shape.at(0), d.units}});
-    if (d.use_bias) expected.push_back({layer.name, "bias", layer.name + ".bias", {d.units}});
-    shape = {d.units};
-  }
+  const Model model(config.model, kImageShape, 0);
+  for (const auto& layer : model->layers())
+    for (const auto& w : layer->keras_weights()) expected.push_back({layer->name, w});
   std::string wanted;
-  for (const auto& e : expected) wanted += (wanted.empty() ? "" : ", ") + e.layer + " " + e.role + " " + show(e.shape);
+  for (const auto& e : expected) wanted += (wanted.empty() ? "" : ", ") + e.layer + " " + e.weight.role + " " + show(e.weight.keras_shape);
   if (!j.is_array() || j.size() != expected.size())
     throw std::runtime_error(name + " holds " + (j.is_array() ? std::to_string(j.size()) + " arrays" : std::string("no list")) +
                              "; the config needs " + std::to_string(expected.size()) + " in this order: " + wanted);
@@ -86,19 +77,21 @@ std::map<std::string, torch::Tensor> parse_keras_weights(const std::string& text
   std::map<std::string, torch::Tensor> params;
   for (size_t i = 0; i < expected.size(); ++i) {
     const Expected& e = expected[i];
-    const std::string where = name + ": weights[" + std::to_string(i) + "] (" + e.layer + " " + e.role + ")";
+    const Shape& want = e.weight.keras_shape;
+    const std::string where = name + ": weights[" + std::to_string(i) + "] (" + e.layer + " " + e.weight.role + ")";
     const auto got = list_shape(j[i], where);
-    if (got.size() != e.shape.size())
-      throw std::runtime_error(where + " has shape " + show(got) + "; the config's " + e.layer + " needs " + show(e.shape));
+    if (got.size() != want.size())
+      throw std::runtime_error(where + " has shape " + show(got) + "; the config's " + e.layer + " needs " + show(want));
     for (size_t dim = 0; dim < got.size(); ++dim)
-      if (got[dim] != e.shape[dim])
-        throw std::runtime_error(where + " has shape " + show(got) + "; the config's " + e.layer + " needs " + show(e.shape) +
+      if (got[dim] != want[dim])
+        throw std::runtime_error(where + " has shape " + show(got) + "; the config's " + e.layer + " needs " + show(want) +
                                  " (dimension " + std::to_string(dim) + ": " + std::to_string(got[dim]) + " vs " +
-                                 std::to_string(e.shape[dim]) + ")");
+                                 std::to_string(want[dim]) + ")");
     std::vector<float> values;
     flatten_into(j[i], values);
-    torch::Tensor t = torch::tensor(values).view(e.shape);
-    params[e.param] = e.role == "kernel" ? t.t().contiguous() : t;  // Keras [in, units] -> torch [units, in]
+    torch::Tensor t = torch::tensor(values).view(want);
+    if (!e.weight.to_torch.empty()) t = t.permute(e.weight.to_torch).contiguous();  // e.g. Dense [in, units] -> [units, in]
+    params[e.layer + "." + e.weight.tensor] = t;
   }
   return params;
 }

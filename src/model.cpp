@@ -1,17 +1,14 @@
-// model: config layers -> torch::nn modules with Keras initialisation, shapes and summary.
+// model: config layers -> Layer modules in Keras order, the forward pass, state and summary.
 #include "model.h"
 
-#include <cmath>
 #include <iomanip>
-#include <numeric>
 #include <sstream>
 
 #include "errors.h"
+#include "rng.h"
 
 namespace mnist {
 namespace {
-
-int64_t numel(const Shape& s) { return std::accumulate(s.begin(), s.end(), int64_t{1}, std::multiplies<>()); }
 
 std::string with_commas(int64_t n) {
   std::string s = std::to_string(n);
@@ -19,23 +16,13 @@ std::string with_commas(int64_t n) {
   return s;
 }
 
-// keras.initializers.GlorotUniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
-// LibTorch's Linear default (kaiming_uniform with a=sqrt(5), bias U(+-1/sqrt(fan_in))) differs.
-void keras_dense_init(const torch::nn::Linear& linear, at::Generator& gen) {
-  torch::NoGradGuard no_grad;
-  const auto fan_out = linear->weight.size(0), fan_in = linear->weight.size(1);
-  const double limit = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
-  linear->weight.uniform_(-limit, limit, gen);
-  if (linear->bias.defined()) linear->bias.zero_();  // keras.initializers.Zeros
+int64_t count(const std::vector<torch::Tensor>& tensors) {
+  int64_t n = 0;
+  for (const auto& t : tensors) n += t.numel();
+  return n;
 }
 
 }  // namespace
-
-std::string format_shape(const Shape& s) {
-  std::string out = "(None";
-  for (auto d : s) out += ", " + std::to_string(d);
-  return out + ")";
-}
 
 torch::Tensor activate(const torch::Tensor& x, Activation a) {
   switch (a) {
@@ -52,59 +39,76 @@ ModelImpl::ModelImpl(const ModelConfig& config, const Shape& input_shape, uint64
   auto gen = at::detail::createCPUGenerator(seed);
   Shape shape = input_shape;
   for (size_t i = 0; i < config.layers.size(); ++i) {
-    const LayerSpec& spec = config.layers[i];
-    const std::string path = "model.layers[" + std::to_string(i) + "]";
-    Layer layer{spec.name, spec.type, {}, Activation::linear, {}, 0};
-    if (std::holds_alternative<FlattenSpec>(spec.params)) {
-      layer.module = torch::nn::AnyModule(register_module(spec.name, torch::nn::Flatten()));
-      shape = {numel(shape)};
-    } else {
-      const auto& d = std::get<DenseSpec>(spec.params);
-      // Keras's Dense acts on the last axis of any input, but a Dense on an image then leaves a
-      // [28, units] output no classification loss accepts; ask for the Flatten instead.
-      if (shape.size() != 1)
-        throw ConfigError(path, "Dense needs a flat input but receives " + format_shape(shape) +
-                                    "; put a {\"type\": \"Flatten\"} layer before it");
-      auto linear = register_module(spec.name, torch::nn::Linear(torch::nn::LinearOptions(shape[0], d.units).bias(d.use_bias)));
-      keras_dense_init(linear, gen);
-      layer.module = torch::nn::AnyModule(linear);
-      layer.activation = d.activation;
-      layer.params = shape[0] * d.units + (d.use_bias ? d.units : 0);
-      shape = {d.units};
-    }
-    layer.output_shape = shape;
+    auto layer = make_layer(config.layers[i], shape, gen, noise_, "model.layers[" + std::to_string(i) + "]");
+    register_module(layer->name, layer);
+    shape = layer->output_shape;
     layers_.push_back(std::move(layer));
   }
 }
 
 torch::Tensor ModelImpl::logits(const torch::Tensor& x) {
-  torch::Tensor h = x;
+  torch::Tensor h = x.dim() == 3 ? x.unsqueeze(1) : x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    h = layers_[i].module.forward(h);
-    if (i + 1 < layers_.size()) h = activate(h, layers_[i].activation);
+    h = layers_[i]->forward(h);
+    if (i + 1 < layers_.size()) h = activate(h, layers_[i]->activation);
   }
   return h;
 }
 
 torch::Tensor ModelImpl::forward(const torch::Tensor& x) { return activate(logits(x), output_activation()); }
 
-int64_t ModelImpl::parameter_count() const {
-  int64_t n = 0;
-  for (const auto& p : parameters()) n += p.numel();
-  return n;
+std::vector<std::pair<std::string, torch::Tensor>> ModelImpl::state() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
 }
+
+void ModelImpl::load_state(const std::map<std::string, torch::Tensor>& values, const std::string& what) {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : state()) {
+    const auto it = values.find(name);
+    if (it == values.end()) throw std::runtime_error(what + " lacks tensor " + name + " that its config needs");
+    if (it->second.sizes() != tensor.sizes())
+      throw std::runtime_error(what + ": tensor " + name + " has shape " + c10::str(it->second.sizes()) +
+                               " but its config needs " + c10::str(tensor.sizes()));
+    tensor.copy_(it->second);
+  }
+}
+
+void ModelImpl::reseed_noise(torch::Device device, uint64_t seed) {
+  if (!has_noise()) return;
+  if (noise_->generator.defined() && noise_->generator.device() == device) {
+    std::lock_guard<std::mutex> lock(noise_->generator.mutex());
+    noise_->generator.set_current_seed(seed);
+  } else {
+    noise_->generator = make_generator(device, seed);
+  }
+}
+
+bool ModelImpl::has_noise() const {
+  for (const auto& l : layers_)
+    if (l->type == "Dropout") return true;
+  return false;
+}
+
+int64_t ModelImpl::parameter_count() const { return count(parameters()); }
+int64_t ModelImpl::non_trainable_count() const { return count(buffers()); }
 
 std::string ModelImpl::summary(const std::string& model_name) const {
   std::ostringstream out;
-  const std::string rule(65, '_'), double_rule(65, '=');
+  size_t width = 29;  // Keras's column, widened for long names such as batch_normalization_1
+  for (const auto& l : layers_) width = std::max(width, l->name.size() + l->type.size() + 5);
+  const std::string rule(width + 36, '_'), double_rule(width + 36, '=');
   out << "Model: \"" << model_name << "\"\n" << rule << "\n";
-  out << std::left << std::setw(29) << " Layer (type)" << std::setw(26) << "Output Shape" << "Param #\n" << double_rule << "\n";
+  out << std::left << std::setw(static_cast<int>(width)) << " Layer (type)" << std::setw(26) << "Output Shape" << "Param #\n"
+      << double_rule << "\n";
   for (const auto& l : layers_)
-    out << std::left << std::setw(29) << (" " + l.name + " (" + l.type + ")") << std::setw(26) << format_shape(l.output_shape)
-        << l.params << "\n";
-  const int64_t total = parameter_count();
-  out << double_rule << "\nTotal params: " << with_commas(total) << "\nTrainable params: " << with_commas(total)
-      << "\nNon-trainable params: 0\n" << rule << "\n";
+    out << std::left << std::setw(static_cast<int>(width)) << (" " + l->name + " (" + l->type + ")") << std::setw(26)
+        << format_shape(l->output_shape) << count(l->parameters()) + count(l->buffers()) << "\n";
+  const int64_t trainable = parameter_count(), frozen = non_trainable_count();
+  out << double_rule << "\nTotal params: " << with_commas(trainable + frozen) << "\nTrainable params: " << with_commas(trainable)
+      << "\nNon-trainable params: " << with_commas(frozen) << "\n" << rule << "\n";
   return out.str();
 }
 

@@ -1,21 +1,22 @@
-// model: a Keras Sequential model built from the config's layer list. Layers are registered under
-// their Keras names (dense, dense_1, ...), initialised as Keras does (glorot_uniform kernels, zero
-// biases), and shape-checked at build time. The output activation is kept apart from the last
-// layer's pre-activation values because Keras's TensorFlow loss reads those logits (see loss.h).
+// model: a Keras Sequential model built from the config's layer list (see layers.h for each
+// layer). Layers are registered under their Keras names (dense, dense_1, conv2d, ...), initialised
+// as Keras does from one seeded generator, and shape-checked at build time. The output activation
+// is kept apart from the last layer's pre-activation values because Keras's TensorFlow loss reads
+// those logits (see loss.h).
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "config.h"
+#include "layers.h"
 
 namespace mnist {
 
-using Shape = std::vector<int64_t>;  // per-sample shape, no batch dimension
-inline const Shape kImageShape = {1, 28, 28};
-
-std::string format_shape(const Shape& s);  // Keras style: "(None, 784)"
+// The model's input in Keras's terms: a 28x28 image with one channel (LibTorch: [N, 1, 28, 28]).
+inline const Shape kImageShape = {28, 28, 1};
 
 class ModelImpl : public torch::nn::Module {
  public:
@@ -25,20 +26,26 @@ class ModelImpl : public torch::nn::Module {
 
   torch::Tensor logits(const torch::Tensor& x);   // the last layer's pre-activation values
   torch::Tensor forward(const torch::Tensor& x);  // the model's outputs, as Keras's predict() returns them
-  Activation output_activation() const { return layers_.back().activation; }
+  Activation output_activation() const { return layers_.back()->activation; }
+  const std::vector<std::shared_ptr<Layer>>& layers() const { return layers_; }
 
-  int64_t parameter_count() const;
+  // Everything a saved model needs: the parameters and the BatchNormalization moving statistics.
+  std::vector<std::pair<std::string, torch::Tensor>> state() const;
+  // Copies `values` (every name state() has, with the same shapes) in; throws naming `what`.
+  void load_state(const std::map<std::string, torch::Tensor>& values, const std::string& what);
+
+  // Dropout's masks for the coming step come from this seed (rng.h); a model without Dropout
+  // ignores it.
+  void reseed_noise(torch::Device device, uint64_t seed);
+  bool has_noise() const;
+
+  int64_t parameter_count() const;      // trainable
+  int64_t non_trainable_count() const;  // moving statistics
   std::string summary(const std::string& model_name) const;  // Keras model.summary()
 
  private:
-  struct Layer {
-    std::string name, type;
-    torch::nn::AnyModule module;
-    Activation activation = Activation::linear;
-    Shape output_shape;
-    int64_t params = 0;
-  };
-  std::vector<Layer> layers_;
+  std::vector<std::shared_ptr<Layer>> layers_;
+  std::shared_ptr<Noise> noise_ = std::make_shared<Noise>();
 };
 TORCH_MODULE(Model);
 

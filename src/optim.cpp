@@ -5,7 +5,8 @@
 
 namespace mnist {
 
-KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config) : config_(std::move(config)) {
+KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config)
+    : config_(std::move(config)), learning_rate_(config_.learning_rate) {
   TORCH_CHECK(!params.empty(), "KerasOptimizer needs parameters");
   int64_t total = 0;
   for (const auto& p : params) total += p.numel();
@@ -31,9 +32,10 @@ KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfi
 void KerasOptimizer::step() {
   torch::NoGradGuard no_grad;
   ++iterations_;
-  const double lr = config_.learning_rate;
+  const double lr = learning_rate_;
   const torch::Tensor& g = grads_;
-  if (config_.name == "adam") {
+  if (config_.name == "adamw") params_.mul_(1.0 - config_.weight_decay * lr);
+  if (config_.name == "adam" || config_.name == "adamw") {
     const double t = static_cast<double>(iterations_);
     const double alpha = lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t));
     slot_a_.lerp_(g, 1.0 - config_.beta_1);  // m += (g - m) * (1 - beta_1)
@@ -72,6 +74,25 @@ void KerasOptimizer::step() {
       params_.addcdiv_(g, scratch_, -lr);
     }
   }
+}
+
+double scheduled_learning_rate(const ScheduleConfig& s, double initial, int64_t step, int64_t total_steps) {
+  const double t = static_cast<double>(step);
+  if (s.name == "exponential_decay") {
+    double p = t / static_cast<double>(s.decay_steps);
+    return initial * std::pow(s.decay_rate, s.staircase ? std::floor(p) : p);
+  }
+  if (s.name == "cosine_decay") {  // keras.optimizers.schedules.CosineDecay, warm-up included
+    const bool warmup = s.warmup_target > 0;
+    if (warmup && step < s.warmup_steps)
+      return initial + (s.warmup_target - initial) * t / static_cast<double>(s.warmup_steps);
+    const double peak = warmup ? s.warmup_target : initial;
+    const int64_t decay_steps = s.decay_steps > 0 ? s.decay_steps : std::max<int64_t>(total_steps - (warmup ? s.warmup_steps : 0), 1);
+    const double done = std::min(t - (warmup ? static_cast<double>(s.warmup_steps) : 0.0), static_cast<double>(decay_steps));
+    const double cosine = 0.5 * (1.0 + std::cos(M_PI * done / static_cast<double>(decay_steps)));
+    return peak * ((1.0 - s.alpha) * cosine + s.alpha);
+  }
+  return initial;
 }
 
 std::vector<torch::Tensor> KerasOptimizer::state() const {

@@ -8,7 +8,8 @@
 // goes: Keras folds both bias corrections into the step size and adds epsilon to sqrt(v) itself,
 //     alpha_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t);   p -= alpha_t * m / (sqrt(v) + eps)
 // whereas PyTorch adds epsilon to sqrt(v_hat) = sqrt(v) / sqrt(1 - beta_2^t). Keras's default
-// epsilon is also 1e-7, not 1e-8.
+// epsilon is also 1e-7, not 1e-8. AdamW is Adam after Keras's decoupled weight decay,
+// p -= p * weight_decay * lr, applied to every trainable variable as Keras does by default.
 #pragma once
 #include <vector>
 
@@ -26,6 +27,8 @@ class KerasOptimizer {
   void zero_grad() { grads_.zero_(); }  // keep .grad defined: autograd then accumulates in place
   void step();
   int64_t iterations() const { return iterations_; }
+  double learning_rate() const { return learning_rate_; }
+  void set_learning_rate(double lr) { learning_rate_ = lr; }  // schedules and ReduceLROnPlateau
 
   const torch::Tensor& flat_params() const { return params_; }
   const torch::Tensor& flat_grads() const { return grads_; }
@@ -40,6 +43,11 @@ class KerasOptimizer {
   torch::Tensor slot_a_, slot_b_, slot_c_;  // adam: m, v; rmsprop: velocity, momentum, average_gradient; sgd: momentum
   torch::Tensor scratch_;
   int64_t iterations_ = 0;
+  double learning_rate_;
 };
+
+// keras.optimizers.schedules: the rate for optimizer step `step` (counted from 0, as Keras's
+// `iterations` before the update) of a run of `total_steps`.
+double scheduled_learning_rate(const ScheduleConfig& schedule, double initial, int64_t step, int64_t total_steps);
 
 }  // namespace mnist

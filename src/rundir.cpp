@@ -90,14 +90,17 @@ void save_history(const fs::path& dir, const History& history) {
   write_file_atomic(dir / "history.csv", history.to_csv());
 }
 
-void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
-                     const KerasOptimizer& optimizer, const Progress& progress) {
+void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer) {
+  const History& history = trainer.history();
+  const Progress& progress = trainer.progress();
+  const KerasOptimizer& optimizer = trainer.optimizer();
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
   archive.write("config", c10::IValue(to_json(config).dump()));
   archive.write("history", c10::IValue(history.to_json().dump()));
   archive.write("progress", c10::IValue(progress.to_json().dump()));
-  for (const auto& p : model.named_parameters()) archive.write("model." + p.key(), p.value().detach().to(torch::kCPU).clone());
+  for (const auto& [name, tensor] : model.state()) archive.write("model." + name, tensor.detach().to(torch::kCPU).clone());
+  for (const auto& [name, tensor] : trainer.best_state()) archive.write("best." + name, tensor.detach().to(torch::kCPU).clone());
   const auto state = optimizer.state();
   for (size_t i = 0; i < state.size(); ++i) archive.write("optimizer." + std::to_string(i), state[i].to(torch::kCPU));
   // Serialise in memory, then write with checked I/O: LibTorch's file writer throws from a
@@ -128,11 +131,12 @@ Checkpoint read_checkpoint(const fs::path& path) {
     throw std::runtime_error(what + " holds an invalid config: " + e.what());
   }
   Model shape_source(c.config.model, kImageShape, 0);
-  for (const auto& p : shape_source->named_parameters()) {
+  for (const auto& [name, tensor] : shape_source->state()) {
     torch::Tensor stored;
-    if (!archive.try_read("model." + p.key(), stored))
-      throw std::runtime_error(what + " lacks parameter " + p.key() + " that its config needs");
-    c.params[p.key()] = stored;
+    if (!archive.try_read("model." + name, stored))
+      throw std::runtime_error(what + " lacks tensor " + name + " that its config needs");
+    c.params[name] = stored;
+    if (archive.try_read("best." + name, stored)) c.best_state[name] = stored;
   }
   for (int i = 0; i < 4; ++i) {
     torch::Tensor t;

@@ -28,14 +28,15 @@ fs::path create_run_dir(const std::string& out, const std::string& name, const f
 // history.json and history.csv (Keras CSVLogger format), both atomically.
 void save_history(const fs::path& dir, const History& history);
 
-// A self-contained checkpoint: the resolved config, the parameters by name, the optimizer state
-// and the history, so `mnist evaluate --model checkpoint.pt` needs nothing else.
-void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, const History& history,
-                     const KerasOptimizer& optimizer, const Progress& progress = {});
+// A self-contained checkpoint: the resolved config, the model's tensors by name, and the
+// trainer's optimizer state, history, position and early-stopping best weights, so `mnist
+// evaluate --model checkpoint.pt` needs nothing else and `train --resume` continues exactly.
+void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer);
 
 struct Checkpoint {
   Config config;
-  std::map<std::string, torch::Tensor> params;  // by ModelImpl parameter name
+  std::map<std::string, torch::Tensor> params;  // by ModelImpl::state() name
+  std::map<std::string, torch::Tensor> best_state;  // Trainer::best_state()
   std::vector<torch::Tensor> optimizer_state;   // KerasOptimizer::state()
   History history;
   Progress progress;

@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <sstream>
 
+#include "augment.h"
 #include "loss.h"
 #include "metrics.h"
+#include "rng.h"
 
 namespace mnist {
 namespace {
@@ -54,7 +56,8 @@ nlohmann::json History::to_json() const {
           {"val_accuracy", val_accuracy},
           {"test_loss", test_loss},
           {"test_accuracy", test_accuracy},
-          {"epoch_seconds", epoch_seconds}};
+          {"epoch_seconds", epoch_seconds},
+          {"learning_rate", learning_rate}};
 }
 
 std::string History::to_csv() const {
@@ -88,8 +91,72 @@ History History::from_json(const nlohmann::json& j, const std::string& origin) {
   read(h.test_loss, {"test_loss"});
   read(h.test_accuracy, {"test_accuracy"});
   read(h.epoch_seconds, {"epoch_seconds"});
+  read(h.learning_rate, {"learning_rate", "lr"});
   if (!j.contains("accuracy") && !j.contains("acc") && !j.contains("loss")) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
   return h;
+}
+
+namespace {
+
+const std::vector<double>& monitored(const History& h, const std::string& monitor) {
+  if (monitor == "val_loss") return h.val_loss;
+  if (monitor == "val_accuracy") return h.val_accuracy;
+  if (monitor == "accuracy") return h.accuracy;
+  return h.loss;
+}
+
+// Keras's mode "auto": accuracies are maximised, losses minimised; min_delta counts against the
+// candidate (keras.callbacks.EarlyStopping._is_improvement, ReduceLROnPlateau.monitor_op).
+bool improves(const std::string& monitor, double value, double best, double min_delta) {
+  return monitor.find("accuracy") != std::string::npos ? value - min_delta > best : value + min_delta < best;
+}
+
+}  // namespace
+
+EarlyStoppingState early_stopping_state(const History& history, const EarlyStoppingConfig& config) {
+  EarlyStoppingState s;
+  if (!config.enabled) return s;
+  const auto& values = monitored(history, config.monitor);
+  double best = 0;
+  for (int64_t epoch = 0; epoch < static_cast<int64_t>(values.size()); ++epoch) {
+    if (epoch < config.start_from_epoch) continue;
+    ++s.wait;
+    if (s.best_epoch < 0 || improves(config.monitor, values[static_cast<size_t>(epoch)], best, config.min_delta)) {
+      best = values[static_cast<size_t>(epoch)];
+      s.best_epoch = epoch;
+      s.wait = 0;
+      continue;
+    }
+    if (s.wait >= config.patience && epoch > 0) {
+      s.stop = true;
+      break;
+    }
+  }
+  return s;
+}
+
+double plateau_learning_rate(const History& history, const ReduceLROnPlateauConfig& config, double initial) {
+  double lr = initial;
+  if (!config.enabled) return lr;
+  const auto& values = monitored(history, config.monitor);
+  const bool maximise = config.monitor.find("accuracy") != std::string::npos;
+  double best = maximise ? -INFINITY : INFINITY;
+  int64_t wait = 0, cooldown = 0;
+  for (double value : values) {  // keras.callbacks.ReduceLROnPlateau.on_epoch_end, replayed
+    if (cooldown > 0) {
+      --cooldown;
+      wait = 0;
+    }
+    if (improves(config.monitor, value, best, config.min_delta)) {
+      best = value;
+      wait = 0;
+    } else if (cooldown == 0 && ++wait >= config.patience && lr > config.min_lr) {
+      lr = std::max(lr * config.factor, config.min_lr);
+      cooldown = config.cooldown;
+      wait = 0;
+    }
+  }
+  return lr;
 }
 
 torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
@@ -116,9 +183,23 @@ Progress Progress::from_json(const nlohmann::json& j) {
   return {j.at("step").get<int64_t>(), j.at("loss_sum").get<double>(), j.at("correct").get<double>(), j.at("seconds").get<double>()};
 }
 
-void Trainer::resume(History history, Progress progress) {
+void Trainer::resume(History history, Progress progress, std::map<std::string, torch::Tensor> best_state) {
   history_ = std::move(history);
   progress_ = progress;
+  best_state_ = std::move(best_state);
+  for (auto& [name, t] : best_state_) t = t.to(device_);
+}
+
+bool Trainer::early_stop() {
+  const EarlyStoppingConfig& config = config_.early_stopping;
+  const EarlyStoppingState s = early_stopping_state(history_, config);
+  if (config.restore_best_weights && s.best_epoch == static_cast<int64_t>(history_.epochs()) - 1) {
+    best_state_.clear();
+    for (const auto& [name, t] : model_->state()) best_state_[name] = t.detach().clone();
+  }
+  if (!s.stop) return false;
+  if (config.restore_best_weights && !best_state_.empty()) model_->load_state(best_state_, "the best epoch's weights");
+  return true;
 }
 
 bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, torch::Tensor& loss_sum,
@@ -133,6 +214,8 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
   loss_sum = torch::full({}, progress_.loss_sum, train.images.options());
   correct = torch::full({}, static_cast<int64_t>(progress_.correct), train.labels.options());
   const Activation out_act = model_->output_activation();
+  const bool scheduled = config_.lr_schedule.name != "constant", augmenting = config_.augmentation.enabled();
+  at::Generator augment_gen = augmenting ? make_generator(device_, 0) : at::Generator();
   const auto t0 = Clock::now();
   auto last_draw = t0;
   model_->train();
@@ -142,9 +225,19 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
     torch::Tensor x = x_buf.narrow(0, 0, len), y = y_buf.narrow(0, 0, len);
     torch::index_select_out(x, train.images, 0, idx);
     torch::index_select_out(y, train.labels, 0, idx);
+    if (scheduled)  // Keras evaluates the schedule at `iterations`, the steps taken before this one
+      optimizer_.set_learning_rate(scheduled_learning_rate(config_.lr_schedule, config_.optimizer.learning_rate,
+                                                           optimizer_.iterations(), steps * config_.epochs));
+    const uint64_t s = config_.seed, e = static_cast<uint64_t>(epoch), b = static_cast<uint64_t>(step);
+    model_->reseed_noise(device_, mix_seed({s, e, b, static_cast<uint64_t>(Stream::dropout)}));
+    torch::Tensor input = x;
+    if (augmenting) {
+      augment_gen.set_current_seed(mix_seed({s, e, b, static_cast<uint64_t>(Stream::augmentation)}));
+      input = augment(x, config_.augmentation, augment_gen);
+    }
 
     optimizer_.zero_grad();
-    const torch::Tensor z = model_->logits(x);
+    const torch::Tensor z = model_->logits(input);
     const torch::Tensor loss = sparse_categorical_crossentropy(z, y, out_act, config_.loss);
     loss.backward();
     optimizer_.step();
@@ -179,6 +272,8 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
   const bool has_validation = validation.size() > 0;
   torch::Tensor params_before = torch::empty_like(optimizer_.flat_params());
   for (int64_t epoch = static_cast<int64_t>(h.epochs()); epoch < config_.epochs; ++epoch) {
+    if (config_.reduce_lr_on_plateau.enabled)
+      optimizer_.set_learning_rate(plateau_learning_rate(h, config_.reduce_lr_on_plateau, config_.optimizer.learning_rate));
     // What this epoch (or its resumed part) started from, to fall back on if it ends non-finite.
     params_before.copy_(optimizer_.flat_params());
     const auto optimizer_before = optimizer_.state();
@@ -206,6 +301,7 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
         why << ": with \"renormalized\" semantics a batch whose output units all underflow to 0 divides 0 by 0";
       why << "; kept the weights this epoch started from (" << (epoch == 0 ? "the initial weights" : "the last finite ones") << ")";
       result.stopped_early = why.str();
+      result.diverged = true;
       if (options.log) *options.log << (options.progress_bar ? "\n" : "") << "Stopped: " << result.stopped_early << "\n";
       break;
     }
@@ -219,6 +315,8 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
     h.test_loss.push_back(test_eval.loss);
     h.test_accuracy.push_back(test_eval.accuracy);
     h.epoch_seconds.push_back(seconds);
+    h.learning_rate.push_back(optimizer_.learning_rate());
+    const bool stop = early_stop();
 
     if (options.log) {
       std::string metrics = format_metric("accuracy", accuracy) + format_metric("loss", loss) +
@@ -230,7 +328,15 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
       else
         *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "  " << line << "\n" << std::flush;
     }
+    if (stop) {
+      const EarlyStoppingState es = early_stopping_state(h, config_.early_stopping);
+      result.stopped_early = "early stopping: " + config_.early_stopping.monitor + " has not improved for " +
+                             std::to_string(es.wait) + " epochs (best: epoch " + std::to_string(es.best_epoch + 1) + ")" +
+                             (config_.early_stopping.restore_best_weights ? "; restored that epoch's weights" : "");
+      if (options.log) *options.log << "Stopped: " << result.stopped_early << "\n";
+    }
     if (options.on_epoch_end) options.on_epoch_end(h);
+    if (stop) break;
     if (options.stop && options.stop->load(std::memory_order_relaxed) && epoch + 1 < config_.epochs) {
       result.interrupted = true;  // asked during the epoch's last step: stop at the boundary
       break;

@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ namespace mnist {
 // the test set (Keras's validation_data=(x_test, y_test)); test_* is always the test set.
 struct History {
   std::vector<double> loss, accuracy, val_loss, val_accuracy, test_loss, test_accuracy, epoch_seconds;
+  std::vector<double> learning_rate;  // at the epoch's end, as Keras logs it when a callback changes it
   size_t epochs() const { return loss.size(); }
   nlohmann::json to_json() const;
   // Keras CSVLogger format: "epoch,accuracy,loss,val_accuracy,val_loss", epochs counted from 0.
@@ -57,8 +59,21 @@ struct FitOptions {
 struct FitResult {
   History history;
   std::string stopped_early;  // empty when every epoch ran; else why training stopped
+  bool diverged = false;      // stopped on a non-finite loss (a failure; early stopping is not)
   bool interrupted = false;   // options.stop was set
 };
+
+// What keras.callbacks.EarlyStopping has concluded after the history's epochs. A pure function
+// of the history, so a resumed run needs only the best epoch's weights.
+struct EarlyStoppingState {
+  int64_t best_epoch = -1;  // -1: none yet (before start_from_epoch)
+  int64_t wait = 0;
+  bool stop = false;
+};
+EarlyStoppingState early_stopping_state(const History& history, const EarlyStoppingConfig& config);
+
+// The learning rate keras.callbacks.ReduceLROnPlateau has set after the history's epochs.
+double plateau_learning_rate(const History& history, const ReduceLROnPlateauConfig& config, double initial);
 
 // The permutation of [0, n) used for `epoch`: a pure function of (seed, epoch), drawn on the CPU,
 // so every device sees the same data order and a resumed run needs no saved RNG state.
@@ -68,9 +83,9 @@ class Trainer {
  public:
   Trainer(Model model, TrainingConfig config, torch::Device device);
 
-  // Continue a run: its history so far and the position inside the next epoch. The optimizer's
-  // state is restored separately (optimizer().load_state).
-  void resume(History history, Progress progress);
+  // Continue a run: its history so far, the position inside the next epoch and the early-stopping
+  // best weights (empty when none). The optimizer's state is restored separately.
+  void resume(History history, Progress progress, std::map<std::string, torch::Tensor> best_state = {});
 
   // Runs the remaining epochs. `validation` may be empty: val_* then reports `test`. All splits
   // must be on the device.
@@ -79,8 +94,14 @@ class Trainer {
   KerasOptimizer& optimizer() { return optimizer_; }
   const History& history() const { return history_; }
   const Progress& progress() const { return progress_; }
+  // The weights of early stopping's best epoch so far, kept only with restore_best_weights.
+  const std::map<std::string, torch::Tensor>& best_state() const { return best_state_; }
 
  private:
+  // After an epoch: track the best weights; true when early stopping ends training (the best
+  // weights restored as Keras does when restore_best_weights is set).
+  bool early_stop();
+
   // Runs the rest of one epoch from progress_. Returns false when interrupted (progress_ then
   // holds the position); on completion `loss_sum` and `correct` hold the epoch's device sums.
   bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, torch::Tensor& loss_sum,
@@ -92,6 +113,7 @@ class Trainer {
   KerasOptimizer optimizer_;
   History history_;
   Progress progress_;
+  std::map<std::string, torch::Tensor> best_state_;
 };
 
 }  // namespace mnist

@@ -55,7 +55,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "unknown_key.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}, "trainig": {}})");
   write_file(d / "wrong_type.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": "ten", "activation": "softmax"}]}})");
   write_file(d / "range.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}, "training": {"batch_size": 0}})");
-  write_file(d / "layer.json", R"({"model": {"layers": [{"type": "Conv2D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})");
+  write_file(d / "layer.json", R"({"model": {"layers": [{"type": "Conv3D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})");
   write_file(d / "activation.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "swish"}]}})");
   write_file(d / "shapes.json", R"({"model": {"layers": [{"type": "Dense", "units": 10, "activation": "softmax"}]}})");
   // Models.
@@ -84,7 +84,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"config unknown key", "train --config {tmp}/unknown_key.json", 2, "config error at trainig: unknown key"},
       {"config wrong type", "train --config {tmp}/wrong_type.json", 2, "config error at model.layers[1].units: must be an integer"},
       {"config out of range", "train --config {tmp}/range.json", 2, "config error at training.batch_size: must be between 1"},
-      {"config unknown layer", "train --config {tmp}/layer.json", 2, "config error at model.layers[0].type: must be one of Flatten, Dense"},
+      {"config unknown layer", "train --config {tmp}/layer.json", 2, "config error at model.layers[0].type: must be one of Flatten, Reshape, Dense"},
       {"config unknown activation", "train --config {tmp}/activation.json", 2, "config error at model.layers[1].activation"},
       {"config shapes", "train --config {tmp}/shapes.json", 2, "config error at model.layers[0]: Dense needs a flat input"},
       {"--set missing path", "train --set training.optimizer.beta=0.5", 2, "no key \"beta\" under training.optimizer"},
@@ -92,7 +92,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"model not a model", "evaluate --model {tmp}/not_a_model.pt", 1, "not_a_model.pt is not a model written by"},
       {"model truncated", "evaluate --model {tmp}/truncated.pt", 1, "truncated.pt is not a model written by"},
       {"model from another config", "evaluate --model {tmp}/other_config.pt --data {tmp}/good", 1,
-       "other_config.pt: parameter dense.weight has shape [16, 784] but its config needs [32, 784]"},
+       "other_config.pt: tensor dense.weight has shape [16, 784] but its config needs [32, 784]"},
       {"image undecodable", "predict --model {tmp}/good.pt {tmp}/garbage.png", 1, "garbage.png cannot be decoded"},
       {"image empty", "predict --model {tmp}/good.pt {tmp}/empty.png", 1, "empty.png cannot be decoded"},
       {"output dir not empty", "train --epochs 1 --data {tmp}/good --out {tmp}/good", 2, "already exists and is not an empty directory"},

@@ -66,7 +66,7 @@ TEST(Model, DenseOnAnImageAsksForFlatten) {
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_EQ(e.path, "model.layers[0]");
-    EXPECT_NE(std::string(e.what()).find("(None, 1, 28, 28)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(None, 28, 28, 1)"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("Flatten"), std::string::npos) << e.what();
   }
 }

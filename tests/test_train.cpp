@@ -96,12 +96,11 @@ TEST(Train, SameSeedGivesIdenticalRunsOnCpu) {
   EXPECT_TRUE(a.second.equal(b.second));
 }
 
-TEST(Train, InterruptedMidEpochAndResumedEqualsStraightThroughBitForBit) {
+// Runs `config` straight through, and again interrupted at an epoch boundary and then mid-epoch
+// and resumed through a real checkpoint file, as `mnist train --resume` does; both must agree bit
+// for bit.
+static void expect_resume_is_bit_exact(const Config& config) {
   const Split train = synthetic(300, 15), test = synthetic(100, 16);
-  Config config;
-  config.name = "resume";
-  config.model = small_model();
-  config.training = training(3, 32);
   Model straight_model(config.model, kImageShape, 9);
   Trainer straight(straight_model, config.training, torch::kCPU);
   const History expected = straight.fit(train, Split{}, test, FitOptions{}).history;
@@ -118,33 +117,58 @@ TEST(Train, InterruptedMidEpochAndResumedEqualsStraightThroughBitForBit) {
   ASSERT_TRUE(partial.interrupted);
   ASSERT_EQ(partial.history.epochs(), 1u);
   EXPECT_EQ(first.progress().step, 0);  // stopped at the epoch boundary
-  stop = false;
   options.on_epoch_end = nullptr;
-  // Second leg: interrupt inside epoch 2 after a few steps, using a thread-free trick: set the flag
-  // now, so the very next step (step 1 of epoch 2) is the last one taken.
+  // Second leg: interrupt inside epoch 2, using a thread-free trick: set the flag now, so the very
+  // next step (step 1 of epoch 2) is the last one taken.
   stop = true;
   partial = first.fit(train, Split{}, test, options);
   ASSERT_TRUE(partial.interrupted);
   EXPECT_EQ(first.progress().step, 1);
   EXPECT_GT(first.progress().correct, 0);
 
-  // Through a real checkpoint file, as `mnist train --resume` does.
   TempDir tmp;
-  save_checkpoint(tmp / "checkpoint.pt", *model, config, first.history(), first.optimizer(), first.progress());
+  save_checkpoint(tmp / "checkpoint.pt", *model, config, first);
   const Checkpoint c = read_checkpoint(tmp / "checkpoint.pt");
   EXPECT_EQ(c.progress.step, 1);
   Model resumed_model = model_with_params(c.config, c.params, "checkpoint");
   Trainer resumed(resumed_model, c.config.training, torch::kCPU);
   resumed.optimizer().load_state(c.optimizer_state);
-  resumed.resume(c.history, c.progress);
+  resumed.resume(c.history, c.progress, c.best_state);
   const History got = resumed.fit(train, Split{}, test, FitOptions{}).history;
 
   EXPECT_TRUE(resumed.optimizer().flat_params().equal(straight.optimizer().flat_params()));
+  const auto a = resumed_model->state(), b = straight_model->state();  // BatchNormalization statistics too
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i].second.equal(b[i].second)) << a[i].first;
   EXPECT_EQ(resumed.optimizer().iterations(), straight.optimizer().iterations());
   EXPECT_EQ(got.loss, expected.loss);
   EXPECT_EQ(got.accuracy, expected.accuracy);
   EXPECT_EQ(got.val_loss, expected.val_loss);
   EXPECT_EQ(got.test_accuracy, expected.test_accuracy);
+  EXPECT_EQ(got.learning_rate, expected.learning_rate);
+}
+
+TEST(Train, InterruptedMidEpochAndResumedEqualsStraightThroughBitForBit) {
+  Config config;
+  config.name = "resume";
+  config.model = small_model();
+  config.training = training(3, 32);
+  expect_resume_is_bit_exact(config);
+}
+
+// Dropout masks and augmentation are drawn from (seed, epoch, step): resuming needs no RNG state.
+TEST(Train, ResumeIsBitExactWithDropoutAugmentationBatchNormAndASchedule) {
+  const Config config = parse_config_text(R"({
+    "model": {"layers": [
+      {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"},
+      {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+      {"type": "MaxPooling2D"}, {"type": "Flatten"}, {"type": "Dropout", "rate": 0.3},
+      {"type": "Dense", "units": 10, "activation": "softmax"}]},
+    "training": {"epochs": 3, "batch_size": 32, "seed": 5,
+      "lr_schedule": {"name": "cosine_decay", "warmup_steps": 5, "warmup_target": 0.003},
+      "augmentation": {"rotation_range": 10, "width_shift_range": 2, "zoom_range": 0.1, "elastic_alpha": 2}}})",
+                                          "test");
+  expect_resume_is_bit_exact(config);
 }
 
 TEST(Train, RepeatedTrainAndEvaluateDoNotLeak) {
