@@ -142,3 +142,41 @@ TEST(Config, ResolvedJsonRoundTrips) {
   const Config again = parse_config(to_json(c));
   EXPECT_EQ(to_json(again), to_json(c));
 }
+
+TEST(Config, TrainingFeaturesParseAndGuardTheTestSet) {
+  auto with_training = [](const std::string& training) {
+    return R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]},
+               "training": )" + training + "}";
+  };
+  const Config c = parse_config_text(with_training(R"({"validation_split": 0.1, "optimizer": {"name": "adamw"},
+      "lr_schedule": {"name": "exponential_decay", "decay_steps": 100, "decay_rate": 0.9},
+      "early_stopping": {"patience": 3, "restore_best_weights": true},
+      "augmentation": {"rotation_range": 10, "zoom_range": 0.1}, "loss": {"label_smoothing": 0.1}})"),
+                                     "t");
+  EXPECT_EQ(c.training.optimizer.weight_decay, 0.004);  // keras.optimizers.AdamW default
+  EXPECT_TRUE(c.training.early_stopping.enabled);
+  EXPECT_EQ(c.training.early_stopping.monitor, "val_loss");  // Keras default
+  EXPECT_TRUE(c.training.augmentation.enabled());
+  EXPECT_EQ(c.training.augmentation.fill_mode, "nearest");
+  EXPECT_EQ(parse_config(to_json(c)).training.lr_schedule.decay_steps, 100);  // round trip
+
+  auto error = [&](const std::string& training) {
+    try {
+      parse_config_text(with_training(training), "t");
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error(R"({"early_stopping": {"patience": 3}})")
+                .find("training.early_stopping.monitor: monitors val_loss but training.validation_split is 0"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"validation_split": 0.1, "reduce_lr_on_plateau": {}, "lr_schedule": {"name": "cosine_decay"}})")
+                .find("training.reduce_lr_on_plateau: cannot be combined with training.lr_schedule cosine_decay"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"lr_schedule": {"name": "exponential_decay", "decay_steps": 10}})").find("training.lr_schedule.decay_rate: missing"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"augmentation": {"rotate": 10}})").find("training.augmentation.rotate: unknown key"), std::string::npos);
+  EXPECT_NE(error(R"({"augmentation": {"zoom_range": 2}})").find("training.augmentation.zoom_range: must be between 0 and 0.9"),
+            std::string::npos);
+}

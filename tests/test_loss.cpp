@@ -74,3 +74,16 @@ TEST(Loss, MeanOverTheBatch) {
   const double l = sparse_categorical_crossentropy(z, torch::tensor({0L, 1L}), Activation::softmax, c).item<double>();
   EXPECT_NEAR(l, (softmax_ce({1.0, 2.0}, 0) + softmax_ce({0.0, -1.0}, 1)) / 2.0, 1e-12);
 }
+
+TEST(Loss, LabelSmoothingMixesInTheUniformTargetInBothSemantics) {
+  const torch::Tensor z = torch::randn({6, 10}, torch::kDouble), y = torch::tensor({0, 3, 9, 2, 2, 7}, torch::kLong);
+  LossConfig c;
+  c.label_smoothing = 0.2;
+  for (auto semantics : {LossSemantics::tensorflow, LossSemantics::renormalized}) {
+    c.semantics = semantics;
+    const torch::Tensor p = semantics == LossSemantics::tensorflow ? torch::softmax(z, 1) : torch::sigmoid(z) / torch::sigmoid(z).sum(1, true);
+    const torch::Tensor target = torch::one_hot(y, 10).to(torch::kDouble) * 0.8 + 0.02;  // y (1 - ls) + ls / 10
+    const double expected = -(target * p.log()).sum(1).mean().item<double>();
+    EXPECT_NEAR(sparse_categorical_crossentropy(z, y, Activation::sigmoid, c).item<double>(), expected, 1e-12);
+  }
+}

@@ -115,3 +115,43 @@ TEST(Optim, FlatBuffersHoldTheParametersAndTheirAutogradGradients) {
   opt.step();
   EXPECT_FALSE(flat->parameters()[0].equal(before));
 }
+
+TEST(Optim, KerasAdamWDecaysTheWeightsBeforeTheAdamStep) {
+  OptimizerConfig cfg;
+  cfg.name = "adamw";
+  cfg.weight_decay = 0.1;
+  cfg.learning_rate = 0.01;
+  const std::vector<double> p0 = {1.0, -2.0}, g = {0.5, -0.1};
+  OneParam t(p0, cfg);
+  t.step(g);
+  for (size_t i = 0; i < 2; ++i) {  // keras AdamW: p -= p * wd * lr, then Adam's first step
+    const double decayed = p0[i] - p0[i] * 0.1 * 0.01;
+    const double m = 0.1 * g[i], v = 0.001 * g[i] * g[i];
+    const double alpha = 0.01 * std::sqrt(0.001) / 0.1;
+    EXPECT_NEAR(t.at(static_cast<int64_t>(i)), decayed - alpha * m / (std::sqrt(v) + 1e-7), 1e-15);
+  }
+}
+
+TEST(Optim, SchedulesFollowKerasFormulas) {
+  ScheduleConfig exp;
+  exp.name = "exponential_decay";
+  exp.decay_steps = 100;
+  exp.decay_rate = 0.5;
+  EXPECT_DOUBLE_EQ(scheduled_learning_rate(exp, 0.1, 0, 1000), 0.1);
+  EXPECT_DOUBLE_EQ(scheduled_learning_rate(exp, 0.1, 150, 1000), 0.1 * std::pow(0.5, 1.5));
+  exp.staircase = true;
+  EXPECT_DOUBLE_EQ(scheduled_learning_rate(exp, 0.1, 150, 1000), 0.05);
+
+  ScheduleConfig cos;
+  cos.name = "cosine_decay";
+  cos.alpha = 0.1;  // decay_steps 0: the whole run
+  EXPECT_DOUBLE_EQ(scheduled_learning_rate(cos, 0.1, 0, 1000), 0.1);
+  EXPECT_NEAR(scheduled_learning_rate(cos, 0.1, 500, 1000), 0.1 * (0.9 * 0.5 + 0.1), 1e-15);
+  EXPECT_NEAR(scheduled_learning_rate(cos, 0.1, 5000, 1000), 0.01, 1e-15);  // held at alpha * lr
+  cos.alpha = 0;
+  cos.warmup_steps = 100;
+  cos.warmup_target = 1.0;
+  EXPECT_DOUBLE_EQ(scheduled_learning_rate(cos, 0.1, 50, 1100), 0.55);  // linear warm-up
+  EXPECT_DOUBLE_EQ(scheduled_learning_rate(cos, 0.1, 100, 1100), 1.0);
+  EXPECT_NEAR(scheduled_learning_rate(cos, 0.1, 600, 1100), 0.5, 1e-15);  // half-way down 1000 steps
+}

@@ -281,3 +281,67 @@ TEST(Metrics, ConfusionMatrixAndPerClassReport) {
   EXPECT_DOUBLE_EQ(j["per_class"][2]["f1"].get<double>(), 0.0);  // never predicted: 0, not NaN
   EXPECT_EQ(j["per_class"][2]["support"], 1);
 }
+
+TEST(Train, EarlyStoppingAndReduceLROnPlateauReplayKerasCallbacks) {
+  History h;
+  h.val_loss = {1.0, 0.8, 0.9, 0.95, 0.79};
+  EarlyStoppingConfig es;
+  es.enabled = true;
+  es.patience = 1;
+  EarlyStoppingState s = early_stopping_state(h, es);  // epoch 3 (0.9) is the first without progress
+  EXPECT_TRUE(s.stop);
+  EXPECT_EQ(s.best_epoch, 1);
+  es.patience = 3;
+  s = early_stopping_state(h, es);
+  EXPECT_FALSE(s.stop);
+  EXPECT_EQ(s.best_epoch, 4);
+  es.min_delta = 0.05;  // 0.79 is not 0.05 better than 0.8
+  es.patience = 2;
+  s = early_stopping_state(h, es);
+  EXPECT_TRUE(s.stop);
+  EXPECT_EQ(s.best_epoch, 1);
+  es.start_from_epoch = 2;  // epochs before it are not watched: 0.79 beats 0.9 by more than 0.05
+  s = early_stopping_state(h, es);
+  EXPECT_FALSE(s.stop);
+  EXPECT_EQ(s.best_epoch, 4);
+
+  ReduceLROnPlateauConfig p;
+  p.enabled = true;
+  p.patience = 2;
+  p.factor = 0.5;
+  EXPECT_DOUBLE_EQ(plateau_learning_rate(h, p, 0.1), 0.05);  // 0.9 and 0.95 do not improve on 0.8
+  p.cooldown = 5;
+  p.patience = 1;
+  EXPECT_DOUBLE_EQ(plateau_learning_rate(h, p, 0.1), 0.05);  // reduced once, then cooling down
+  p.monitor = "val_accuracy";
+  h.val_accuracy = {0.5, 0.6, 0.7, 0.8, 0.9};
+  EXPECT_DOUBLE_EQ(plateau_learning_rate(h, p, 0.1), 0.1);  // accuracies are maximised
+}
+
+TEST(Train, EarlyStoppingRestoresTheBestEpochsWeights) {
+  const Split train = synthetic(300, 1), test = synthetic(100, 2);
+  Config config;
+  config.name = "es";
+  config.model = small_model(Activation::softmax);
+  config.training = training(10, 32);
+  config.training.early_stopping.enabled = true;
+  config.training.early_stopping.monitor = "loss";
+  config.training.early_stopping.min_delta = 100;  // nothing after the first epoch counts as progress
+  config.training.early_stopping.patience = 2;
+  config.training.early_stopping.restore_best_weights = true;
+
+  Model one_epoch_model(config.model, kImageShape, 3);
+  TrainingConfig one = config.training;
+  one.epochs = 1;
+  Trainer one_epoch(one_epoch_model, one, torch::kCPU);
+  one_epoch.fit(train, Split{}, test, FitOptions{});
+
+  Model model(config.model, kImageShape, 3);
+  Trainer trainer(model, config.training, torch::kCPU);
+  const FitResult r = trainer.fit(train, Split{}, test, FitOptions{});
+  EXPECT_EQ(r.history.epochs(), 3u);
+  EXPECT_FALSE(r.diverged);
+  EXPECT_NE(r.stopped_early.find("early stopping: loss has not improved for 2 epochs (best: epoch 1)"), std::string::npos)
+      << r.stopped_early;
+  EXPECT_TRUE(trainer.optimizer().flat_params().equal(one_epoch.optimizer().flat_params()));
+}
