@@ -61,9 +61,12 @@ TEST(Export, TorchScriptRoundTripInCpp) {
 TEST(Export, PythonTorchJitLoadGivesTheSameOutputs) {
   if (!python_torch_available())
     GTEST_SKIP() << "SKIPPED: /usr/bin/python3 cannot import torch (apt-get install python3-torch); the Python interop check did not run";
+  for (const std::string file : {"", "configs/cnn.json"}) {
+  SCOPED_TRACE(file.empty() ? "small" : file);
   TempDir tmp;
-  const Config config = small_config();
+  const Config config = file.empty() ? small_config() : load_config_file(file);
   Model model(config.model, kImageShape, 4);
+  model->eval();
   export_model(*model, config, tmp / "model.pt");
   const torch::Tensor x = torch::rand({7, 1, 28, 28});
   c10::Dict<std::string, torch::Tensor> io;
@@ -79,6 +82,7 @@ TEST(Export, PythonTorchJitLoadGivesTheSameOutputs) {
   EXPECT_EQ(pclose(pipe), 0) << output;
   EXPECT_NE(output.find("outputs match"), std::string::npos) << output;
   std::cout << output;  // the Python side's own report, for the log
+  }
 }
 
 TEST(KerasImport, ReproducesAnIndependentForwardPass) {

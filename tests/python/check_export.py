@@ -2,7 +2,7 @@
 
 usage: check_export.py DIR   (DIR holds model.pt, model_weights.pt and io.pt written by the C++ test)
 io.pt is torch::pickle_save({"input": x, "output": y}) with y computed by the C++ in-memory model.
-Prints one line and exits 0 when the outputs agree to 1e-6 and the state_dict matches the module.
+Prints one line and exits 0 when the outputs agree to 1e-5 and the state_dict matches the module.
 """
 import json
 import sys
@@ -17,12 +17,13 @@ with torch.no_grad():
     out = model(io["input"])
     out_3d = model(io["input"].squeeze(1))  # [N, 28, 28] is accepted too
 diff = (out - io["output"]).abs().max().item()
-assert diff <= 1e-6, f"TorchScript output differs from C++ by {diff}"
+assert diff <= 1e-5, f"TorchScript output differs from C++ by {diff}"
 assert torch.equal(out, out_3d), "[N, 28, 28] input gives other outputs than [N, 1, 28, 28]"
 
 state = torch.load(f"{d}/model_weights.pt")
 params = dict(model.named_parameters())
-assert set(state) == set(params), f"state_dict keys {sorted(state)} != module parameters {sorted(params)}"
+params.update(dict(model.named_buffers()))  # BatchNormalization moving statistics
+assert set(state) == set(params), f"state_dict keys {sorted(state)} != module tensors {sorted(params)}"
 for k, v in state.items():
     assert torch.equal(v, params[k]), f"state_dict {k} differs from the module's"
 
