@@ -12,6 +12,7 @@
 #include <optional>
 #include <iostream>
 
+#include "baselines.h"
 #include "bench.h"
 #include "compare.h"
 #include "config.h"
@@ -306,6 +307,22 @@ int bench_cmd(const ConfigFlags& flags, const std::string& device_flag, const st
   return 0;
 }
 
+int baselines_cmd(const std::string& data_dir, BaselineOptions options, bool json) {
+  const Split train = load_split(data_dir, true), test = load_split(data_dir, false);
+  if (!json)
+    std::cout << "Classical baselines on " << data_dir << " (" << train.size() << " training, " << test.size()
+              << " test images, pixels / 255)" << (options.full ? "" : "; the SVM trains on the first " +
+                                                                        std::to_string(options.svm_samples) + " (--full: all)")
+              << "\n";
+  const auto results = run_baselines(train, test, options, json ? nullptr : &std::cout);
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : results) out.push_back(r.to_json());
+    std::cout << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -384,6 +401,18 @@ int run_cli(int argc, char** argv) {
   bench_app->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
   bench_app->add_flag("--json", json, "one JSON document (key seconds_per_epoch)");
 
+  BaselineOptions baseline_options;
+  std::string baseline_data = "data/mnist";
+  auto* baselines_app = app.add_subcommand("baselines", "k-NN, logistic regression, RBF SVM and random forest on the same pixels");
+  baselines_app->add_option("--data", baseline_data, "directory with the four IDX files (data/fashion-mnist for Fashion-MNIST)")
+      ->capture_default_str();
+  baselines_app->add_option("--method", baseline_options.methods, "run only these (repeatable): knn, logistic, svm, forest")
+      ->check(CLI::IsMember(kBaselineMethods));
+  baselines_app->add_flag("--full", baseline_options.full, "train the SVM on all training images too (hours on 2 cores)");
+  baselines_app->add_option("--svm-samples", baseline_options.svm_samples, "training images for the SVM without --full")
+      ->check(CLI::Range(int64_t{100}, int64_t{60000}))->capture_default_str();
+  baselines_app->add_flag("--json", json, "a JSON list of {method, accuracy, fit_seconds, predict_seconds, train_samples}");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -407,6 +436,7 @@ int run_cli(int argc, char** argv) {
   if (*bench_app) return bench_cmd(bench_flags, device, data, bench_warmup, bench_epochs, bench_batch, json);
   if (*import_app) return import_keras_cmd(keras_weights, import_flags, import_out);
   if (*predict_app) return predict_cmd(model_path, predict_inputs, top, json);
+  if (*baselines_app) return baselines_cmd(baseline_data, baseline_options, json);
   const Config c = resolve_config(summary_flags);
   Model model(c.model, kImageShape, c.training.seed);
   std::cout << model->summary(c.name) << to_json(c).dump(2) << "\n";

@@ -2,6 +2,7 @@
 #include "layers.h"
 
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "errors.h"

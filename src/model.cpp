@@ -1,6 +1,7 @@
 // model: config layers -> Layer modules in Keras order, the forward pass, state and summary.
 #include "model.h"
 
+#include <algorithm>
 #include <iomanip>
 #include <sstream>
 

@@ -1,0 +1,54 @@
+// Classical baselines: every method learns an easy problem, honours its sample limit, and the
+// CLI's --json is the documented list.
+#include <gtest/gtest.h>
+
+#include "baselines.h"
+#include "helpers.h"
+
+using namespace mnist;
+using namespace testing_helpers;
+
+namespace {
+
+// Class k lights a 4x4 block at a class-specific place, over faint noise.
+Split blocks(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  Split s{torch::rand({n, 1, 28, 28}, gen) * 0.2, torch::arange(n, torch::kLong) % 10};
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = i % 10;
+    s.images[i].narrow(1, 2 + (k % 5) * 5, 4).narrow(2, 4 + (k / 5) * 12, 4).fill_(1.0);
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST(Baselines, EveryMethodLearnsAnEasyProblemAndHonoursItsSampleLimit) {
+  BaselineOptions options;
+  options.svm_samples = 200;
+  std::ostringstream log;
+  const auto results = run_baselines(blocks(400, 1), blocks(100, 2), options, &log);
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& r : results) {
+    EXPECT_GE(r.accuracy, 0.95) << r.method;
+    EXPECT_GE(r.fit_seconds, 0) << r.method;
+    EXPECT_EQ(r.train_samples, r.method.rfind("RBF SVM", 0) == 0 ? 200 : 400) << r.method;
+    EXPECT_NE(log.str().find(r.method), std::string::npos);
+  }
+  EXPECT_EQ(results[0].method, "k-NN (k=3, L2)");
+  const auto j = results[2].to_json();
+  for (const char* key : {"method", "accuracy", "fit_seconds", "predict_seconds", "train_samples"}) EXPECT_TRUE(j.contains(key)) << key;
+}
+
+TEST(Baselines, CliJsonListsTheChosenMethods) {
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const CommandResult r = run_mnist("baselines --data " + tmp.path.string() + " --method knn --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["method"], "k-NN (k=3, L2)");
+  EXPECT_EQ(j[0]["train_samples"], 60000);
+  EXPECT_EQ(run_mnist("baselines --method boosting").exit_code, 2);
+}
