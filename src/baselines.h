@@ -24,7 +24,7 @@ struct BaselineResult {
 struct BaselineOptions {
   std::vector<std::string> methods = {"knn", "logistic", "svm", "forest"};
   bool full = false;             // every method on every training sample
-  int64_t svm_samples = 10000;   // OpenCV's SVM is single-threaded SMO: hours on 60,000 samples here
+  int64_t svm_samples = 10000;   // OpenCV's SVM trains by SMO: time grows ~ samples^2 (see README)
   int64_t knn_k = 3;
   uint64_t seed = 0;
 };

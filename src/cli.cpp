@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <opencv2/core/utility.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -408,9 +409,10 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   baselines_app->add_option("--method", baseline_options.methods, "run only these (repeatable): knn, logistic, svm, forest")
       ->check(CLI::IsMember(kBaselineMethods));
-  baselines_app->add_flag("--full", baseline_options.full, "train the SVM on all training images too (hours on 2 cores)");
+  baselines_app->add_flag("--full", baseline_options.full, "train the SVM on all training images too (its fit time grows with the square of the samples)");
   baselines_app->add_option("--svm-samples", baseline_options.svm_samples, "training images for the SVM without --full")
       ->check(CLI::Range(int64_t{100}, int64_t{60000}))->capture_default_str();
+  baselines_app->add_option("--threads", threads, "CPU threads for LibTorch and OpenCV (0: their defaults)")->check(CLI::NonNegativeNumber);
   baselines_app->add_flag("--json", json, "a JSON list of {method, accuracy, fit_seconds, predict_seconds, train_samples}");
 
   try {
@@ -422,7 +424,10 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     throw UsageError(std::string(e.what()) + " (see mnist " + (app.get_subcommands().empty() ? "" : app.get_subcommands()[0]->get_name() + " ") + "--help)");
   }
-  if (threads > 0) torch::set_num_threads(threads);
+  if (threads > 0) {
+    torch::set_num_threads(threads);
+    cv::setNumThreads(threads);
+  }
 
   if (*train_cmd) {
     const bool config_flags_given = train_cmd->count("--config") + train_cmd->count("--set") + train_cmd->count("--epochs") +
