@@ -267,3 +267,26 @@ TEST(Cli, BenchReportsSecondsPerEpochAsJson) {
   EXPECT_GT(j["peak_rss_mb"].get<double>(), 0.0);
   expect_one_line_error(run_mnist("bench --epochs 0"), 2, "--epochs");
 }
+
+TEST(Cli, EarlyStoppingEndsARunNormallyAndResumeKnowsItIsDone) {
+  TempDir tmp;
+  fs::create_directories(tmp / "data");
+  write_synthetic_mnist(tmp / "data");
+  write_file(tmp / "es.json", R"({"name": "es", "model": {"layers": [{"type": "Flatten"},
+      {"type": "Dense", "units": 10, "activation": "softmax"}]},
+    "training": {"epochs": 6, "batch_size": 1024,
+      "early_stopping": {"monitor": "loss", "min_delta": 100, "patience": 1, "restore_best_weights": true}}})");
+  const fs::path run = tmp / "run";
+  const CommandResult r = run_mnist("train --config " + (tmp / "es.json").string() + " --data " + (tmp / "data").string() +
+                                    " --out " + run.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("Stopped: early stopping: loss has not improved for 1 epochs (best: epoch 1); restored that epoch's weights"),
+            std::string::npos)
+      << r.out;
+  const auto metrics = nlohmann::json::parse(slurp(run / "metrics.json"));
+  EXPECT_EQ(metrics["epochs_completed"], 2);
+  EXPECT_TRUE(metrics.contains("stopped_early"));
+  const CommandResult again = run_mnist("train --resume " + run.string() + " --data " + (tmp / "data").string());
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("was ended by early stopping after 2 epochs; nothing to resume"), std::string::npos) << again.out;
+}
