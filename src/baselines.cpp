@@ -135,7 +135,7 @@ std::vector<BaselineResult> run_baselines(const Split& train, const Split& test,
   for (const auto& m : options.methods) {
     if (m == "knn") results.push_back(knn(train, test, options.knn_k));
     if (m == "logistic") results.push_back(logistic(train, test, options.seed));
-    if (m == "svm") results.push_back(svm(options.full ? train : first(train, options.svm_samples), test));
+    if (m == "svm") results.push_back(svm(options.svm_samples > 0 ? first(train, options.svm_samples) : train, test));
     if (m == "forest") results.push_back(forest(train, test));
     if (log && !results.empty()) {
       const auto& r = results.back();

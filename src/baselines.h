@@ -1,8 +1,8 @@
 // baselines: the classical methods the paper's abstract promises and never shows, on the same
 // normalised pixels as the networks: k-nearest neighbours (LibTorch: the distances are one matrix
 // product per chunk), multinomial logistic regression (our own trainer on Flatten -> Dense(10,
-// softmax)), and OpenCV's ml module for an RBF-kernel SVM and a random forest. Methods too slow for
-// all 60,000 samples on a small CPU train on the first `samples` of them unless `full` is set.
+// softmax)), and OpenCV's ml module for an RBF-kernel SVM and a random forest. All use every
+// training sample by default (the slowest, the forest, fits in about 1.5 minutes on 2 cores).
 #pragma once
 #include <ostream>
 #include <string>
@@ -23,8 +23,8 @@ struct BaselineResult {
 
 struct BaselineOptions {
   std::vector<std::string> methods = {"knn", "logistic", "svm", "forest"};
-  bool full = false;             // every method on every training sample
-  int64_t svm_samples = 10000;   // OpenCV's SVM trains by SMO: time grows ~ samples^2 (see README)
+  // 0: all. OpenCV's SVM trains by SMO, time ~ samples^2: 8 s on 10,000 and 121 s on 60,000 here.
+  int64_t svm_samples = 0;
   int64_t knn_k = 3;
   uint64_t seed = 0;
 };

@@ -312,9 +312,8 @@ int baselines_cmd(const std::string& data_dir, BaselineOptions options, bool jso
   const Split train = load_split(data_dir, true), test = load_split(data_dir, false);
   if (!json)
     std::cout << "Classical baselines on " << data_dir << " (" << train.size() << " training, " << test.size()
-              << " test images, pixels / 255)" << (options.full ? "" : "; the SVM trains on the first " +
-                                                                        std::to_string(options.svm_samples) + " (--full: all)")
-              << "\n";
+              << " test images, pixels / 255)"
+              << (options.svm_samples > 0 ? "; the SVM trains on the first " + std::to_string(options.svm_samples) : "") << "\n";
   const auto results = run_baselines(train, test, options, json ? nullptr : &std::cout);
   if (json) {
     nlohmann::json out = nlohmann::json::array();
@@ -409,9 +408,9 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   baselines_app->add_option("--method", baseline_options.methods, "run only these (repeatable): knn, logistic, svm, forest")
       ->check(CLI::IsMember(kBaselineMethods));
-  baselines_app->add_flag("--full", baseline_options.full, "train the SVM on all training images too (its fit time grows with the square of the samples)");
-  baselines_app->add_option("--svm-samples", baseline_options.svm_samples, "training images for the SVM without --full")
-      ->check(CLI::Range(int64_t{100}, int64_t{60000}))->capture_default_str();
+  baselines_app->add_option("--svm-samples", baseline_options.svm_samples,
+                             "train the SVM on the first N images only (0: all; its fit time grows with N squared)")
+      ->check(CLI::Range(int64_t{0}, int64_t{60000}))->capture_default_str();
   baselines_app->add_option("--threads", threads, "CPU threads for LibTorch and OpenCV (0: their defaults)")->check(CLI::NonNegativeNumber);
   baselines_app->add_flag("--json", json, "a JSON list of {method, accuracy, fit_seconds, predict_seconds, train_samples}");
 
