@@ -654,6 +654,11 @@ Config apply_overrides(const Config& c, const std::vector<std::string>& assignme
       value = json::parse(text);
     } catch (const json::exception&) {
       value = text;  // bare words are strings: --set training.optimizer.name=sgd
+      try {
+        (void)value.dump();  // the resolved config is written as JSON, which needs UTF-8 (found by fuzz_config)
+      } catch (const json::exception&) {
+        throw UsageError("--set " + a.substr(0, eq) + "=...: the value is not valid UTF-8 text");
+      }
     }
     const auto keys = split_path(key);
     std::string missing;
