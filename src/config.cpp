@@ -383,6 +383,18 @@ ScheduleConfig parse_schedule(const json& j) {
   return s;
 }
 
+double non_negative(ObjectReader& r, const std::string& key, double fallback) {
+  const double v = r.number(key, fallback);
+  require(v >= 0, r.path(key), "must be >= 0", v);
+  return v;
+}
+
+int64_t non_negative_count(ObjectReader& r, const std::string& key, int64_t fallback) {
+  const int64_t v = r.integer(key, fallback);
+  require(v >= 0, r.path(key), "must be >= 0", v);
+  return v;
+}
+
 ReduceLROnPlateauConfig parse_plateau(const json& j) {
   ObjectReader r(j, "training.reduce_lr_on_plateau");
   ReduceLROnPlateauConfig p;
@@ -390,14 +402,10 @@ ReduceLROnPlateauConfig parse_plateau(const json& j) {
   p.monitor = r.choice("monitor", p.monitor, kMonitors);
   p.factor = r.number("factor", p.factor);
   require(p.factor > 0 && p.factor < 1, r.path("factor"), "must be in (0, 1)", p.factor);
-  p.patience = r.integer("patience", p.patience);
-  require(p.patience >= 0, r.path("patience"), "must be >= 0", p.patience);
-  p.min_delta = r.number("min_delta", p.min_delta);
-  require(p.min_delta >= 0, r.path("min_delta"), "must be >= 0", p.min_delta);
-  p.cooldown = r.integer("cooldown", p.cooldown);
-  require(p.cooldown >= 0, r.path("cooldown"), "must be >= 0", p.cooldown);
-  p.min_lr = r.number("min_lr", p.min_lr);
-  require(p.min_lr >= 0, r.path("min_lr"), "must be >= 0", p.min_lr);
+  p.patience = non_negative_count(r, "patience", p.patience);
+  p.min_delta = non_negative(r, "min_delta", p.min_delta);
+  p.cooldown = non_negative_count(r, "cooldown", p.cooldown);
+  p.min_lr = non_negative(r, "min_lr", p.min_lr);
   r.reject_unknown({"enabled", "monitor", "factor", "patience", "min_delta", "cooldown", "min_lr"});
   return p;
 }
@@ -407,13 +415,10 @@ EarlyStoppingConfig parse_early_stopping(const json& j) {
   EarlyStoppingConfig e;
   e.enabled = r.boolean("enabled", true);
   e.monitor = r.choice("monitor", e.monitor, kMonitors);
-  e.min_delta = r.number("min_delta", e.min_delta);
-  require(e.min_delta >= 0, r.path("min_delta"), "must be >= 0", e.min_delta);
-  e.patience = r.integer("patience", e.patience);
-  require(e.patience >= 0, r.path("patience"), "must be >= 0", e.patience);
+  e.min_delta = non_negative(r, "min_delta", e.min_delta);
+  e.patience = non_negative_count(r, "patience", e.patience);
   e.restore_best_weights = r.boolean("restore_best_weights", false);
-  e.start_from_epoch = r.integer("start_from_epoch", 0);
-  require(e.start_from_epoch >= 0, r.path("start_from_epoch"), "must be >= 0", e.start_from_epoch);
+  e.start_from_epoch = non_negative_count(r, "start_from_epoch", 0);
   r.reject_unknown({"enabled", "monitor", "min_delta", "patience", "restore_best_weights", "start_from_epoch"});
   return e;
 }

@@ -43,6 +43,7 @@ ModelImpl::ModelImpl(const ModelConfig& config, const Shape& input_shape, uint64
     auto layer = make_layer(config.layers[i], shape, gen, noise_, "model.layers[" + std::to_string(i) + "]");
     register_module(layer->name, layer);
     shape = layer->output_shape;
+    has_dropout_ = has_dropout_ || std::holds_alternative<DropoutSpec>(config.layers[i].params);
     layers_.push_back(std::move(layer));
   }
 }
@@ -85,12 +86,6 @@ void ModelImpl::reseed_noise(torch::Device device, uint64_t seed) {
   } else {
     noise_->generator = make_generator(device, seed);
   }
-}
-
-bool ModelImpl::has_noise() const {
-  for (const auto& l : layers_)
-    if (l->type == "Dropout") return true;
-  return false;
 }
 
 int64_t ModelImpl::parameter_count() const { return count(parameters()); }

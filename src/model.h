@@ -37,7 +37,7 @@ class ModelImpl : public torch::nn::Module {
   // Dropout's masks for the coming step come from this seed (rng.h); a model without Dropout
   // ignores it.
   void reseed_noise(torch::Device device, uint64_t seed);
-  bool has_noise() const;
+  bool has_noise() const { return has_dropout_; }
 
   int64_t parameter_count() const;      // trainable
   int64_t non_trainable_count() const;  // moving statistics
@@ -46,6 +46,7 @@ class ModelImpl : public torch::nn::Module {
  private:
   std::vector<std::shared_ptr<Layer>> layers_;
   std::shared_ptr<Noise> noise_ = std::make_shared<Noise>();
+  bool has_dropout_ = false;  // decided at build time: reseed_noise runs every training step
 };
 TORCH_MODULE(Model);
 
