@@ -1,29 +1,59 @@
 #!/usr/bin/env bash
-# bench.sh [--rounds R] [--epochs E] [--threads T]: time `mnist bench` (configs/paper.json, CPU) and
-# PyTorch eager (scripts/bench/pytorch_eager.py, same model, loss, optimizer, batch) alternately, R rounds
-# of E timed epochs each, and print each one's median seconds per epoch and the ratio. Both run with
-# the same thread count (default: LibTorch's own choice, which is 1 on the 2-core machines here).
+# bench.sh [--rounds R] [--epochs E] [--threads T] [--sweep]: time `mnist bench` (configs/paper.json, CPU)
+# and PyTorch eager (scripts/bench/pytorch_eager.py: same model, loss, optimizer, batch) alternately, R
+# rounds of E timed epochs each, and print each one's median seconds per epoch and the ratio. Both run
+# with the same thread count (default: LibTorch's own choice, which is 1 on the 2-core machines here).
+# --sweep: one round per point instead, over batch sizes 32..4096 (hidden 100) and hidden widths
+# 100..4096 (batch 32), printed as a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 epochs=3 threads=0
+rounds=3 epochs=3 threads=0 sweep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    *) echo "usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T]" >&2; exit 2 ;;
+    --sweep) sweep=1; shift ;;
+    *) echo "usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T] [--sweep]" >&2; exit 2 ;;
   esac
 done
 scripts/setup.sh >/dev/null
-ours=() theirs=()
+
+seconds_per_epoch() { python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])'; }
+# ours BATCH HIDDEN / theirs BATCH HIDDEN: median seconds per epoch of one measurement. Ours also
+# writes which training step it used (fused or autograd) to stderr.
+ours() {
+  build/mnist bench --config configs/paper.json --device cpu --epochs "$epochs" --threads "$threads" \
+    --batch-size "$1" --set "model.layers[1].units=$2" --json |
+    python3 -c 'import json,sys; r = json.load(sys.stdin); print(r["seconds_per_epoch"]); print("mnist step:", r["step"], file=sys.stderr)'
+}
+theirs() {
+  /usr/bin/python3 scripts/bench/pytorch_eager.py --epochs "$epochs" --threads "$threads" --batch-size "$1" --hidden "$2" |
+    seconds_per_epoch
+}
+
+if [ "$sweep" -eq 1 ]; then
+  echo "| batch | hidden | mnist s/epoch | pytorch eager s/epoch | mnist is |"
+  echo "|---|---|---|---|---|"
+  points=()
+  for b in 32 64 128 256 512 1024 2048 4096; do points+=("$b 100"); done
+  for h in 256 512 1024 2048 4096; do points+=("32 $h"); done
+  for point in "${points[@]}"; do
+    set -- $point
+    m=$(ours "$1" "$2" 2>/dev/null) p=$(theirs "$1" "$2")
+    python3 -c "import sys; b, h, m, p = sys.argv[1:]; print(f'| {b} | {h} | {float(m):.3f} | {float(p):.3f} | {float(p) / float(m):.2f}x faster |')" \
+      "$1" "$2" "$m" "$p"
+  done
+  exit 0
+fi
+
+mine=() peer=()
 for r in $(seq "$rounds"); do
-  ours+=("$(build/mnist bench --config configs/paper.json --device cpu --epochs "$epochs" --threads "$threads" --json |
-            python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])')")
-  theirs+=("$(/usr/bin/python3 scripts/bench/pytorch_eager.py --epochs "$epochs" --threads "$threads" |
-              python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])')")
-  echo "round $r: mnist ${ours[-1]} s/epoch, pytorch eager ${theirs[-1]} s/epoch"
+  mine+=("$(ours 32 100)")
+  peer+=("$(theirs 32 100)")
+  echo "round $r: mnist ${mine[-1]} s/epoch, pytorch eager ${peer[-1]} s/epoch"
 done
-python3 - "${ours[*]}" "${theirs[*]}" <<'PY'
+python3 - "${mine[*]}" "${peer[*]}" <<'PY'
 import statistics, sys
 ours = [float(v) for v in sys.argv[1].split()]
 theirs = [float(v) for v in sys.argv[2].split()]

@@ -5,6 +5,10 @@
 
 #include <algorithm>
 
+#ifdef MNIST_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "train.h"
 
 namespace mnist {
@@ -14,6 +18,7 @@ nlohmann::json BenchResult::to_json() const {
           {"samples_per_second", samples_per_second}, {"peak_rss_mb", peak_rss_mb},
           {"epoch_seconds", epoch_seconds},         {"batch_size", batch_size},
           {"samples", samples},                     {"device", device},
+          {"step", step},                           {"peak_gpu_mb", peak_gpu_mb},
           {"threads", torch::get_num_threads()}};
 }
 
@@ -42,6 +47,13 @@ BenchResult run_bench(const Config& config, const Split& train, torch::Device de
   getrusage(RUSAGE_SELF, &usage);
   r.peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
   r.device = device.str();
+#ifdef MNIST_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+    r.peak_gpu_mb = static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);  // [0]: all pools
+  }
+#endif
+  r.step = trainer.step_kind();
   return r;
 }
 

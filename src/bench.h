@@ -16,8 +16,10 @@ namespace mnist {
 struct BenchResult {
   std::vector<double> epoch_seconds;  // the timed epochs
   double seconds_per_epoch = 0, steps_per_second = 0, samples_per_second = 0, peak_rss_mb = 0;
+  double peak_gpu_mb = -1;  // CUDA only: the caching allocator's peak of allocated bytes; -1 elsewhere
   int64_t batch_size = 0, samples = 0;
   std::string device;
+  std::string step;  // Trainer::step_kind(): fused, or autograd and why
   nlohmann::json to_json() const;
 };
 

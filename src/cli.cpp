@@ -302,9 +302,11 @@ int bench_cmd(const ConfigFlags& flags, const std::string& device_flag, const st
     return 0;
   }
   std::cout << std::fixed << std::setprecision(3) << config.name << " on " << r.device << ", batch " << r.batch_size << ", "
-            << torch::get_num_threads() << " threads: " << r.seconds_per_epoch << " s/epoch (median of " << r.epoch_seconds.size()
+            << torch::get_num_threads() << " threads, " << r.step << " step: " << r.seconds_per_epoch << " s/epoch (median of " << r.epoch_seconds.size()
             << " after " << warmup << " warm-up), " << std::setprecision(0) << r.steps_per_second << " steps/s, "
-            << r.samples_per_second << " samples/s, peak RSS " << r.peak_rss_mb << " MB\n";
+            << r.samples_per_second << " samples/s, peak RSS " << r.peak_rss_mb << " MB";
+  if (r.peak_gpu_mb >= 0) std::cout << ", peak GPU memory " << r.peak_gpu_mb << " MB";
+  std::cout << "\n";
   return 0;
 }
 

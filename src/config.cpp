@@ -464,8 +464,9 @@ TrainingConfig parse_training(const json& j) {
   if (r.has("reduce_lr_on_plateau")) t.reduce_lr_on_plateau = parse_plateau(r.raw("reduce_lr_on_plateau"));
   if (r.has("early_stopping")) t.early_stopping = parse_early_stopping(r.raw("early_stopping"));
   if (r.has("augmentation")) t.augmentation = parse_augmentation(r.raw("augmentation"));
+  t.fused = r.boolean("fused", t.fused);
   r.reject_unknown({"epochs", "batch_size", "shuffle", "validation_split", "seed", "optimizer", "loss", "lr_schedule",
-                    "reduce_lr_on_plateau", "early_stopping", "augmentation"});
+                    "reduce_lr_on_plateau", "early_stopping", "augmentation", "fused"});
   return t;
 }
 
@@ -644,7 +645,8 @@ json to_json(const Config& c) {
             {"augmentation",
              {{"rotation_range", a.rotation_range}, {"width_shift_range", a.width_shift_range},
               {"height_shift_range", a.height_shift_range}, {"zoom_range", a.zoom_range}, {"fill_mode", a.fill_mode},
-              {"elastic_alpha", a.elastic_alpha}, {"elastic_sigma", a.elastic_sigma}}}}}};
+              {"elastic_alpha", a.elastic_alpha}, {"elastic_sigma", a.elastic_sigma}}},
+            {"fused", t.fused}}}};
 }
 
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {

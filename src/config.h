@@ -151,6 +151,9 @@ struct TrainingConfig {
   ReduceLROnPlateauConfig reduce_lr_on_plateau;
   EarlyStoppingConfig early_stopping;
   AugmentationConfig augmentation;
+  // Not a Keras knob: train Flatten/Dense models on the CPU with the fused step (fused.h), which
+  // computes what the autograd step does several times faster; false: always the autograd step.
+  bool fused = true;
 };
 
 struct Config {

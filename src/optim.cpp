@@ -3,7 +3,25 @@
 
 #include <cmath>
 
+#include "simd.h"
+
 namespace mnist {
+
+// The same arithmetic, in the same order, as the tensor ops in KerasOptimizer::step (which CUDA
+// runs): lerp with weight < 0.5 is a + w (b - a); addcdiv is p + value * m / denom.
+MNIST_CLONES void adam_update(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+                              int64_t n, const AdamStep& s) {
+  const auto keep = static_cast<float>(s.keep), w1 = static_cast<float>(s.one_minus_beta_1),
+             w2 = static_cast<float>(s.one_minus_beta_2), step = static_cast<float>(-s.alpha), eps = static_cast<float>(s.epsilon);
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float mi = m[i] + w1 * (gi - m[i]);
+    const float vi = v[i] + w2 * (gi * gi - v[i]);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * keep + step * mi / (std::sqrt(vi) + eps);
+  }
+}
 
 KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config)
     : config_(std::move(config)), learning_rate_(config_.learning_rate) {
@@ -29,22 +47,36 @@ KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfi
   scratch_ = torch::empty_like(params_);
 }
 
+AdamStep KerasOptimizer::next_adam_step() {
+  ++iterations_;
+  const double t = static_cast<double>(iterations_), lr = learning_rate_;
+  const double alpha = lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t));
+  const double keep = config_.name == "adamw" ? 1.0 - config_.weight_decay * lr : 1.0;
+  return {alpha, 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon, keep};
+}
+
 void KerasOptimizer::step() {
   torch::NoGradGuard no_grad;
-  ++iterations_;
   const double lr = learning_rate_;
   const torch::Tensor& g = grads_;
-  if (config_.name == "adamw") params_.mul_(1.0 - config_.weight_decay * lr);
   if (config_.name == "adam" || config_.name == "adamw") {
-    const double t = static_cast<double>(iterations_);
-    const double alpha = lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t));
-    slot_a_.lerp_(g, 1.0 - config_.beta_1);  // m += (g - m) * (1 - beta_1)
+    const AdamStep a = next_adam_step();
+    if (params_.is_cpu() && params_.scalar_type() == torch::kFloat) {
+      adam_update(params_.data_ptr<float>(), g.data_ptr<float>(), slot_a_.data_ptr<float>(), slot_b_.data_ptr<float>(),
+                  params_.numel(), a);
+      return;
+    }
+    if (a.keep != 1.0) params_.mul_(a.keep);
+    slot_a_.lerp_(g, a.one_minus_beta_1);  // m += (g - m) * (1 - beta_1)
     torch::mul_out(scratch_, g, g);
-    slot_b_.lerp_(scratch_, 1.0 - config_.beta_2);  // v += (g^2 - v) * (1 - beta_2)
+    slot_b_.lerp_(scratch_, a.one_minus_beta_2);  // v += (g^2 - v) * (1 - beta_2)
     torch::sqrt_out(scratch_, slot_b_);
-    scratch_.add_(config_.epsilon);
-    params_.addcdiv_(slot_a_, scratch_, -alpha);
-  } else if (config_.name == "sgd") {
+    scratch_.add_(a.epsilon);
+    params_.addcdiv_(slot_a_, scratch_, -a.alpha);
+    return;
+  }
+  ++iterations_;
+  if (config_.name == "sgd") {
     if (config_.momentum == 0) {
       params_.add_(g, -lr);
     } else {  // m = momentum * m - lr * g; nesterov: p += momentum * m - lr * g, else p += m

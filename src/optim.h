@@ -19,6 +19,17 @@
 
 namespace mnist {
 
+// One Adam/AdamW step's coefficients, Keras's bias corrections folded into alpha. Double, as
+// Keras computes them in Python floats; each update rounds them to its tensors' precision.
+struct AdamStep {
+  double alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
+  double keep;  // AdamW's 1 - weight_decay * learning_rate; 1 for adam
+};
+
+// The Keras Adam update of n floats in place, one pass on the CPU:
+//   p = p keep;  m += (g - m) one_minus_beta_1;  v += (g^2 - v) one_minus_beta_2;  p -= alpha m / (sqrt(v) + eps)
+void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
+
 class KerasOptimizer {
  public:
   // Takes over `params`: afterwards they are views of one flat buffer and so are their gradients.
@@ -26,6 +37,9 @@ class KerasOptimizer {
 
   void zero_grad() { grads_.zero_(); }  // keep .grad defined: autograd then accumulates in place
   void step();
+  // Counts one adam/adamw step and returns its coefficients: for a caller that applies
+  // adam_update to its own buffers (fused.h).
+  AdamStep next_adam_step();
   int64_t iterations() const { return iterations_; }
   double learning_rate() const { return learning_rate_; }
   void set_learning_rate(double lr) { learning_rate_ = lr; }  // schedules and ReduceLROnPlateau

@@ -173,7 +173,10 @@ Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
     : model_(std::move(model)),
       config_(std::move(config)),
       device_(device),
-      optimizer_(parameters_on(model_, device_), config_.optimizer) {}
+      optimizer_(parameters_on(model_, device_), config_.optimizer) {
+  if (fused_unsupported(model_, config_, device_).empty())
+    fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_);
+}
 
 nlohmann::json Progress::to_json() const {
   return {{"step", step}, {"loss_sum", loss_sum}, {"correct", correct}, {"seconds", seconds}};
@@ -216,33 +219,47 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
   const Activation out_act = model_->output_activation();
   const bool scheduled = config_.lr_schedule.name != "constant", augmenting = config_.augmentation.enabled();
   at::Generator augment_gen = augmenting ? make_generator(device_, 0) : at::Generator();
+  // The fused step keeps its sums on the host (it runs on the CPU); the autograd step's stay on
+  // the device and are read once per epoch.
+  float fused_loss = static_cast<float>(progress_.loss_sum);
+  int64_t fused_correct = static_cast<int64_t>(progress_.correct);
+  auto sums = [&]() -> std::pair<double, double> {
+    if (fused_) return {fused_loss, static_cast<double>(fused_correct)};
+    return {loss_sum.item<double>(), correct.item<double>()};
+  };
   const auto t0 = Clock::now();
   auto last_draw = t0;
+  if (fused_) {
+    fused_->bind(train);  // the first epoch pays for the sparse rows
+    fused_->load();
+  }
   model_->train();
   for (int64_t step = progress_.step; step < steps; ++step) {
     const int64_t start = step * batch, len = std::min(batch, n - start);
-    const torch::Tensor idx = order.narrow(0, start, len);
-    torch::Tensor x = x_buf.narrow(0, 0, len), y = y_buf.narrow(0, 0, len);
-    torch::index_select_out(x, train.images, 0, idx);
-    torch::index_select_out(y, train.labels, 0, idx);
     if (scheduled)  // Keras evaluates the schedule at `iterations`, the steps taken before this one
       optimizer_.set_learning_rate(scheduled_learning_rate(config_.lr_schedule, config_.optimizer.learning_rate,
                                                            optimizer_.iterations(), steps * config_.epochs));
-    const uint64_t s = config_.seed, e = static_cast<uint64_t>(epoch), b = static_cast<uint64_t>(step);
-    model_->reseed_noise(device_, mix_seed({s, e, b, static_cast<uint64_t>(Stream::dropout)}));
-    torch::Tensor input = x;
-    if (augmenting) {
-      augment_gen.set_current_seed(mix_seed({s, e, b, static_cast<uint64_t>(Stream::augmentation)}));
-      input = augment(x, config_.augmentation, augment_gen);
-    }
+    if (fused_) {
+      fused_->step(order.data_ptr<int64_t>() + start, len, fused_loss, fused_correct);
+    } else {
+      const torch::Tensor idx = order.narrow(0, start, len);
+      torch::Tensor x = x_buf.narrow(0, 0, len), y = y_buf.narrow(0, 0, len);
+      torch::index_select_out(x, train.images, 0, idx);
+      torch::index_select_out(y, train.labels, 0, idx);
+      const uint64_t s = config_.seed, e = static_cast<uint64_t>(epoch), b = static_cast<uint64_t>(step);
+      model_->reseed_noise(device_, mix_seed({s, e, b, static_cast<uint64_t>(Stream::dropout)}));
+      torch::Tensor input = x;
+      if (augmenting) {
+        augment_gen.set_current_seed(mix_seed({s, e, b, static_cast<uint64_t>(Stream::augmentation)}));
+        input = augment(x, config_.augmentation, augment_gen);
+      }
 
-    optimizer_.zero_grad();
-    const torch::Tensor z = model_->logits(input);
-    const torch::Tensor loss = sparse_categorical_crossentropy(z, y, out_act, config_.loss);
-    loss.backward();
-    optimizer_.step();
+      optimizer_.zero_grad();
+      const torch::Tensor z = model_->logits(input);
+      const torch::Tensor loss = sparse_categorical_crossentropy(z, y, out_act, config_.loss);
+      loss.backward();
+      optimizer_.step();
 
-    {
       torch::NoGradGuard no_grad;
       loss_sum.add_(loss.detach(), static_cast<double>(len));
       correct.add_(activate(z.detach(), out_act).argmax(1).eq(y).sum());
@@ -251,15 +268,22 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
     if (options.progress_bar && options.log && (step + 1 == steps || seconds_since(last_draw) > 0.1)) {
       last_draw = Clock::now();
       const double seen = static_cast<double>(start + len);
+      const auto [l, c] = sums();
       *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
-                                            format_metric("accuracy", correct.item<double>() / seen) +
-                                                format_metric("loss", loss_sum.item<double>() / seen))
+                                            format_metric("accuracy", c / seen) + format_metric("loss", l / seen))
                    << "\033[K" << std::flush;
     }
     if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) {
-      progress_ = {step + 1, loss_sum.item<double>(), correct.item<double>(), progress_.seconds + seconds_since(t0)};
+      if (fused_) fused_->store();
+      const auto [l, c] = sums();
+      progress_ = {step + 1, l, c, progress_.seconds + seconds_since(t0)};
       return false;
     }
+  }
+  if (fused_) {
+    fused_->store();
+    loss_sum.fill_(fused_loss);
+    correct.fill_(fused_correct);
   }
   progress_.seconds += seconds_since(t0);
   return true;

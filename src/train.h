@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 
 #include "config.h"
 #include "data.h"
+#include "fused.h"
 #include "model.h"
 #include "optim.h"
 
@@ -92,6 +94,8 @@ class Trainer {
   FitResult fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options);
 
   KerasOptimizer& optimizer() { return optimizer_; }
+  // "fused" or "autograd (<why the fused step does not apply>)": which step trains this run.
+  std::string step_kind() const { return fused_ ? "fused" : "autograd (" + fused_unsupported(model_, config_, device_) + ")"; }
   const History& history() const { return history_; }
   const Progress& progress() const { return progress_; }
   // The weights of early stopping's best epoch so far, kept only with restore_best_weights.
@@ -114,6 +118,7 @@ class Trainer {
   History history_;
   Progress progress_;
   std::map<std::string, torch::Tensor> best_state_;
+  std::unique_ptr<FusedDenseStep> fused_;  // set when the fused step covers this model
 };
 
 }  // namespace mnist

@@ -265,6 +265,10 @@ TEST(Cli, BenchReportsSecondsPerEpochAsJson) {
   EXPECT_EQ(j["epoch_seconds"].size(), 1u);
   EXPECT_EQ(j["batch_size"], 32);
   EXPECT_GT(j["peak_rss_mb"].get<double>(), 0.0);
+  EXPECT_EQ(j["peak_gpu_mb"], -1);  // on the CPU
+  EXPECT_EQ(j["step"], "fused");    // the paper's model on the CPU
+  const json autograd = json::parse(run_mnist("bench --epochs 1 --warmup 0 --json --set training.fused=false").out);
+  EXPECT_EQ(autograd["step"], "autograd (training.fused is false)");
   expect_one_line_error(run_mnist("bench --epochs 0"), 2, "--epochs");
 }
 

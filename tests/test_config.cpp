@@ -180,3 +180,13 @@ TEST(Config, TrainingFeaturesParseAndGuardTheTestSet) {
   EXPECT_NE(error(R"({"augmentation": {"zoom_range": 2}})").find("training.augmentation.zoom_range: must be between 0 and 0.9"),
             std::string::npos);
 }
+
+TEST(Config, FusedDefaultsOnAndIsABoolean) {
+  EXPECT_TRUE(parse_config_text(kPaper, "t").training.fused);
+  EXPECT_FALSE(parse_config_text(with(R"("shuffle": true)", R"("shuffle": true, "fused": false)"), "t").training.fused);
+  EXPECT_NE(error_of(with(R"("shuffle": true)", R"("shuffle": true, "fused": "no")")).find("training.fused: must be true or false"),
+            std::string::npos);
+  const Config c = apply_overrides(parse_config_text(kPaper, "t"), {"training.fused=false"});
+  EXPECT_FALSE(c.training.fused);
+  EXPECT_EQ(to_json(c)["training"]["fused"], false);
+}

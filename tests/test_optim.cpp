@@ -132,6 +132,31 @@ TEST(Optim, KerasAdamWDecaysTheWeightsBeforeTheAdamStep) {
   }
 }
 
+// Float parameters on the CPU take the one-pass adam_update (the fused step uses it too); double
+// parameters take the tensor ops that CUDA runs. Both are Keras's rule: they agree to float precision.
+TEST(Optim, FloatCpuAdamPassMatchesTheTensorOpsRule) {
+  for (const char* name : {"adam", "adamw"}) {
+    OptimizerConfig cfg;
+    cfg.name = name;
+    cfg.weight_decay = 0.05;
+    auto gen = at::detail::createCPUGenerator(3);
+    const torch::Tensor p0 = torch::randn({1000}, gen, torch::kDouble), g = torch::randn({5, 1000}, gen, torch::kDouble) * 1e-3;
+    torch::Tensor pd = p0.clone().requires_grad_(), pf = p0.to(torch::kFloat).requires_grad_();
+    KerasOptimizer od({pd}, cfg), of({pf}, cfg);
+    for (int64_t step = 0; step < 5; ++step) {
+      od.zero_grad();
+      of.zero_grad();
+      (pd * g[step]).sum().backward();
+      (pf * g[step].to(torch::kFloat)).sum().backward();
+      od.step();
+      of.step();
+    }
+    const auto moved = (pd - p0).detach(), diff = (pf.detach().to(torch::kDouble) - pd.detach()).abs();
+    EXPECT_GT(moved.abs().mean().item<double>(), 1e-3) << name;  // five steps of lr 1e-3 moved the weights
+    EXPECT_LT(diff.max().item<double>(), 1e-6) << name;         // float rounding of values of order 1
+  }
+}
+
 TEST(Optim, SchedulesFollowKerasFormulas) {
   ScheduleConfig exp;
   exp.name = "exponential_decay";

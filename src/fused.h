@@ -1,0 +1,70 @@
+// fused: the CPU training step of a Dense stack (the paper's model) without autograd.
+//
+// At batch 32 the paper's network is about 5 MFLOP per step, so a step is dominated by per-op
+// overhead, not arithmetic (issue 7). Here forward, softmax cross-entropy and backward are plain
+// loops over buffers allocated once, and Adam is one pass (optim.h adam_update):
+//  - the kernels are held in Keras's [in, out] layout while an epoch runs, so every inner loop is
+//    an axpy along contiguous memory;
+//  - the first layer reads the images as sparse rows (built once per dataset: about 19% of MNIST's
+//    pixels are non-zero), so its forward and weight gradient touch only non-zero pixels. Adding
+//    0 * w is all that is skipped, so the arithmetic is the autograd step's, in another order.
+// The weights and the optimizer's slots are copied in at the start of each epoch (load) and back
+// at its end or interruption (store), so checkpoints, evaluation and export see the usual model.
+// Models it does not cover (any layer but Flatten and Dense, sgd/rmsprop, the renormalized loss,
+// augmentation, CUDA) train on the autograd step. tests/test_fused.cpp checks it against that step.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "config.h"
+#include "data.h"
+#include "model.h"
+#include "optim.h"
+
+namespace mnist {
+
+// Why the fused step cannot train `model` with `config` on `device`; empty when it can.
+std::string fused_unsupported(const Model& model, const TrainingConfig& config, torch::Device device);
+
+class FusedDenseStep {
+ public:
+  // `model`'s parameters must already be views of `optimizer`'s flat buffer (Trainer does that).
+  FusedDenseStep(Model& model, KerasOptimizer& optimizer, const TrainingConfig& config);
+
+  // Builds the sparse rows of `train.images` unless they are already built for it.
+  void bind(const Split& train);
+  void load();   // model weights and optimizer slots -> the Keras-layout buffers
+  void store();  // and back
+
+  // One optimizer step on rows[0..len) of the bound split. Adds the batch's summed loss (float
+  // like Keras's running mean) and its number of correct predictions to the sums.
+  void step(const int64_t* rows, int64_t len, float& loss_sum, int64_t& correct);
+
+ private:
+  struct Layer {
+    int64_t in = 0, out = 0, weight = 0, bias = -1;  // offsets into the flat buffers; bias -1: none
+    Activation activation = Activation::linear;
+  };
+  torch::Tensor to_keras_layout(const torch::Tensor& flat) const;
+  torch::Tensor to_torch_layout(const torch::Tensor& flat) const;
+  void forward(const int64_t* rows, int64_t len);
+  void backward(const int64_t* rows, int64_t len);
+
+  Model model_;
+  KerasOptimizer& optimizer_;
+  LossConfig loss_;
+  std::vector<Layer> layers_;
+  torch::Tensor params_, grads_, m_, v_;  // Keras layout, valid between load() and store()
+  std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
+  std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
+  // The bound split (held, so its storage cannot be reused by another split): its labels, and
+  // its images as compressed sparse rows.
+  torch::Tensor bound_;
+  std::vector<int64_t> labels_, row_start_;
+  std::vector<int32_t> pixel_;
+  std::vector<float> value_;
+};
+
+}  // namespace mnist
