@@ -59,6 +59,8 @@ class FusedDenseStep {
   torch::Tensor params_, grads_, m_, v_;  // Keras layout, valid between load() and store()
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
   std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
+  std::vector<int32_t> packed_index_;         // forward scratch: one hidden row's non-zero entries
+  std::vector<float> packed_value_;
   // The bound split (held, so its storage cannot be reused by another split): its labels, and
   // its images as compressed sparse rows.
   torch::Tensor bound_;

@@ -74,8 +74,9 @@ TEST(Fused, TrainsWhatTheAutogradStepTrains) {
        flatten + R"({"type": "Dense", "units": 24, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"})",
        R"("loss": {"label_smoothing": 0.1}, "optimizer": {"name": "adamw", "weight_decay": 0.01},
           "lr_schedule": {"name": "cosine_decay", "warmup_steps": 4, "warmup_target": 0.003})"},
-      {"two hidden layers: tanh, sigmoid, no bias", flatten + R"({"type": "Dense", "units": 20, "activation": "tanh"},
-          {"type": "Dense", "units": 12, "activation": "sigmoid", "use_bias": false},
+      // 80 and 52 units: every register-tile width of fused.cpp's row_combination (64, 32, 16, rest)
+      {"two hidden layers: tanh, sigmoid, no bias", flatten + R"({"type": "Dense", "units": 80, "activation": "tanh"},
+          {"type": "Dense", "units": 52, "activation": "sigmoid", "use_bias": false},
           {"type": "Dense", "units": 10, "activation": "softmax"})", ""},
       {"linear head, from_logits", flatten + R"({"type": "Dense", "units": 16, "activation": "relu", "use_bias": false},
           {"type": "Dense", "units": 10})", R"("loss": {"from_logits": true})"},

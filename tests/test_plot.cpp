@@ -143,7 +143,7 @@ TEST(Plot, LongNamesStayInsideTheCanvas) {
   expect_clean_layout(plot_mistakes(sample, class_names("fashion-mnist")), "fashion gallery");
   expect_clean_layout(plot_mistakes(MistakeSample{}, class_names("mnist")), "empty gallery");
   std::vector<Series> many;
-  for (int i = 0; i < 8; ++i) many.push_back({"a-rather-long-run-directory-name-" + std::to_string(i) + " val_accuracy", {0.9, 0.95}, i, i % 2});
+  for (int i = 0; i < 8; ++i) many.push_back({"a-rather-long-run-directory-name-" + std::to_string(i) + " val_accuracy", {0.9, 0.95}, i, i % 2 == 1});
   expect_clean_layout(plot_curves("overlay", "Accuracy", many, true), "overlay with long names");
 }
 
