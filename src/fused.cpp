@@ -96,12 +96,28 @@ MNIST_CLONES void sparse_forward(float* z, const float* w, const float* bias, in
   }
 }
 
-// dW = sum over samples of (non-zero pixels) x dZ: the first layer's kernel gradient.
+// dW = sum over samples of (non-zero pixels) x dZ: the first layer's kernel gradient. The batch's
+// non-zeros are first regrouped by pixel (a counting sort into `column_*`, samples in batch order),
+// so each pixel's row of dW is summed in registers and stored once, instead of being loaded and
+// stored once per sample that has the pixel. Each dW entry sums its terms in the same order.
 MNIST_CLONES void sparse_weight_grad(float* dw, int64_t in, int64_t out, const float* dz, const int64_t* rows, int64_t len,
-                                     const int64_t* start, const int32_t* pixel, const float* value) {
-  std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
+                                     const int64_t* start, const int32_t* pixel, const float* value, int64_t* column_start,
+                                     int32_t* column_sample, float* column_value) {
+  std::fill(column_start, column_start + in + 1, 0);
   for (int64_t i = 0; i < len; ++i)
-    for (int64_t e = start[rows[i]]; e < start[rows[i] + 1]; ++e) axpy(dw + pixel[e] * out, dz + i * out, value[e], out);
+    for (int64_t e = start[rows[i]]; e < start[rows[i] + 1]; ++e) ++column_start[pixel[e] + 1];
+  for (int64_t k = 0; k < in; ++k) column_start[k + 1] += column_start[k];
+  for (int64_t i = 0; i < len; ++i)
+    for (int64_t e = start[rows[i]]; e < start[rows[i] + 1]; ++e) {
+      const int64_t slot = column_start[pixel[e]]++;  // moves each start to the next column's
+      column_sample[slot] = static_cast<int32_t>(i);
+      column_value[slot] = value[e];
+    }
+  std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
+  for (int64_t k = 0, first = 0; k < in; ++k) {
+    row_combination(dw + k * out, dz, out, column_sample + first, column_value + first, column_start[k] - first);
+    first = column_start[k];
+  }
 }
 
 // z = bias + A W for a hidden layer; ReLU's zeros are skipped like the pixels: each row of A is
@@ -233,6 +249,9 @@ FusedDenseStep::FusedDenseStep(Model& model, KerasOptimizer& optimizer, const Tr
   wt_.resize(static_cast<size_t>(largest));
   packed_index_.resize(static_cast<size_t>(widest));
   packed_value_.resize(static_cast<size_t>(widest));
+  column_start_.resize(static_cast<size_t>(layers_.front().in + 1));
+  column_sample_.resize(static_cast<size_t>(batch * layers_.front().in));
+  column_value_.resize(static_cast<size_t>(batch * layers_.front().in));
 }
 
 void FusedDenseStep::bind(const Split& train) {
@@ -314,7 +333,8 @@ void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
     const Layer& L = layers_[l];
     if (L.bias >= 0) bias_grad(g + L.bias, dz, L.out, len);
     if (l == 0) {
-      sparse_weight_grad(g + L.weight, L.in, L.out, dz, rows, len, row_start_.data(), pixel_.data(), value_.data());
+      sparse_weight_grad(g + L.weight, L.in, L.out, dz, rows, len, row_start_.data(), pixel_.data(), value_.data(),
+                         column_start_.data(), column_sample_.data(), column_value_.data());
       break;
     }
     const float* a = acts_[l - 1].data();

@@ -61,6 +61,9 @@ class FusedDenseStep {
   std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
   std::vector<int32_t> packed_index_;         // forward scratch: one hidden row's non-zero entries
   std::vector<float> packed_value_;
+  std::vector<int64_t> column_start_;         // backward scratch: the batch's non-zero pixels grouped by pixel
+  std::vector<int32_t> column_sample_;
+  std::vector<float> column_value_;
   // The bound split (held, so its storage cannot be reused by another split): its labels, and
   // its images as compressed sparse rows.
   torch::Tensor bound_;
