@@ -6,7 +6,7 @@
 # per core that spins in sched_yield between the small matrix products of batch 32, which measured
 # PyTorch eager at 1.55 s/epoch instead of 1.08 on the 2-core VM.
 # --sweep: one round per point instead, over batch sizes 32..4096 (hidden 100) and hidden widths
-# 100..4096 (batch 32), printed as a table.
+# 100..4096 (batch 32), printed as a table row by row (PyTorch takes minutes per epoch at the widest points).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=3 epochs=3 threads=1 sweep=0

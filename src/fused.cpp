@@ -162,27 +162,24 @@ MNIST_CLONES void hidden_backward(float* d, const float* a, int64_t n, Activatio
 
 // Softmax cross-entropy with Keras's label smoothing, mean over the batch: replaces the logits by
 // d loss / d logits and returns the summed loss; counts where the argmax of the model's output
-// (the logits through `output`, as Keras's accuracy sees them) is the label.
+// (the logits through `output`, as Keras's accuracy sees them) is the label. `out`: `classes` floats.
 float softmax_cross_entropy(float* z, const int64_t* labels, const int64_t* rows, int64_t len, int64_t classes, double smoothing,
-                            Activation output, int64_t& correct) {
+                            Activation output, float* out, int64_t& correct) {
   const float off = static_cast<float>(smoothing / static_cast<double>(classes));
   const float on = static_cast<float>(1.0 - smoothing) + off;
   const float inv_len = 1.0f / static_cast<float>(len);
   float loss_sum = 0;
-  std::vector<float> out(static_cast<size_t>(classes));
   for (int64_t i = 0; i < len; ++i) {
     float* zi = z + i * classes;
     const int64_t y = labels[rows[i]];
-    std::copy(zi, zi + classes, out.begin());
-    if (output == Activation::softmax || output == Activation::sigmoid || output == Activation::relu || output == Activation::tanh) {
-      if (output == Activation::softmax) {  // argmax(softmax) can still tie where exp underflows
-        const float mx = *std::max_element(out.begin(), out.end());
-        for (auto& o : out) o = std::exp(o - mx);
-      } else {
-        activate_rows(out.data(), classes, output);
-      }
+    std::copy(zi, zi + classes, out);
+    if (output == Activation::softmax) {  // argmax(softmax) can still tie where exp underflows
+      const float mx = *std::max_element(out, out + classes);
+      for (int64_t c = 0; c < classes; ++c) out[c] = std::exp(out[c] - mx);
+    } else {
+      activate_rows(out, classes, output);  // sigmoid ties where it saturates to 1, as in Keras
     }
-    correct += std::max_element(out.begin(), out.end()) - out.begin() == y;
+    correct += std::max_element(out, out + classes) - out == y;
     const float mx = *std::max_element(zi, zi + classes);
     float sum = 0, dot = 0;
     for (int64_t c = 0; c < classes; ++c) sum += std::exp(zi[c] - mx);
@@ -247,6 +244,7 @@ FusedDenseStep::FusedDenseStep(Model& model, KerasOptimizer& optimizer, const Tr
   delta_.resize(static_cast<size_t>(batch * widest));
   delta_in_.resize(static_cast<size_t>(batch * widest));
   wt_.resize(static_cast<size_t>(largest));
+  probs_.resize(static_cast<size_t>(layers_.back().out));
   packed_index_.resize(static_cast<size_t>(widest));
   packed_value_.resize(static_cast<size_t>(widest));
   column_start_.resize(static_cast<size_t>(layers_.front().in + 1));
@@ -350,7 +348,7 @@ void FusedDenseStep::step(const int64_t* rows, int64_t len, float& loss_sum, int
   forward(rows, len);
   const Layer& last = layers_.back();
   loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
-                                    model_->output_activation(), correct);
+                                    model_->output_activation(), probs_.data(), correct);
   backward(rows, len);
   adam_update(params_.data_ptr<float>(), grads_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
               params_.numel(), optimizer_.next_adam_step());

@@ -59,6 +59,7 @@ class FusedDenseStep {
   torch::Tensor params_, grads_, m_, v_;  // Keras layout, valid between load() and store()
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
   std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
+  std::vector<float> probs_;                  // loss scratch: one sample's outputs, for accuracy
   std::vector<int32_t> packed_index_;         // forward scratch: one hidden row's non-zero entries
   std::vector<float> packed_value_;
   std::vector<int64_t> column_start_;         // backward scratch: the batch's non-zero pixels grouped by pixel
