@@ -2,9 +2,9 @@
 # bench.sh [--rounds R] [--epochs E] [--threads T] [--sweep]: time `mnist bench` (configs/paper.json, CPU)
 # and PyTorch eager (scripts/bench/pytorch_eager.py: same model, loss, optimizer, batch) alternately, R
 # rounds of E timed epochs each, and print each one's median seconds per epoch and the ratio. Both run
-# on T threads (default 1), OpenBLAS's own pool included: left at its default, OpenBLAS starts a thread
-# per core that spins in sched_yield between the small matrix products of batch 32, which measured
-# PyTorch eager at 1.55 s/epoch instead of 1.08 on the 2-core VM.
+# on T threads (default 1), OpenBLAS's own pool included: left at its default, OpenBLAS runs a thread
+# per core under the small matrix products of batch 32, and one check measured PyTorch eager at
+# 1.55 s/epoch that way against 1.08 pinned to one thread, on the 2-core VM.
 # --sweep: one round per point instead, over batch sizes 32..4096 (hidden 100) and hidden widths
 # 100..4096 (batch 32), printed as a table row by row (PyTorch takes minutes per epoch at the widest points).
 set -euo pipefail
