@@ -115,7 +115,8 @@ MNIST_CLONES void sparse_weight_grad(float* dw, int64_t in, int64_t out, const f
     }
   std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
   for (int64_t k = 0, first = 0; k < in; ++k) {
-    row_combination(dw + k * out, dz, out, column_sample + first, column_value + first, column_start[k] - first);
+    if (column_start[k] > first)  // the batch has pixel k somewhere
+      row_combination(dw + k * out, dz, out, column_sample + first, column_value + first, column_start[k] - first);
     first = column_start[k];
   }
 }
