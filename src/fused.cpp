@@ -216,10 +216,10 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
   return "";
 }
 
-FusedDenseStep::FusedDenseStep(Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
-    : model_(model), optimizer_(optimizer), loss_(config.loss) {
+FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
+    : optimizer_(optimizer), loss_(config.loss), output_(model->output_activation()) {
   const float* base = optimizer_.flat_params().data_ptr<float>();
-  for (const auto& layer : model_->layers()) {
+  for (const auto& layer : model->layers()) {
     if (layer->type != "Dense") continue;
     Layer l;
     l.activation = layer->activation;
@@ -349,7 +349,7 @@ void FusedDenseStep::step(const int64_t* rows, int64_t len, float& loss_sum, int
   forward(rows, len);
   const Layer& last = layers_.back();
   loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
-                                    model_->output_activation(), probs_.data(), correct);
+                                    output_, probs_.data(), correct);
   backward(rows, len);
   adam_update(params_.data_ptr<float>(), grads_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
               params_.numel(), optimizer_.next_adam_step());

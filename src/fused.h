@@ -31,7 +31,7 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
 class FusedDenseStep {
  public:
   // `model`'s parameters must already be views of `optimizer`'s flat buffer (Trainer does that).
-  FusedDenseStep(Model& model, KerasOptimizer& optimizer, const TrainingConfig& config);
+  FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config);
 
   // Builds the sparse rows of `train.images` unless they are already built for it.
   void bind(const Split& train);
@@ -52,9 +52,9 @@ class FusedDenseStep {
   void forward(const int64_t* rows, int64_t len);
   void backward(const int64_t* rows, int64_t len);
 
-  Model model_;
   KerasOptimizer& optimizer_;
   LossConfig loss_;
+  Activation output_;  // the last layer's activation: what Keras's accuracy takes the argmax of
   std::vector<Layer> layers_;
   torch::Tensor params_, grads_, m_, v_;  // Keras layout, valid between load() and store()
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)

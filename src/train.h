@@ -93,6 +93,10 @@ class Trainer {
   // must be on the device.
   FitResult fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options);
 
+  // Not copyable or movable: the fused step holds a reference to optimizer_.
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
   KerasOptimizer& optimizer() { return optimizer_; }
   // "fused" or "autograd (<why the fused step does not apply>)": which step trains this run.
   std::string step_kind() const { return fused_ ? "fused" : "autograd (" + fused_unsupported(model_, config_, device_) + ")"; }
