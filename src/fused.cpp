@@ -4,26 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "layers.h"
 #include "simd.h"
 
 namespace mnist {
 namespace {
-
-// y += a * x over n floats: the one inner loop everything below is made of.
-MNIST_INLINE void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
-}
-
-MNIST_INLINE void init_rows(float* z, const float* bias, int64_t len, int64_t out) {
-  for (int64_t i = 0; i < len; ++i) {
-    if (bias)
-      std::memcpy(z + i * out, bias, static_cast<size_t>(out) * sizeof(float));
-    else
-      std::memset(z + i * out, 0, static_cast<size_t>(out) * sizeof(float));
-  }
-}
 
 MNIST_INLINE void activate_rows(float* z, int64_t n, Activation a) {
   switch (a) {
@@ -58,104 +45,129 @@ MNIST_INLINE void activation_backward(float* __restrict d, const float* __restri
   }
 }
 
-// z[0..out) += sum over e of value[e] * W[index[e]]: one output row from the non-zero inputs of
-// one sample. The row is built in tiles of 16-float vectors held in registers across all the
-// inputs, then stored once (GCC's vector extension: one AVX-512 register, two AVX2 or four SSE2
-// ones per vector); accumulating straight into memory costs a load and a store of the row per
-// input. The sum per output is taken in the same order either way.
+// Every loop below but the activations and the loss is one pattern: an output row that is a
+// weighted sum of rows of a matrix,
+//     out[0..n) = init[0..n) (or 0) + sum over e of value[e] * w[index[e] * ld + 0..n).
+// The row is built in tiles of 16-float vectors held in registers across all the terms, then
+// stored once (GCC's vector extension: one AVX-512 register, two AVX2 or four SSE2 ones per
+// vector); accumulating in memory would cost a load and a store of the row per term. Each output
+// sums its terms in index order, whatever the tiling.
+//
+// A row's last vector is loaded whole even where the row ends inside it (n = 100 is 6 vectors and
+// 4 lanes): its lanes past n read the next row or kSlack floats of zeros at the end of the buffer,
+// are summed like the others and never stored. Before this, those tails took a scalar loop that
+// loaded and stored the output per term, which perf put at about half of the first layer's time.
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));  // aligned(4): loads from any float
+constexpr int64_t kLanes = 16;
+constexpr int64_t kSlack = kLanes;  // zeros at the end of every buffer read as whole vectors
 
 template <int Vectors>
-MNIST_INLINE void row_tile(float* z, const float* w, int64_t out, const int32_t* index, const float* value, int64_t count) {
+MNIST_INLINE void row_tile(float* out, const float* init, const float* w, int64_t ld, const int32_t* index, const float* value,
+                           int64_t count, int64_t last_lanes) {
   vec16 acc[Vectors];
-  for (int t = 0; t < Vectors; ++t) acc[t] = reinterpret_cast<const vec16*>(z)[t];
+  for (int t = 0; t < Vectors; ++t) acc[t] = init ? reinterpret_cast<const vec16*>(init)[t] : vec16{};
   for (int64_t e = 0; e < count; ++e) {
     const float v = value[e];
-    const vec16* wr = reinterpret_cast<const vec16*>(w + index[e] * out);
+    const vec16* wr = reinterpret_cast<const vec16*>(w + index[e] * ld);
     for (int t = 0; t < Vectors; ++t) acc[t] += v * wr[t];
   }
-  for (int t = 0; t < Vectors; ++t) reinterpret_cast<vec16*>(z)[t] = acc[t];
+  for (int t = 0; t + 1 < Vectors; ++t) reinterpret_cast<vec16*>(out)[t] = acc[t];
+  float* tail = out + (Vectors - 1) * kLanes;
+  if (last_lanes == kLanes)
+    *reinterpret_cast<vec16*>(tail) = acc[Vectors - 1];
+  else
+    for (int64_t l = 0; l < last_lanes; ++l) tail[l] = acc[Vectors - 1][l];
 }
 
-MNIST_INLINE void row_combination(float* z, const float* w, int64_t out, const int32_t* index, const float* value, int64_t count) {
-  int64_t j = 0;
-  for (; j + 64 <= out; j += 64) row_tile<4>(z + j, w + j, out, index, value, count);
-  if (j + 32 <= out) row_tile<2>(z + j, w + j, out, index, value, count), j += 32;
-  if (j + 16 <= out) row_tile<1>(z + j, w + j, out, index, value, count), j += 16;
-  if (j < out)
-    for (int64_t e = 0; e < count; ++e) axpy(z + j, w + index[e] * out + j, value[e], out - j);
+// The widest tile is as many vectors as the registers hold with room for the loads: 8 with
+// AVX-512's 32 registers (a 100-unit row is then one pass over its terms instead of two), 4 else.
+MNIST_INLINE int widest_tile() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const int vectors = __builtin_cpu_supports("avx512f") ? 8 : 4;
+  return vectors;
+#else
+  return 4;
+#endif
 }
 
-// z[i] = bias + sum over the row's non-zero pixels of value * W[pixel].
+MNIST_INLINE void row_combination(float* out, const float* init, const float* w, int64_t ld, int64_t n, const int32_t* index,
+                                  const float* value, int64_t count) {
+  const int64_t widest = widest_tile() * kLanes;
+  for (int64_t j = 0; j < n; j += widest) {
+    const int64_t width = std::min(widest, n - j), last = width - (width - 1) / kLanes * kLanes;
+    const float* i0 = init ? init + j : nullptr;
+    switch ((width + kLanes - 1) / kLanes) {
+      case 1: row_tile<1>(out + j, i0, w + j, ld, index, value, count, last); break;
+      case 2: row_tile<2>(out + j, i0, w + j, ld, index, value, count, last); break;
+      case 3: row_tile<3>(out + j, i0, w + j, ld, index, value, count, last); break;
+      case 4: row_tile<4>(out + j, i0, w + j, ld, index, value, count, last); break;
+      case 5: row_tile<5>(out + j, i0, w + j, ld, index, value, count, last); break;
+      case 6: row_tile<6>(out + j, i0, w + j, ld, index, value, count, last); break;
+      case 7: row_tile<7>(out + j, i0, w + j, ld, index, value, count, last); break;
+      default: row_tile<8>(out + j, i0, w + j, ld, index, value, count, last); break;
+    }
+  }
+}
+
+// Z = bias + X W for a batch whose inputs X are sparse rows (the images' non-zero pixels, or a
+// hidden layer's non-zero activations: ReLU's zeros are skipped like the pixels).
 MNIST_CLONES void sparse_forward(float* z, const float* w, const float* bias, int64_t out, const int64_t* rows, int64_t len,
-                                 const int64_t* start, const int32_t* pixel, const float* value) {
-  init_rows(z, bias, len, out);
+                                 const SparseRows& x) {
   for (int64_t i = 0; i < len; ++i) {
-    const int64_t first = start[rows[i]];
-    row_combination(z + i * out, w, out, pixel + first, value + first, start[rows[i] + 1] - first);
+    const int64_t first = x.start[rows[i]];
+    row_combination(z + i * out, bias, w, out, out, x.index.data() + first, x.value.data() + first, x.start[rows[i] + 1] - first);
   }
 }
 
-// dW = sum over samples of (non-zero pixels) x dZ: the first layer's kernel gradient. The batch's
-// non-zeros are first regrouped by pixel (a counting sort into `column_*`, samples in batch order),
-// so each pixel's row of dW is summed in registers and stored once, instead of being loaded and
-// stored once per sample that has the pixel. Each dW entry sums its terms in the same order.
+// dW = X^T dZ for the same sparse X. The batch's non-zeros are first regrouped by input (a counting
+// sort into `by_input`, samples in batch order), so each row of dW is one row_combination of the
+// rows of dZ, summed in registers and stored once; rows of inputs the batch never has are stored
+// as zeros by the same call.
 MNIST_CLONES void sparse_weight_grad(float* dw, int64_t in, int64_t out, const float* dz, const int64_t* rows, int64_t len,
-                                     const int64_t* start, const int32_t* pixel, const float* value, int64_t* column_start,
-                                     int32_t* column_sample, float* column_value) {
-  std::fill(column_start, column_start + in + 1, 0);
+                                     const SparseRows& x, SparseRows& by_input) {
+  int64_t* start = by_input.start.data();
+  std::fill(start, start + in + 1, 0);
   for (int64_t i = 0; i < len; ++i)
-    for (int64_t e = start[rows[i]]; e < start[rows[i] + 1]; ++e) ++column_start[pixel[e] + 1];
-  for (int64_t k = 0; k < in; ++k) column_start[k + 1] += column_start[k];
+    for (int64_t e = x.start[rows[i]]; e < x.start[rows[i] + 1]; ++e) ++start[x.index[e] + 1];
+  for (int64_t k = 0; k < in; ++k) start[k + 1] += start[k];
   for (int64_t i = 0; i < len; ++i)
-    for (int64_t e = start[rows[i]]; e < start[rows[i] + 1]; ++e) {
-      const int64_t slot = column_start[pixel[e]]++;  // moves each start to the next column's
-      column_sample[slot] = static_cast<int32_t>(i);
-      column_value[slot] = value[e];
+    for (int64_t e = x.start[rows[i]]; e < x.start[rows[i] + 1]; ++e) {
+      const int64_t slot = start[x.index[e]]++;  // moves each start to the next input's
+      by_input.index[slot] = static_cast<int32_t>(i);
+      by_input.value[slot] = x.value[e];
     }
-  std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
-  for (int64_t k = 0, first = 0; k < in; ++k) {
-    if (column_start[k] > first)  // the batch has pixel k somewhere
-      row_combination(dw + k * out, dz, out, column_sample + first, column_value + first, column_start[k] - first);
-    first = column_start[k];
-  }
+  for (int64_t k = 0, first = 0; k < in; first = start[k++])
+    row_combination(dw + k * out, nullptr, dz, out, out, by_input.index.data() + first, by_input.value.data() + first,
+                    start[k] - first);
 }
 
-// z = bias + A W for a hidden layer; ReLU's zeros are skipped like the pixels: each row of A is
-// first packed into its non-zero (index, value) pairs.
-MNIST_CLONES void dense_forward(float* z, const float* a, const float* w, const float* bias, int64_t in, int64_t out, int64_t len,
-                                int32_t* index, float* value) {
-  init_rows(z, bias, len, out);
+// A hidden layer's activations [len, n] as sparse rows 0..len-1, without a branch per entry
+// (ReLU's zeros fall where no branch predictor can guess them).
+MNIST_CLONES void pack_rows(const float* a, int64_t n, int64_t len, SparseRows& x) {
+  int64_t count = 0;
+  x.start[0] = 0;
   for (int64_t i = 0; i < len; ++i) {
-    int64_t count = 0;
-    for (int64_t k = 0; k < in; ++k) {
-      if (a[i * in + k] == 0) continue;
-      index[count] = static_cast<int32_t>(k);
-      value[count++] = a[i * in + k];
+    for (int64_t k = 0; k < n; ++k) {
+      const float v = a[i * n + k];
+      x.index[count] = static_cast<int32_t>(k);
+      x.value[count] = v;
+      count += v != 0;
     }
-    row_combination(z + i * out, w, out, index, value, count);
+    x.start[i + 1] = count;
   }
 }
 
-MNIST_CLONES void dense_weight_grad(float* dw, const float* a, const float* dz, int64_t in, int64_t out, int64_t len) {
-  std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
-  for (int64_t i = 0; i < len; ++i)
-    for (int64_t k = 0; k < in; ++k)
-      if (a[i * in + k] != 0) axpy(dw + k * out, dz + i * out, a[i * in + k], out);
-}
-
-// dA = dZ W^T, through W transposed into `wt` ([out, in]) so the loop is again an axpy.
-MNIST_CLONES void input_grad(float* da, const float* dz, const float* w, float* wt, int64_t in, int64_t out, int64_t len) {
+// dA = dZ W^T: each row of dA combines the rows of W^T (`wt`, [out, in]) with weights dZ[i].
+MNIST_CLONES void input_grad(float* da, const float* dz, const float* w, float* wt, int64_t in, int64_t out, int64_t len,
+                             const int32_t* iota) {
   for (int64_t k = 0; k < in; ++k)
     for (int64_t j = 0; j < out; ++j) wt[j * in + k] = w[k * out + j];
-  std::memset(da, 0, static_cast<size_t>(len * in) * sizeof(float));
-  for (int64_t i = 0; i < len; ++i)
-    for (int64_t j = 0; j < out; ++j) axpy(da + i * in, wt + j * in, dz[i * out + j], in);
+  for (int64_t i = 0; i < len; ++i) row_combination(da + i * in, nullptr, wt, in, in, iota, dz + i * out, out);
 }
 
-MNIST_CLONES void bias_grad(float* db, const float* dz, int64_t out, int64_t len) {
-  std::memset(db, 0, static_cast<size_t>(out) * sizeof(float));
-  for (int64_t i = 0; i < len; ++i) axpy(db, dz + i * out, 1.0f, out);
+// db = the sum of dZ's rows: a row combination with weights 1.
+MNIST_CLONES void bias_grad(float* db, const float* dz, int64_t out, int64_t len, const int32_t* iota, const float* ones) {
+  row_combination(db, nullptr, dz, out, out, iota, ones, len);
 }
 
 MNIST_CLONES void hidden_activation(float* z, int64_t n, Activation a) { activate_rows(z, n, a); }
@@ -235,22 +247,29 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
     }
     layers_.push_back(l);
   }
-  const int64_t batch = config.batch_size;
-  for (const auto& l : layers_) acts_.emplace_back(static_cast<size_t>(batch * l.out));
+  const auto batch = static_cast<size_t>(config.batch_size);
   int64_t widest = 0, largest = 0;
   for (const auto& l : layers_) {
     widest = std::max({widest, l.in, l.out});
     largest = std::max(largest, l.in * l.out);
   }
-  delta_.resize(static_cast<size_t>(batch * widest));
-  delta_in_.resize(static_cast<size_t>(batch * widest));
-  wt_.resize(static_cast<size_t>(largest));
+  const auto slack = static_cast<size_t>(kSlack), wide = static_cast<size_t>(widest);
+  for (const auto& l : layers_) acts_.emplace_back(batch * static_cast<size_t>(l.out) + slack);
+  inputs_.resize(layers_.size());
+  for (size_t l = 1; l < layers_.size(); ++l) {
+    const auto in = static_cast<size_t>(layers_[l].in);
+    inputs_[l] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in)};
+  }
+  by_input_ = {std::vector<int64_t>(wide + 1), std::vector<int32_t>(batch * wide), std::vector<float>(batch * wide)};
+  delta_.resize(batch * wide + slack);
+  delta_in_.resize(batch * wide + slack);
+  wt_.resize(static_cast<size_t>(largest) + slack);
   probs_.resize(static_cast<size_t>(layers_.back().out));
-  packed_index_.resize(static_cast<size_t>(widest));
-  packed_value_.resize(static_cast<size_t>(widest));
-  column_start_.resize(static_cast<size_t>(layers_.front().in + 1));
-  column_sample_.resize(static_cast<size_t>(batch * layers_.front().in));
-  column_value_.resize(static_cast<size_t>(batch * layers_.front().in));
+  iota_.resize(std::max(batch, wide));
+  std::iota(iota_.begin(), iota_.end(), 0);
+  batch_rows_.resize(batch);
+  std::iota(batch_rows_.begin(), batch_rows_.end(), 0);
+  ones_.assign(batch, 1.0f);
 }
 
 void FusedDenseStep::bind(const Split& train) {
@@ -261,19 +280,19 @@ void FusedDenseStep::bind(const Split& train) {
   const float* x = images.data_ptr<float>();
   labels_.assign(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + n);
   const size_t nonzero = static_cast<size_t>(std::count_if(x, x + n * pixels, [](float v) { return v != 0; }));
-  row_start_.assign(1, 0);
-  row_start_.reserve(static_cast<size_t>(n) + 1);
-  pixel_.clear();
-  pixel_.reserve(nonzero);
-  value_.clear();
-  value_.reserve(nonzero);
+  images_.start.assign(1, 0);
+  images_.start.reserve(static_cast<size_t>(n) + 1);
+  images_.index.clear();
+  images_.index.reserve(nonzero);
+  images_.value.clear();
+  images_.value.reserve(nonzero);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t k = 0; k < pixels; ++k) {
       if (x[i * pixels + k] == 0) continue;
-      pixel_.push_back(static_cast<int32_t>(k));
-      value_.push_back(x[i * pixels + k]);
+      images_.index.push_back(static_cast<int32_t>(k));
+      images_.value.push_back(x[i * pixels + k]);
     }
-    row_start_.push_back(static_cast<int64_t>(pixel_.size()));
+    images_.start.push_back(static_cast<int64_t>(images_.index.size()));
   }
   bound_ = train.images;
 }
@@ -295,8 +314,10 @@ torch::Tensor FusedDenseStep::to_torch_layout(const torch::Tensor& flat) const {
 void FusedDenseStep::load() {
   torch::NoGradGuard no_grad;
   const std::vector<torch::Tensor> slots = optimizer_.state();
-  params_ = to_keras_layout(optimizer_.flat_params());
-  grads_ = torch::zeros_like(params_);
+  const int64_t n = optimizer_.flat_params().numel();
+  params_ = torch::zeros({n + kSlack}, optimizer_.flat_params().options());
+  params_.narrow(0, 0, n).copy_(to_keras_layout(optimizer_.flat_params()));
+  grads_ = torch::zeros({n}, params_.options());
   m_ = to_keras_layout(slots[0]);
   v_ = to_keras_layout(slots[1]);
 }
@@ -304,7 +325,7 @@ void FusedDenseStep::load() {
 void FusedDenseStep::store() {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> slots = optimizer_.state();
-  optimizer_.flat_params().copy_(to_torch_layout(params_));
+  optimizer_.flat_params().copy_(to_torch_layout(params_.narrow(0, 0, grads_.numel())));
   slots[0] = to_torch_layout(m_);
   slots[1] = to_torch_layout(v_);
   optimizer_.load_state(slots);
@@ -316,10 +337,12 @@ void FusedDenseStep::forward(const int64_t* rows, int64_t len) {
     const Layer& L = layers_[l];
     float* z = acts_[l].data();
     const float* bias = L.bias >= 0 ? p + L.bias : nullptr;
-    if (l == 0)
-      sparse_forward(z, p + L.weight, bias, L.out, rows, len, row_start_.data(), pixel_.data(), value_.data());
-    else
-      dense_forward(z, acts_[l - 1].data(), p + L.weight, bias, L.in, L.out, len, packed_index_.data(), packed_value_.data());
+    if (l == 0) {
+      sparse_forward(z, p + L.weight, bias, L.out, rows, len, images_);
+    } else {
+      pack_rows(acts_[l - 1].data(), L.in, len, inputs_[l]);
+      sparse_forward(z, p + L.weight, bias, L.out, batch_rows_.data(), len, inputs_[l]);
+    }
     if (l + 1 < layers_.size()) hidden_activation(z, len * L.out, L.activation);
   }
 }
@@ -330,16 +353,14 @@ void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
   const float* dz = acts_.back().data();  // the loss wrote d loss / d logits over the logits
   for (size_t l = layers_.size(); l-- > 0;) {
     const Layer& L = layers_[l];
-    if (L.bias >= 0) bias_grad(g + L.bias, dz, L.out, len);
+    if (L.bias >= 0) bias_grad(g + L.bias, dz, L.out, len, iota_.data(), ones_.data());
     if (l == 0) {
-      sparse_weight_grad(g + L.weight, L.in, L.out, dz, rows, len, row_start_.data(), pixel_.data(), value_.data(),
-                         column_start_.data(), column_sample_.data(), column_value_.data());
+      sparse_weight_grad(g + L.weight, L.in, L.out, dz, rows, len, images_, by_input_);
       break;
     }
-    const float* a = acts_[l - 1].data();
-    dense_weight_grad(g + L.weight, a, dz, L.in, L.out, len);
-    input_grad(delta_in_.data(), dz, p + L.weight, wt_.data(), L.in, L.out, len);
-    hidden_backward(delta_in_.data(), a, len * L.in, layers_[l - 1].activation);
+    sparse_weight_grad(g + L.weight, L.in, L.out, dz, batch_rows_.data(), len, inputs_[l], by_input_);
+    input_grad(delta_in_.data(), dz, p + L.weight, wt_.data(), L.in, L.out, len, iota_.data());
+    hidden_backward(delta_in_.data(), acts_[l - 1].data(), len * L.in, layers_[l - 1].activation);
     std::swap(delta_, delta_in_);
     dz = delta_.data();
   }
@@ -352,7 +373,7 @@ void FusedDenseStep::step(const int64_t* rows, int64_t len, float& loss_sum, int
                                     output_, probs_.data(), correct);
   backward(rows, len);
   adam_update(params_.data_ptr<float>(), grads_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
-              params_.numel(), optimizer_.next_adam_step());
+              grads_.numel(), optimizer_.next_adam_step());
 }
 
 }  // namespace mnist

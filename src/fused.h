@@ -25,6 +25,14 @@
 
 namespace mnist {
 
+// A batch of sparse rows (compressed sparse rows): row r's non-zero entries are
+// index/value[start[r] .. start[r + 1]).
+struct SparseRows {
+  std::vector<int64_t> start;
+  std::vector<int32_t> index;
+  std::vector<float> value;
+};
+
 // Why the fused step cannot train `model` with `config` on `device`; empty when it can.
 std::string fused_unsupported(const Model& model, const TrainingConfig& config, torch::Device device);
 
@@ -56,21 +64,22 @@ class FusedDenseStep {
   LossConfig loss_;
   Activation output_;  // the last layer's activation: what Keras's accuracy takes the argmax of
   std::vector<Layer> layers_;
-  torch::Tensor params_, grads_, m_, v_;  // Keras layout, valid between load() and store()
+  // Keras layout, valid between load() and store(). params_ ends in fused.cpp's kSlack floats
+  // of zeros, like every buffer whose rows the kernels read as whole vectors.
+  torch::Tensor params_, grads_, m_, v_;
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
+  std::vector<SparseRows> inputs_;        // per layer but the first: its input activations as sparse rows
+  SparseRows by_input_;                   // weight-gradient scratch: a layer's non-zero inputs grouped by input
   std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
   std::vector<float> probs_;                  // loss scratch: one sample's outputs, for accuracy
-  std::vector<int32_t> packed_index_;         // forward scratch: one hidden row's non-zero entries
-  std::vector<float> packed_value_;
-  std::vector<int64_t> column_start_;         // backward scratch: the batch's non-zero pixels grouped by pixel
-  std::vector<int32_t> column_sample_;
-  std::vector<float> column_value_;
+  std::vector<int32_t> iota_;                 // 0, 1, 2, ...: the rows of a dense operand, as sparse indices
+  std::vector<int64_t> batch_rows_;           // 0 .. batch-1 as int64: a hidden layer's rows
+  std::vector<float> ones_;                   // the weights of the bias gradient's sum
   // The bound split (held, so its storage cannot be reused by another split): its labels, and
-  // its images as compressed sparse rows.
+  // its images as sparse rows.
   torch::Tensor bound_;
-  std::vector<int64_t> labels_, row_start_;
-  std::vector<int32_t> pixel_;
-  std::vector<float> value_;
+  std::vector<int64_t> labels_;
+  SparseRows images_;
 };
 
 }  // namespace mnist

@@ -74,8 +74,9 @@ TEST(Fused, TrainsWhatTheAutogradStepTrains) {
        flatten + R"({"type": "Dense", "units": 24, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"})",
        R"("loss": {"label_smoothing": 0.1}, "optimizer": {"name": "adamw", "weight_decay": 0.01},
           "lr_schedule": {"name": "cosine_decay", "warmup_steps": 4, "warmup_target": 0.003})"},
-      // 80 and 52 units: every register-tile width of fused.cpp's row_combination (64, 32, 16, rest)
-      {"two hidden layers: tanh, sigmoid, no bias", flatten + R"({"type": "Dense", "units": 80, "activation": "tanh"},
+      // 150 and 52 units: a row wider than fused.cpp's widest register tile (128 floats with
+      // AVX-512, 64 else), then a tile of whole vectors and one that ends inside its last vector
+      {"two hidden layers: tanh, sigmoid, no bias", flatten + R"({"type": "Dense", "units": 150, "activation": "tanh"},
           {"type": "Dense", "units": 52, "activation": "sigmoid", "use_bias": false},
           {"type": "Dense", "units": 10, "activation": "softmax"})", ""},
       {"linear head, from_logits", flatten + R"({"type": "Dense", "units": 16, "activation": "relu", "use_bias": false},
