@@ -1,11 +1,15 @@
 // baselines: k-NN, logistic regression, RBF SVM and random forest, each timed for fit and predict.
 #include "baselines.h"
 
+#include <algorithm>
 #include <chrono>
 
+#ifdef MNIST_WITH_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/ml.hpp>
+#endif
 
+#include "errors.h"
 #include "model.h"
 #include "train.h"
 
@@ -71,6 +75,7 @@ BaselineResult logistic(const Split& train, const Split& test, uint64_t seed) {
   return r;
 }
 
+#ifdef MNIST_WITH_OPENCV
 cv::Mat features(const Split& s) {
   const torch::Tensor x = s.images.flatten(1).contiguous();
   return cv::Mat(static_cast<int>(x.size(0)), static_cast<int>(x.size(1)), CV_32F, x.data_ptr<float>()).clone();
@@ -118,6 +123,8 @@ BaselineResult forest(const Split& train, const Split& test) {
   return opencv_model("random forest (100 trees)", rf, train, test);
 }
 
+#endif
+
 }  // namespace
 
 nlohmann::json BaselineResult::to_json() const {
@@ -131,12 +138,18 @@ nlohmann::json BaselineResult::to_json() const {
 std::vector<BaselineResult> run_baselines(const Split& train, const Split& test, const BaselineOptions& options,
                                           std::ostream* log) {
   std::vector<BaselineResult> results;
+#ifdef MNIST_WITH_OPENCV
   cv::setRNGSeed(static_cast<int>(options.seed));
+#endif
   for (const auto& m : options.methods) {
+    if (std::find(kBaselineMethods.begin(), kBaselineMethods.end(), m) == kBaselineMethods.end())
+      throw UsageError("baseline method " + m + " is not in this build (svm and forest need MNIST_WITH_OPENCV)");
     if (m == "knn") results.push_back(knn(train, test, options.knn_k));
     if (m == "logistic") results.push_back(logistic(train, test, options.seed));
+#ifdef MNIST_WITH_OPENCV
     if (m == "svm") results.push_back(svm(options.svm_samples > 0 ? first(train, options.svm_samples) : train, test));
     if (m == "forest") results.push_back(forest(train, test));
+#endif
     if (log && !results.empty()) {
       const auto& r = results.back();
       char line[256];

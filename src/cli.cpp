@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <opencv2/core/utility.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -23,13 +22,28 @@
 #include "keras_import.h"
 #include "metrics.h"
 #include "model.h"
-#include "plot.h"
-#include "predict.h"
 #include "rundir.h"
 #include "train.h"
+#ifdef MNIST_WITH_OPENCV
+#include <opencv2/core/utility.hpp>
+
+#include "plot.h"
+#include "predict.h"
+#endif
 
 namespace mnist {
 namespace {
+
+#ifndef MNIST_WITH_OPENCV
+// A build without OpenCV (cmake -DMNIST_WITH_OPENCV=OFF, for machines without its headers) trains,
+// evaluates, exports and benchmarks like any other; it skips the figures, saying so, and refuses
+// the commands that only draw or read images.
+constexpr const char* kNoOpenCV = "this mnist was built without OpenCV (cmake -DMNIST_WITH_OPENCV=OFF)";
+void figures_skipped(const std::string& what) { std::cout << what << " not drawn: " << kNoOpenCV << "\n"; }
+[[noreturn]] void needs_opencv(const std::string& command) {
+  throw UsageError("mnist " + command + " needs OpenCV, and " + kNoOpenCV + ": rebuild with OpenCV's headers installed");
+}
+#endif
 
 struct ConfigFlags {
   std::string config = "configs/paper.json";
@@ -177,8 +191,12 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
     save_history(run, fit.history);
     save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
   }
+#ifdef MNIST_WITH_OPENCV
   const MistakeSample mistakes = most_confident_mistakes(model, test_data, kGallerySize);
   save_run_figures(run, config.name, fit.history, test_eval, class_names(config.dataset), &mistakes);
+#else
+  figures_skipped("figures");
+#endif
   export_model(*model, config, run / "model.pt");
 
   std::cout << std::fixed << std::setprecision(4);
@@ -200,7 +218,11 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
     fs::create_directories(out, ec);
     if (ec) throw std::runtime_error("--out " + out + ": cannot create the directory (" + ec.message() + ")");
     write_file_atomic(fs::path(out) / (split == "test" ? "metrics.json" : "metrics_train.json"), m.dump(2) + "\n");
+#ifdef MNIST_WITH_OPENCV
     if (split == "test") save_confusion_figures(out, e, class_names(loaded.config.dataset));
+#else
+    if (split == "test") figures_skipped("confusion-matrix figures");
+#endif
   }
   if (json)
     std::cout << m.dump(2) << "\n";
@@ -209,6 +231,7 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
   return 0;
 }
 
+#ifdef MNIST_WITH_OPENCV
 // Redraws every figure of a run directory from its files (the gallery needs the test images).
 int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
   const fs::path dir(run_dir);
@@ -225,13 +248,18 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
   std::cout << "figures written to " << dir.string() << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";
   return 0;
 }
+#endif
 
 int compare_cmd(const std::vector<std::string>& inputs, const std::string& out) {
   std::vector<RunRecord> runs;
   for (const auto& in : inputs) runs.push_back(load_run_record(in));
   std::cout << comparison_table(runs);
+#ifdef MNIST_WITH_OPENCV
   save_png(out, comparison_chart(runs));
   std::cout << "accuracy overlay written to " << out << "\n";
+#else
+  figures_skipped("accuracy overlay " + out);
+#endif
   return 0;
 }
 
@@ -251,6 +279,7 @@ int import_keras_cmd(const std::string& weights_file, const ConfigFlags& flags, 
   return 0;
 }
 
+#ifdef MNIST_WITH_OPENCV
 int predict_cmd(const std::string& model_path, const std::vector<std::string>& inputs, int64_t top, bool json) {
   LoadedModel loaded = load_model(model_path);
   const auto classes = class_names(loaded.config.dataset);
@@ -288,6 +317,7 @@ int predict_cmd(const std::string& model_path, const std::vector<std::string>& i
   }
   return 0;
 }
+#endif
 
 int bench_cmd(const ConfigFlags& flags, const std::string& device_flag, const std::string& data_flag, int64_t warmup,
               int64_t epochs, int64_t batch_size, bool json) {
@@ -427,7 +457,9 @@ int run_cli(int argc, char** argv) {
   }
   if (threads > 0) {
     torch::set_num_threads(threads);
+#ifdef MNIST_WITH_OPENCV
     cv::setNumThreads(threads);
+#endif
   }
 
   if (*train_cmd) {
@@ -436,12 +468,17 @@ int run_cli(int argc, char** argv) {
     return train(train_flags, config_flags_given, resume, device, data, out);
   }
   if (*eval_cmd) return evaluate_cmd(model_path, data, split, json, eval_out);
+#ifdef MNIST_WITH_OPENCV
   if (*plot_cmd_app) return plot_cmd(plot_dir, data);
+  if (*predict_app) return predict_cmd(model_path, predict_inputs, top, json);
+#else
+  if (*plot_cmd_app) needs_opencv("plot");
+  if (*predict_app) needs_opencv("predict");
+#endif
   if (*compare_cmd_app) return compare_cmd(compare_inputs, compare_out);
   if (*export_app) return export_cmd(export_run, export_out);
   if (*bench_app) return bench_cmd(bench_flags, device, data, bench_warmup, bench_epochs, bench_batch, json);
   if (*import_app) return import_keras_cmd(keras_weights, import_flags, import_out);
-  if (*predict_app) return predict_cmd(model_path, predict_inputs, top, json);
   if (*baselines_app) return baselines_cmd(baseline_data, baseline_options, json);
   const Config c = resolve_config(summary_flags);
   Model model(c.model, kImageShape, c.training.seed);

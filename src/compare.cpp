@@ -92,6 +92,7 @@ std::string comparison_table(const std::vector<RunRecord>& runs) {
   return out.str();
 }
 
+#ifdef MNIST_WITH_OPENCV
 Figure comparison_chart(const std::vector<RunRecord>& runs) {
   std::vector<Series> series;
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -102,5 +103,6 @@ Figure comparison_chart(const std::vector<RunRecord>& runs) {
   }
   return plot_curves("Accuracy per epoch", "Accuracy", series, true);
 }
+#endif
 
 }  // namespace mnist

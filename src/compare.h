@@ -6,8 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "plot.h"
 #include "train.h"
+#ifdef MNIST_WITH_OPENCV
+#include "plot.h"
+#endif
 
 namespace mnist {
 
@@ -23,7 +25,9 @@ RunRecord load_run_record(const std::string& path);  // throws std::runtime_erro
 // final training loss, median seconds per epoch; "-" where an input lacks the figure.
 std::string comparison_table(const std::vector<RunRecord>& runs);
 
+#ifdef MNIST_WITH_OPENCV
 // Training accuracy (solid) and val_accuracy (dashed) of every run, one colour per run.
 Figure comparison_chart(const std::vector<RunRecord>& runs);
+#endif
 
 }  // namespace mnist

@@ -6,13 +6,15 @@
 #include <iostream>
 #include <random>
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include "export.h"
 #include "helpers.h"
 #include "keras_import.h"
+#ifdef MNIST_WITH_OPENCV  // predict reads images with OpenCV
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
 #include "predict.h"
+#endif
 
 using namespace mnist;
 using namespace testing_helpers;
@@ -150,6 +152,7 @@ TEST(KerasImport, ShapeErrorsNameTheLayerAndDimension) {
   EXPECT_THROW(read_keras_weights(tmp / "w.json", config), std::runtime_error);
 }
 
+#ifdef MNIST_WITH_OPENCV
 namespace {
 // A digit drawn with cv::putText on a canvas: `invert` gives dark ink on a light background.
 cv::Mat drawn_digit(const std::string& digit, int size, cv::Point at, double scale, bool invert) {
@@ -208,3 +211,4 @@ TEST(Predict, BadImagesAreNamed) {
   ASSERT_EQ(files.size(), 2u);  // images only, sorted
   EXPECT_EQ(files[0].filename(), "a.bmp");
 }
+#endif  // MNIST_WITH_OPENCV
