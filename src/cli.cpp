@@ -38,10 +38,11 @@ namespace {
 // A build without OpenCV (cmake -DMNIST_WITH_OPENCV=OFF, for machines without its headers) trains,
 // evaluates, exports and benchmarks like any other; it skips the figures, saying so, and refuses
 // the commands that only draw or read images.
-constexpr const char* kNoOpenCV = "this mnist was built without OpenCV (cmake -DMNIST_WITH_OPENCV=OFF)";
-void figures_skipped(const std::string& what) { std::cout << what << " not drawn: " << kNoOpenCV << "\n"; }
+void figures_skipped(const std::string& what) {
+  std::cout << what << " not drawn: this build has no OpenCV (cmake -DMNIST_WITH_OPENCV=OFF)\n";
+}
 [[noreturn]] void needs_opencv(const std::string& command) {
-  throw UsageError("mnist " + command + " needs OpenCV, and " + kNoOpenCV + ": rebuild with OpenCV's headers installed");
+  throw UsageError(command + " needs OpenCV, and this build has none (cmake -DMNIST_WITH_OPENCV=OFF): rebuild it with OpenCV's headers installed");
 }
 #endif
 

@@ -56,7 +56,8 @@ MNIST_INLINE void activation_backward(float* __restrict d, const float* __restri
 // A row's last vector is loaded whole even where the row ends inside it (n = 100 is 6 vectors and
 // 4 lanes): its lanes past n read the next row or kSlack floats of zeros at the end of the buffer,
 // are summed like the others and never stored. Before this, those tails took a scalar loop that
-// loaded and stored the output per term, which perf put at about half of the first layer's time.
+// loaded and stored the output per term; with it gone (and the hidden layers packed as sparse
+// rows), the paper model's epoch went from 0.32-0.47 s to 0.19-0.26 s (README, Benchmark).
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));  // aligned(4): loads from any float
 constexpr int64_t kLanes = 16;
 constexpr int64_t kSlack = kLanes;  // zeros at the end of every buffer read as whole vectors

@@ -3,11 +3,12 @@
 // At batch 32 the paper's network is about 5 MFLOP per step, so a step is dominated by per-op
 // overhead, not arithmetic (issue 7). Here forward, softmax cross-entropy and backward are plain
 // loops over buffers allocated once, and Adam is one pass (optim.h adam_update):
-//  - the kernels are held in Keras's [in, out] layout while an epoch runs, so every inner loop is
-//    an axpy along contiguous memory;
+//  - the kernels are held in Keras's [in, out] layout while an epoch runs, so every product is a
+//    sum of contiguous rows, built in registers and stored once (fused.cpp row_combination);
 //  - the first layer reads the images as sparse rows (built once per dataset: about 19% of MNIST's
-//    pixels are non-zero), so its forward and weight gradient touch only non-zero pixels. Adding
-//    0 * w is all that is skipped, so the arithmetic is the autograd step's, in another order.
+//    pixels are non-zero), and each hidden layer's input is packed the same way (ReLU's zeros), so
+//    forward and weight gradients touch only non-zero inputs. Adding 0 * w is all that is skipped,
+//    so the arithmetic is the autograd step's, in another order.
 // The weights and the optimizer's slots are copied in at the start of each epoch (load) and back
 // at its end or interruption (store), so checkpoints, evaluation and export see the usual model.
 // Models it does not cover (any layer but Flatten and Dense, sgd/rmsprop, the renormalized loss,

@@ -93,8 +93,12 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"model truncated", "evaluate --model {tmp}/truncated.pt", 1, "truncated.pt is not a model written by"},
       {"model from another config", "evaluate --model {tmp}/other_config.pt --data {tmp}/good", 1,
        "other_config.pt: tensor dense.weight has shape [16, 784] but its config needs [32, 784]"},
+#ifdef MNIST_WITH_OPENCV
       {"image undecodable", "predict --model {tmp}/good.pt {tmp}/garbage.png", 1, "garbage.png cannot be decoded"},
       {"image empty", "predict --model {tmp}/good.pt {tmp}/empty.png", 1, "empty.png cannot be decoded"},
+#else
+      {"predict in a build without OpenCV", "predict --model {tmp}/good.pt {tmp}/garbage.png", 2, "predict needs OpenCV"},
+#endif
       {"output dir not empty", "train --epochs 1 --data {tmp}/good --out {tmp}/good", 2, "already exists and is not an empty directory"},
       {"output dir not writable", "train --epochs 1 --data {tmp}/good --out {tmp}/file_not_dir/run", 1, "cannot create run directory"},
   };
