@@ -1,37 +1,46 @@
 #!/usr/bin/env bash
-# bench.sh [--rounds R] [--epochs E] [--threads T] [--sweep]: time `mnist bench` (configs/paper.json, CPU)
-# and PyTorch eager (scripts/bench/pytorch_eager.py: same model, loss, optimizer, batch) alternately, R
+# bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep]: time
+# `mnist bench` (configs/paper.json) and PyTorch eager (scripts/bench/pytorch_eager.py: same model, loss, optimizer, batch) alternately, R
 # rounds of E timed epochs each, and print each one's median seconds per epoch and the ratio. Both run
 # on T threads (default 1), OpenBLAS's own pool included: left at its default, OpenBLAS runs a thread
 # per core under the small matrix products of batch 32, and one check measured PyTorch eager at
 # 1.55 s/epoch that way against 1.08 pinned to one thread, on the 2-core VM.
+# --device cuda: both on the GPU (the PyTorch peer is $PYTHON, default python3 there; on the CPU it is
+# Debian's /usr/bin/python3). --build DIR: the mnist binary in DIR, built by hand (the GPU machine
+# cannot run scripts/setup.sh, which installs packages); without it setup.sh builds build/.
 # --sweep: one round per point instead, over batch sizes 32..4096 (hidden 100) and hidden widths
 # 100..4096 (batch 32), printed as a table row by row (PyTorch takes minutes per epoch at the widest points).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 epochs=3 threads=1 sweep=0
+rounds=3 epochs=3 threads=1 sweep=0 device=cpu build=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --device) device=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --sweep) sweep=1; shift ;;
-    *) echo "usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T] [--sweep]" >&2; exit 2 ;;
+    *) echo "usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep]" >&2; exit 2 ;;
   esac
 done
-scripts/setup.sh >/dev/null
+if [ -z "$build" ]; then
+  scripts/setup.sh >/dev/null
+  build=build
+fi
+if [ "$device" = cuda ]; then python=${PYTHON:-python3}; else python=${PYTHON:-/usr/bin/python3}; fi
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 
 seconds_per_epoch() { python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])'; }
 # ours BATCH HIDDEN / theirs BATCH HIDDEN: median seconds per epoch of one measurement. Ours also
-# writes which training step it used (fused or autograd) to stderr.
+# writes which training step it used (fused, cuda graph or autograd) to stderr.
 ours() {
-  build/mnist bench --config configs/paper.json --device cpu --epochs "$epochs" --threads "$threads" \
+  "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" --threads "$threads" \
     --batch-size "$1" --set "model.layers[1].units=$2" --json |
     python3 -c 'import json,sys; r = json.load(sys.stdin); print(r["seconds_per_epoch"]); print("mnist step:", r["step"], file=sys.stderr)'
 }
 theirs() {
-  /usr/bin/python3 scripts/bench/pytorch_eager.py --epochs "$epochs" --threads "$threads" --batch-size "$1" --hidden "$2" |
+  "$python" scripts/bench/pytorch_eager.py --device "$device" --epochs "$epochs" --threads "$threads" --batch-size "$1" --hidden "$2" |
     seconds_per_epoch
 }
 

@@ -465,8 +465,9 @@ TrainingConfig parse_training(const json& j) {
   if (r.has("early_stopping")) t.early_stopping = parse_early_stopping(r.raw("early_stopping"));
   if (r.has("augmentation")) t.augmentation = parse_augmentation(r.raw("augmentation"));
   t.fused = r.boolean("fused", t.fused);
+  t.cuda_graph = r.boolean("cuda_graph", t.cuda_graph);
   r.reject_unknown({"epochs", "batch_size", "shuffle", "validation_split", "seed", "optimizer", "loss", "lr_schedule",
-                    "reduce_lr_on_plateau", "early_stopping", "augmentation", "fused"});
+                    "reduce_lr_on_plateau", "early_stopping", "augmentation", "fused", "cuda_graph"});
   return t;
 }
 
@@ -646,7 +647,8 @@ json to_json(const Config& c) {
              {{"rotation_range", a.rotation_range}, {"width_shift_range", a.width_shift_range},
               {"height_shift_range", a.height_shift_range}, {"zoom_range", a.zoom_range}, {"fill_mode", a.fill_mode},
               {"elastic_alpha", a.elastic_alpha}, {"elastic_sigma", a.elastic_sigma}}},
-            {"fused", t.fused}}}};
+            {"fused", t.fused},
+            {"cuda_graph", t.cuda_graph}}}};
 }
 
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {

@@ -154,6 +154,9 @@ struct TrainingConfig {
   // Not a Keras knob: train Flatten/Dense models on the CPU with the fused step (fused.h), which
   // computes what the autograd step does several times faster; false: always the autograd step.
   bool fused = true;
+  // Not a Keras knob: on CUDA, replay each epoch after the first as one CUDA graph (graph.h);
+  // false: the eager loop, one host launch per kernel.
+  bool cuda_graph = true;
 };
 
 struct Config {

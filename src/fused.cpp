@@ -366,14 +366,14 @@ void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
   }
 }
 
-void FusedDenseStep::step(const int64_t* rows, int64_t len, float& loss_sum, int64_t& correct) {
+void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* coefficients, float& loss_sum, int64_t& correct) {
   forward(rows, len);
   const Layer& last = layers_.back();
   loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
                                     output_, probs_.data(), correct);
   backward(rows, len);
   adam_update(params_.data_ptr<float>(), grads_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
-              grads_.numel(), optimizer_.next_adam_step());
+              grads_.numel(), optimizer_.adam_step(coefficients));
 }
 
 }  // namespace mnist

@@ -47,9 +47,10 @@ class FusedDenseStep {
   void load();   // model weights and optimizer slots -> the Keras-layout buffers
   void store();  // and back
 
-  // One optimizer step on rows[0..len) of the bound split. Adds the batch's summed loss (float
-  // like Keras's running mean) and its number of correct predictions to the sums.
-  void step(const int64_t* rows, int64_t len, float& loss_sum, int64_t& correct);
+  // One optimizer step on rows[0..len) of the bound split, its Adam scalars from `coefficients`
+  // (a row of KerasOptimizer::step_table). Adds the batch's summed loss (float like Keras's
+  // running mean) and its number of correct predictions to the sums.
+  void step(const int64_t* rows, int64_t len, const float* coefficients, float& loss_sum, int64_t& correct);
 
  private:
   struct Layer {

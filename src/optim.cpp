@@ -8,7 +8,7 @@
 namespace mnist {
 
 // The same arithmetic, in the same order, as the tensor ops in KerasOptimizer::step (which CUDA
-// runs): lerp with weight < 0.5 is a + w (b - a); addcdiv is p + value * m / denom.
+// runs): lerp with weight < 0.5 is a + w (b - a).
 MNIST_CLONES void adam_update(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
                               int64_t n, const AdamStep& s) {
   const auto keep = static_cast<float>(s.keep), w1 = static_cast<float>(s.one_minus_beta_1),
@@ -47,64 +47,82 @@ KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfi
   scratch_ = torch::empty_like(params_);
 }
 
-AdamStep KerasOptimizer::next_adam_step() {
-  ++iterations_;
-  const double t = static_cast<double>(iterations_), lr = learning_rate_;
-  const double alpha = lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t));
-  const double keep = config_.name == "adamw" ? 1.0 - config_.weight_decay * lr : 1.0;
-  return {alpha, 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon, keep};
+torch::Tensor KerasOptimizer::step_table(int64_t count, const std::function<double(int64_t)>& learning_rate) const {
+  torch::Tensor table = torch::empty({count, 2}, torch::kDouble);
+  auto row = table.accessor<double, 2>();
+  const bool adam = config_.name == "adam" || config_.name == "adamw";
+  for (int64_t i = 0; i < count; ++i) {
+    const double lr = learning_rate(i), t = static_cast<double>(iterations_ + i + 1);
+    row[i][0] = adam ? -lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t)) : -lr;
+    row[i][1] = config_.name == "adamw" ? 1.0 - config_.weight_decay * lr : 1.0;
+  }
+  return table.to(params_.scalar_type());
+}
+
+AdamStep KerasOptimizer::adam_step(const float* row) const {
+  return {-static_cast<double>(row[0]), 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon, row[1]};
 }
 
 void KerasOptimizer::step() {
+  step(step_table(1, [&](int64_t) { return learning_rate_; })[0].to(params_.device()));
+  count_steps(1);
+}
+
+// Tensor ops whose per-step scalars are 1-element tensors (`rate`, `keep`), never host values,
+// in the order the CPU's adam_update computes them. p + q * rate rounds as Keras's
+// p - lr * q does: multiplying by -1 or 1 is exact.
+void KerasOptimizer::step(const torch::Tensor& row) {
   torch::NoGradGuard no_grad;
-  const double lr = learning_rate_;
   const torch::Tensor& g = grads_;
-  if (config_.name == "adam" || config_.name == "adamw") {
-    const AdamStep a = next_adam_step();
-    if (params_.is_cpu() && params_.scalar_type() == torch::kFloat) {
-      adam_update(params_.data_ptr<float>(), g.data_ptr<float>(), slot_a_.data_ptr<float>(), slot_b_.data_ptr<float>(),
-                  params_.numel(), a);
-      return;
-    }
-    if (a.keep != 1.0) params_.mul_(a.keep);
-    slot_a_.lerp_(g, a.one_minus_beta_1);  // m += (g - m) * (1 - beta_1)
-    torch::mul_out(scratch_, g, g);
-    slot_b_.lerp_(scratch_, a.one_minus_beta_2);  // v += (g^2 - v) * (1 - beta_2)
-    torch::sqrt_out(scratch_, slot_b_);
-    scratch_.add_(a.epsilon);
-    params_.addcdiv_(slot_a_, scratch_, -a.alpha);
+  const bool adam = config_.name == "adam" || config_.name == "adamw";
+  if (adam && params_.is_cpu() && params_.scalar_type() == torch::kFloat) {
+    adam_update(params_.data_ptr<float>(), g.data_ptr<float>(), slot_a_.data_ptr<float>(), slot_b_.data_ptr<float>(),
+                params_.numel(), adam_step(row.data_ptr<float>()));
     return;
   }
-  ++iterations_;
+  const torch::Tensor rate = row.narrow(0, 0, 1), keep = row.narrow(0, 1, 1);
+  if (adam) {
+    if (config_.name == "adamw") params_.mul_(keep);
+    slot_a_.lerp_(g, 1.0 - config_.beta_1);  // m += (g - m) * (1 - beta_1)
+    torch::mul_out(scratch_, g, g);
+    slot_b_.lerp_(scratch_, 1.0 - config_.beta_2);  // v += (g^2 - v) * (1 - beta_2)
+    torch::sqrt_out(scratch_, slot_b_);
+    scratch_.add_(config_.epsilon);
+    torch::div_out(scratch_, slot_a_, scratch_);
+    params_.addcmul_(scratch_, rate);  // p -= alpha_t m / (sqrt(v) + eps)
+    return;
+  }
   if (config_.name == "sgd") {
     if (config_.momentum == 0) {
-      params_.add_(g, -lr);
+      params_.addcmul_(g, rate);
     } else {  // m = momentum * m - lr * g; nesterov: p += momentum * m - lr * g, else p += m
-      slot_a_.mul_(config_.momentum).add_(g, -lr);
+      slot_a_.mul_(config_.momentum).addcmul_(g, rate);
       if (config_.nesterov) {
-        params_.add_(slot_a_, config_.momentum).add_(g, -lr);
+        params_.add_(slot_a_, config_.momentum).addcmul_(g, rate);
       } else {
         params_.add_(slot_a_);
       }
     }
-  } else {  // rmsprop: v = rho v + (1 - rho) g^2; increment = lr g / sqrt(v + eps) (centered: v - mean_g^2 + eps)
-    torch::mul_out(scratch_, g, g);
-    slot_a_.mul_(config_.rho).add_(scratch_, 1.0 - config_.rho);
-    if (config_.centered) {
-      slot_c_.mul_(config_.rho).add_(g, 1.0 - config_.rho);
-      torch::mul_out(scratch_, slot_c_, slot_c_);
-      torch::sub_out(scratch_, slot_a_, scratch_);
-      scratch_.add_(config_.epsilon);
-    } else {
-      torch::add_out(scratch_, slot_a_, config_.epsilon);
-    }
-    scratch_.sqrt_();
-    if (config_.momentum > 0) {  // momentum = momentum * m + increment; p -= momentum
-      slot_b_.mul_(config_.momentum).addcdiv_(g, scratch_, lr);
-      params_.sub_(slot_b_);
-    } else {
-      params_.addcdiv_(g, scratch_, -lr);
-    }
+    return;
+  }
+  // rmsprop: v = rho v + (1 - rho) g^2; increment = lr g / sqrt(v + eps) (centered: v - mean_g^2 + eps)
+  torch::mul_out(scratch_, g, g);
+  slot_a_.mul_(config_.rho).add_(scratch_, 1.0 - config_.rho);
+  if (config_.centered) {
+    slot_c_.mul_(config_.rho).add_(g, 1.0 - config_.rho);
+    torch::mul_out(scratch_, slot_c_, slot_c_);
+    torch::sub_out(scratch_, slot_a_, scratch_);
+    scratch_.add_(config_.epsilon);
+  } else {
+    torch::add_out(scratch_, slot_a_, config_.epsilon);
+  }
+  scratch_.sqrt_();
+  torch::div_out(scratch_, g, scratch_);
+  if (config_.momentum > 0) {  // momentum = momentum * m + increment; p -= momentum
+    slot_b_.mul_(config_.momentum).addcmul_(scratch_, rate, -1.0);
+    params_.sub_(slot_b_);
+  } else {
+    params_.addcmul_(scratch_, rate);
   }
 }
 

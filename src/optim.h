@@ -11,6 +11,7 @@
 // epsilon is also 1e-7, not 1e-8. AdamW is Adam after Keras's decoupled weight decay,
 // p -= p * weight_decay * lr, applied to every trainable variable as Keras does by default.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include <torch/torch.h>
@@ -19,8 +20,7 @@
 
 namespace mnist {
 
-// One Adam/AdamW step's coefficients, Keras's bias corrections folded into alpha. Double, as
-// Keras computes them in Python floats; each update rounds them to its tensors' precision.
+// One Adam/AdamW step's coefficients, Keras's bias corrections folded into alpha.
 struct AdamStep {
   double alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
   double keep;  // AdamW's 1 - weight_decay * learning_rate; 1 for adam
@@ -36,10 +36,25 @@ class KerasOptimizer {
   KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config);
 
   void zero_grad() { grads_.zero_(); }  // keep .grad defined: autograd then accumulates in place
+
+  // The scalars of the next `count` steps, one row per step: {rate, keep}, in the parameters'
+  // dtype, on the CPU. rate is -alpha_t for adam/adamw (Keras's bias corrections folded in, from
+  // the step's iteration number) and -learning_rate for sgd/rmsprop; keep is AdamW's
+  // 1 - weight_decay * learning_rate (else 1). `learning_rate(i)` gives step i's rate, i from 0.
+  // Computed in double, as Keras computes Python-float hyperparameters, then rounded once.
+  // A step that reads its row from a table on the device needs nothing from the host, so a CUDA
+  // graph can replay a whole epoch of them (graph.h).
+  torch::Tensor step_table(int64_t count, const std::function<double(int64_t)>& learning_rate) const;
+  // One update of the parameters from their gradients, its scalars from `row` (a row of
+  // step_table, on the parameters' device). Does not count the step: see count_steps.
+  void step(const torch::Tensor& row);
+  // The Adam coefficients of a step_table row (on the CPU): for the fused step's adam_update.
+  AdamStep adam_step(const float* row) const;
+  // Steps taken since the start: Keras's `iterations`, from which the next table starts.
+  void count_steps(int64_t count) { iterations_ += count; }
+  // One step at the current learning rate: step_table, step and count_steps in one call.
   void step();
-  // Counts one adam/adamw step and returns its coefficients: for a caller that applies
-  // adam_update to its own buffers (fused.h).
-  AdamStep next_adam_step();
+
   int64_t iterations() const { return iterations_; }
   double learning_rate() const { return learning_rate_; }
   void set_learning_rate(double lr) { learning_rate_ = lr; }  // schedules and ReduceLROnPlateau

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "augment.h"
@@ -176,6 +177,8 @@ Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
       optimizer_(parameters_on(model_, device_), config_.optimizer) {
   if (fused_unsupported(model_, config_, device_).empty())
     fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_);
+  else
+    eager_reason_ = device_.is_cuda() ? cuda_graph_unsupported(model_, config_, device_, 0) : fused_unsupported(model_, config_, device_);
 }
 
 nlohmann::json Progress::to_json() const {
@@ -205,86 +208,119 @@ bool Trainer::early_stop() {
   return true;
 }
 
-bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, torch::Tensor& loss_sum,
-                          torch::Tensor& correct) {
+void Trainer::prepare(const Split& train) {
+  const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
+  if (order_.defined() && order_.size(0) == n) return;
+  const auto on_device = torch::TensorOptions().device(device_);
+  order_ = torch::empty({n}, on_device.dtype(torch::kLong));
+  table_ = torch::empty({steps, 2}, on_device.dtype(optimizer_.flat_params().scalar_type()));
+  x_buf_ = torch::empty({config_.batch_size, 1, 28, 28}, train.images.options());
+  y_buf_ = torch::empty({config_.batch_size}, train.labels.options());
+  loss_sum_ = torch::zeros({}, train.images.options());
+  correct_ = torch::zeros({}, train.labels.options());
+  graph_.reset();
+  warmed_up_ = false;
+  eager_reason_ = device_.is_cuda() ? cuda_graph_unsupported(model_, config_, device_, steps) : fused_unsupported(model_, config_, device_);
+  if (device_.is_cuda() && eager_reason_.empty()) graph_ = std::make_unique<EpochGraph>(device_);
+}
+
+void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
   const int64_t n = train.size(), batch = config_.batch_size;
-  const int64_t steps = (n + batch - 1) / batch;
-  const torch::Tensor order = config_.shuffle ? epoch_permutation(n, config_.seed, epoch).to(device_)
-                                              : torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(device_));
-  // Batch buffers are allocated once per epoch and filled in place.
-  torch::Tensor x_buf = torch::empty({batch, 1, 28, 28}, train.images.options());
-  torch::Tensor y_buf = torch::empty({batch}, train.labels.options());
-  loss_sum = torch::full({}, progress_.loss_sum, train.images.options());
-  correct = torch::full({}, static_cast<int64_t>(progress_.correct), train.labels.options());
-  const Activation out_act = model_->output_activation();
-  const bool scheduled = config_.lr_schedule.name != "constant", augmenting = config_.augmentation.enabled();
-  at::Generator augment_gen = augmenting ? make_generator(device_, 0) : at::Generator();
+  const int64_t start = step * batch, len = std::min(batch, n - start);
+  const torch::Tensor idx = order_.narrow(0, start, len);
+  torch::Tensor x = x_buf_.narrow(0, 0, len), y = y_buf_.narrow(0, 0, len);
+  torch::index_select_out(x, train.images, 0, idx);
+  torch::index_select_out(y, train.labels, 0, idx);
+  const uint64_t s = config_.seed, e = static_cast<uint64_t>(epoch), b = static_cast<uint64_t>(step);
+  model_->reseed_noise(device_, mix_seed({s, e, b, static_cast<uint64_t>(Stream::dropout)}));
+  torch::Tensor input = x;
+  if (config_.augmentation.enabled()) {
+    augment_gen_.set_current_seed(mix_seed({s, e, b, static_cast<uint64_t>(Stream::augmentation)}));
+    input = augment(x, config_.augmentation, augment_gen_);
+  }
+
+  optimizer_.zero_grad();
+  const torch::Tensor z = model_->logits(input);
+  const torch::Tensor loss = sparse_categorical_crossentropy(z, y, model_->output_activation(), config_.loss);
+  loss.backward();
+  optimizer_.step(table_[step]);
+
+  torch::NoGradGuard no_grad;
+  loss_sum_.add_(loss.detach(), static_cast<double>(len));
+  correct_.add_(activate(z.detach(), model_->output_activation()).argmax(1).eq(y).sum());
+}
+
+bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options) {
+  const int64_t n = train.size(), batch = config_.batch_size;
+  const int64_t steps = (n + batch - 1) / batch, first = progress_.step;
+  // The epoch's data order and optimizer scalars go to the device once; every step reads its
+  // slice there, so no step needs a host value (and a CUDA graph can replay them all).
+  order_.copy_(config_.shuffle ? epoch_permutation(n, config_.seed, epoch) : torch::arange(n, torch::kLong));
+  const bool scheduled = config_.lr_schedule.name != "constant";
+  const int64_t iterations = optimizer_.iterations(), total_steps = steps * config_.epochs;
+  auto learning_rate = [&](int64_t i) {  // Keras evaluates the schedule at `iterations`, the steps taken before
+    return scheduled ? scheduled_learning_rate(config_.lr_schedule, config_.optimizer.learning_rate, iterations + i, total_steps)
+                     : optimizer_.learning_rate();
+  };
+  table_.narrow(0, first, steps - first).copy_(optimizer_.step_table(steps - first, learning_rate));
+  if (scheduled) optimizer_.set_learning_rate(learning_rate(steps - first - 1));  // as History logs it
+  loss_sum_.fill_(progress_.loss_sum);
+  correct_.fill_(static_cast<int64_t>(progress_.correct));
+  if (config_.augmentation.enabled() && !augment_gen_.defined()) augment_gen_ = make_generator(device_, 0);
   // The fused step keeps its sums on the host (it runs on the CPU); the autograd step's stay on
   // the device and are read once per epoch.
   float fused_loss = static_cast<float>(progress_.loss_sum);
   int64_t fused_correct = static_cast<int64_t>(progress_.correct);
   auto sums = [&]() -> std::pair<double, double> {
     if (fused_) return {fused_loss, static_cast<double>(fused_correct)};
-    return {loss_sum.item<double>(), correct.item<double>()};
+    return {loss_sum_.item<double>(), correct_.item<double>()};
   };
   const auto t0 = Clock::now();
-  auto last_draw = t0;
-  if (fused_) {
-    fused_->bind(train);  // the first epoch pays for the sparse rows
-    fused_->load();
-  }
   model_->train();
-  for (int64_t step = progress_.step; step < steps; ++step) {
-    const int64_t start = step * batch, len = std::min(batch, n - start);
-    if (scheduled)  // Keras evaluates the schedule at `iterations`, the steps taken before this one
-      optimizer_.set_learning_rate(scheduled_learning_rate(config_.lr_schedule, config_.optimizer.learning_rate,
-                                                           optimizer_.iterations(), steps * config_.epochs));
+  if (graph_ && first == 0 && warmed_up_) {
+    if (!graph_->captured())
+      graph_->capture([&] {
+        for (int64_t step = 0; step < steps; ++step) autograd_step(train, epoch, step);
+      });
+    graph_->replay();
+    optimizer_.count_steps(steps);
+  } else {
+    auto last_draw = t0;
     if (fused_) {
-      fused_->step(order.data_ptr<int64_t>() + start, len, fused_loss, fused_correct);
-    } else {
-      const torch::Tensor idx = order.narrow(0, start, len);
-      torch::Tensor x = x_buf.narrow(0, 0, len), y = y_buf.narrow(0, 0, len);
-      torch::index_select_out(x, train.images, 0, idx);
-      torch::index_select_out(y, train.labels, 0, idx);
-      const uint64_t s = config_.seed, e = static_cast<uint64_t>(epoch), b = static_cast<uint64_t>(step);
-      model_->reseed_noise(device_, mix_seed({s, e, b, static_cast<uint64_t>(Stream::dropout)}));
-      torch::Tensor input = x;
-      if (augmenting) {
-        augment_gen.set_current_seed(mix_seed({s, e, b, static_cast<uint64_t>(Stream::augmentation)}));
-        input = augment(x, config_.augmentation, augment_gen);
+      fused_->bind(train);  // the first epoch pays for the sparse rows
+      fused_->load();
+    }
+    for (int64_t step = first; step < steps; ++step) {
+      const int64_t start = step * batch, len = std::min(batch, n - start);
+      if (fused_)
+        fused_->step(order_.data_ptr<int64_t>() + start, len, table_[step].data_ptr<float>(), fused_loss, fused_correct);
+      else
+        autograd_step(train, epoch, step);
+      optimizer_.count_steps(1);
+      // The live bar reads the running metrics (a device sync) at most ten times a second.
+      if (options.progress_bar && options.log && step + 1 < steps && seconds_since(last_draw) > 0.1) {
+        last_draw = Clock::now();
+        const double seen = static_cast<double>(start + len);
+        const auto [l, c] = sums();
+        *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
+                                              format_metric("accuracy", c / seen) + format_metric("loss", l / seen))
+                     << "\033[K" << std::flush;
       }
-
-      optimizer_.zero_grad();
-      const torch::Tensor z = model_->logits(input);
-      const torch::Tensor loss = sparse_categorical_crossentropy(z, y, out_act, config_.loss);
-      loss.backward();
-      optimizer_.step();
-
-      torch::NoGradGuard no_grad;
-      loss_sum.add_(loss.detach(), static_cast<double>(len));
-      correct.add_(activate(z.detach(), out_act).argmax(1).eq(y).sum());
+      if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) {
+        if (fused_) fused_->store();
+        const auto [l, c] = sums();
+        progress_ = {step + 1, l, c, progress_.seconds + seconds_since(t0)};
+        return false;
+      }
     }
-    // The live bar reads the running metrics (a device sync) at most ten times a second.
-    if (options.progress_bar && options.log && (step + 1 == steps || seconds_since(last_draw) > 0.1)) {
-      last_draw = Clock::now();
-      const double seen = static_cast<double>(start + len);
-      const auto [l, c] = sums();
-      *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
-                                            format_metric("accuracy", c / seen) + format_metric("loss", l / seen))
-                   << "\033[K" << std::flush;
+    if (fused_) {
+      fused_->store();
+      loss_sum_.fill_(fused_loss);
+      correct_.fill_(fused_correct);
     }
-    if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) {
-      if (fused_) fused_->store();
-      const auto [l, c] = sums();
-      progress_ = {step + 1, l, c, progress_.seconds + seconds_since(t0)};
-      return false;
-    }
+    warmed_up_ = true;
   }
-  if (fused_) {
-    fused_->store();
-    loss_sum.fill_(fused_loss);
-    correct.fill_(fused_correct);
-  }
+  sums();  // waits for the device, so the epoch's time is its work's, not the time to queue it
   progress_.seconds += seconds_since(t0);
   return true;
 }
@@ -294,6 +330,10 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
   History& h = history_;
   const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
   const bool has_validation = validation.size() > 0;
+  prepare(train);
+  // On CUDA the whole run goes to the graph's stream: the first epoch is the capture's warm-up.
+  std::optional<EpochGraph::StreamScope> on_graph_stream;
+  if (graph_) on_graph_stream.emplace(*graph_);
   torch::Tensor params_before = torch::empty_like(optimizer_.flat_params());
   for (int64_t epoch = static_cast<int64_t>(h.epochs()); epoch < config_.epochs; ++epoch) {
     if (config_.reduce_lr_on_plateau.enabled)
@@ -304,14 +344,13 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
     if (options.log && options.progress_bar)
       *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "\n";
 
-    torch::Tensor loss_sum, correct;
-    if (!train_epoch(train, epoch, options, loss_sum, correct)) {
+    if (!train_epoch(train, epoch, options)) {
       result.interrupted = true;
       if (options.log && options.progress_bar) *options.log << "\n";
       break;
     }
-    const double loss = loss_sum.item<double>() / static_cast<double>(n);
-    const double accuracy = correct.item<double>() / static_cast<double>(n);
+    const double loss = loss_sum_.item<double>() / static_cast<double>(n);
+    const double accuracy = correct_.item<double>() / static_cast<double>(n);
     const double seconds = progress_.seconds;
     progress_ = Progress{};
 

@@ -1,5 +1,6 @@
 // train: Keras's Model.fit() loop. Batches come from the resident dataset by permutation +
-// index_select on the training device; the training metrics are Keras's running means over the
+// index_select on the training device (on CUDA, every epoch after the first replayed as one CUDA
+// graph: graph.h); the training metrics are Keras's running means over the
 // epoch's batches (what its progress bar and History report: the paper's 99.96% is such a number),
 // accumulated on the device and read once per epoch; after every epoch the validation data (the
 // validation_split, or else the test set) and the test set are evaluated.
@@ -18,6 +19,7 @@
 #include "config.h"
 #include "data.h"
 #include "fused.h"
+#include "graph.h"
 #include "model.h"
 #include "optim.h"
 
@@ -98,8 +100,9 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   KerasOptimizer& optimizer() { return optimizer_; }
-  // "fused" or "autograd (<why the fused step does not apply>)": which step trains this run.
-  std::string step_kind() const { return fused_ ? "fused" : "autograd (" + fused_unsupported(model_, config_, device_) + ")"; }
+  // Which step trains this run: "fused" (CPU), "cuda graph" (the autograd step, an epoch per
+  // replay), or "autograd (<why neither applies>)". Final once fit() has seen the data.
+  std::string step_kind() const { return fused_ ? "fused" : graph_ ? "cuda graph" : "autograd (" + eager_reason_ + ")"; }
   const History& history() const { return history_; }
   const Progress& progress() const { return progress_; }
   // The weights of early stopping's best epoch so far, kept only with restore_best_weights.
@@ -110,10 +113,15 @@ class Trainer {
   // weights restored as Keras does when restore_best_weights is set).
   bool early_stop();
 
+  // Allocates the buffers every step reads and writes, once per training set: a captured graph
+  // keeps their addresses. Decides whether a CUDA graph trains the run.
+  void prepare(const Split& train);
+  // One autograd step on batch `step` of order_, its optimizer scalars from table_; adds to
+  // loss_sum_ and correct_. Queues device work only, so a CUDA graph can capture it.
+  void autograd_step(const Split& train, int64_t epoch, int64_t step);
   // Runs the rest of one epoch from progress_. Returns false when interrupted (progress_ then
-  // holds the position); on completion `loss_sum` and `correct` hold the epoch's device sums.
-  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, torch::Tensor& loss_sum,
-                   torch::Tensor& correct);
+  // holds the position); on completion loss_sum_ and correct_ hold the epoch's sums.
+  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options);
 
   Model model_;
   TrainingConfig config_;
@@ -123,6 +131,13 @@ class Trainer {
   Progress progress_;
   std::map<std::string, torch::Tensor> best_state_;
   std::unique_ptr<FusedDenseStep> fused_;  // set when the fused step covers this model
+  std::unique_ptr<EpochGraph> graph_;      // set on CUDA when a graph covers this run
+  std::string eager_reason_;               // why neither covers it
+  bool warmed_up_ = false;                 // an epoch ran eagerly on the graph's stream
+  at::Generator augment_gen_;
+  // The epoch's data order, per-step optimizer scalars (KerasOptimizer::step_table), batch and
+  // running sums, on the device.
+  torch::Tensor order_, table_, x_buf_, y_buf_, loss_sum_, correct_;
 };
 
 }  // namespace mnist

@@ -1,0 +1,123 @@
+// CUDA: the autograd step on the GPU, eager and replayed as CUDA graphs (src/graph.h), against the
+// eager loop and the CPU. The tests that need a GPU skip, saying so, where there is none (CI has
+// none); the reasons the graph gives for not covering a run are checked everywhere.
+#include <gtest/gtest.h>
+
+#include "config.h"
+#include "graph.h"
+#include "train.h"
+
+using namespace mnist;
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                                              \
+  if (!torch::cuda::is_available())                                                                   \
+  GTEST_SKIP() << "no CUDA device here: the CUDA tests run on a GPU machine (build against a CUDA "     \
+                  "LibTorch, see README \"Benchmark\")"
+
+// 200 images (12 batches of 16 and one of 8): class k brightens a class-specific block.
+Split synthetic(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  Split s{torch::rand({n, 1, 28, 28}, gen) * 0.3, torch::arange(n, torch::kLong) % 10};
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t k = i % 10;
+    s.images[i].narrow(1, 2 + (k % 5) * 5, 4).narrow(2, 4 + (k / 5) * 12, 4).fill_(0.9);
+  }
+  return s;
+}
+
+// Dense layers with a BatchNormalization (moving statistics updated inside the graph), AdamW
+// under a cosine schedule (per-step scalars from the table), label smoothing.
+Config config_with(const std::string& extra_training = "") {
+  return parse_config_text(R"({"model": {"layers": [{"type": "Flatten"},
+      {"type": "Dense", "units": 64, "activation": "relu"}, {"type": "BatchNormalization"},
+      {"type": "Dense", "units": 10, "activation": "softmax"}]},
+    "training": {"epochs": 4, "batch_size": 16, "seed": 5, "fused": false,
+      "optimizer": {"name": "adamw", "weight_decay": 0.01},
+      "lr_schedule": {"name": "cosine_decay"}, "loss": {"label_smoothing": 0.1})" +
+                               extra_training + "}}",
+                           "test");
+}
+
+struct Trained {
+  History history;
+  torch::Tensor params;
+  std::string step;
+};
+
+Trained train_on(torch::Device device, const Config& config) {
+  const Split train = synthetic(200, 1), test = synthetic(50, 2);
+  Model model(config.model, kImageShape, 7);
+  Trainer trainer(model, config.training, device);
+  const Split train_d{train.images.to(device), train.labels.to(device)}, test_d{test.images.to(device), test.labels.to(device)};
+  Trained r;
+  r.history = trainer.fit(train_d, Split{}, test_d, FitOptions{}).history;
+  r.step = trainer.step_kind();
+  std::vector<torch::Tensor> state;
+  for (const auto& [name, t] : model->state()) state.push_back(t.detach().reshape(-1).to(torch::kCPU));
+  r.params = torch::cat(state);
+  return r;
+}
+
+double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
+  return (got - want).abs().max().item<double>() / want.abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(CudaGraph, SaysWhyItDoesNotCoverARun) {
+  const Config ok = config_with();
+  Model model(ok.model, kImageShape, 0);
+  const torch::Device cuda(torch::kCUDA, 0);
+  TrainingConfig off = ok.training;
+  off.cuda_graph = false;
+  EXPECT_EQ(cuda_graph_unsupported(model, off, cuda, 13), "training.cuda_graph is false");
+  EXPECT_EQ(cuda_graph_unsupported(model, ok.training, torch::kCPU, 13), "CUDA graphs need a CUDA device");
+#ifdef MNIST_WITH_CUDA
+  EXPECT_EQ(cuda_graph_unsupported(model, ok.training, cuda, 13), "");
+  EXPECT_EQ(cuda_graph_unsupported(model, ok.training, cuda, 9000), "9000 steps per epoch, more than the 8192 one graph holds");
+  const Config dropout = parse_config_text(R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dropout", "rate": 0.2},
+      {"type": "Dense", "units": 10, "activation": "softmax"}]}})", "test");
+  EXPECT_EQ(cuda_graph_unsupported(Model(dropout.model, kImageShape, 0), dropout.training, cuda, 13),
+            "Dropout draws each step's mask from a seed the host sets");
+  TrainingConfig augmenting = ok.training;
+  augmenting.augmentation.rotation_range = 10;
+  EXPECT_EQ(cuda_graph_unsupported(model, augmenting, cuda, 13), "augmentation draws each step's transforms from a seed the host sets");
+#else
+  EXPECT_EQ(cuda_graph_unsupported(model, ok.training, cuda, 13), "this build's Torch has no CUDA");
+#endif
+}
+
+// The graph replays the very kernels the eager loop launches, in the same order, on the same data
+// and optimizer scalars: the two runs should agree to the last bit; allow float rounding in case
+// cuBLAS picks another algorithm on the graph's stream.
+TEST(CudaGraph, ReplayedEpochsTrainWhatTheEagerLoopTrains) {
+  SKIP_WITHOUT_GPU();
+  const Config config = config_with();
+  Config eager_config = config;
+  eager_config.training.cuda_graph = false;
+  const Trained graph = train_on(torch::Device(torch::kCUDA, 0), config);
+  const Trained eager = train_on(torch::Device(torch::kCUDA, 0), eager_config);
+  ASSERT_EQ(graph.step, "cuda graph");
+  ASSERT_EQ(eager.step, "autograd (training.cuda_graph is false)");
+  EXPECT_LT(relative_error(graph.params, eager.params), 1e-6);
+  for (size_t e = 0; e < 4; ++e) {  // epoch 1 runs eagerly (the warm-up), 2 captures, 3-4 replay
+    EXPECT_NEAR(graph.history.loss[e], eager.history.loss[e], 1e-6) << "epoch " << e + 1;
+    EXPECT_EQ(graph.history.accuracy[e], eager.history.accuracy[e]) << "epoch " << e + 1;
+    EXPECT_EQ(graph.history.learning_rate[e], eager.history.learning_rate[e]) << "epoch " << e + 1;
+  }
+}
+
+// The GPU trains what the CPU trains: same initial weights, data order and Keras update rule;
+// kernels sum in other orders, so they agree to float rounding over 52 steps.
+TEST(CudaGraph, TrainsWhatTheCpuTrains) {
+  SKIP_WITHOUT_GPU();
+  const Config config = config_with();
+  const Trained gpu = train_on(torch::Device(torch::kCUDA, 0), config);
+  const Trained cpu = train_on(torch::kCPU, config);
+  ASSERT_EQ(gpu.step, "cuda graph");
+  EXPECT_LT(relative_error(gpu.params, cpu.params), 1e-4);
+  EXPECT_NEAR(gpu.history.loss.back(), cpu.history.loss.back(), 1e-4);
+  EXPECT_NEAR(gpu.history.test_accuracy.back(), cpu.history.test_accuracy.back(), 2.0 / 50);
+}
