@@ -210,7 +210,8 @@ bool Trainer::early_stop() {
 
 void Trainer::prepare(const Split& train) {
   const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
-  if (order_.defined() && order_.size(0) == n) return;
+  if (bound_.images.defined() && bound_.images.is_same(train.images) && bound_.labels.is_same(train.labels)) return;
+  bound_ = train;
   const auto on_device = torch::TensorOptions().device(device_);
   order_ = torch::empty({n}, on_device.dtype(torch::kLong));
   table_ = torch::empty({steps, 2}, on_device.dtype(optimizer_.flat_params().scalar_type()));
@@ -293,7 +294,7 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
     for (int64_t step = first; step < steps; ++step) {
       const int64_t start = step * batch, len = std::min(batch, n - start);
       if (fused_)
-        fused_->step(order_.data_ptr<int64_t>() + start, len, table_[step].data_ptr<float>(), fused_loss, fused_correct);
+        fused_->step(order_.data_ptr<int64_t>() + start, len, table_.data_ptr<float>() + 2 * step, fused_loss, fused_correct);
       else
         autograd_step(train, epoch, step);
       optimizer_.count_steps(1);

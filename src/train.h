@@ -135,6 +135,7 @@ class Trainer {
   std::string eager_reason_;               // why neither covers it
   bool warmed_up_ = false;                 // an epoch ran eagerly on the graph's stream
   at::Generator augment_gen_;
+  Split bound_;  // the training data the buffers (and a captured graph) were made for
   // The epoch's data order, per-step optimizer scalars (KerasOptimizer::step_table), batch and
   // running sums, on the device.
   torch::Tensor order_, table_, x_buf_, y_buf_, loss_sum_, correct_;
