@@ -5,6 +5,10 @@
 #include <cmath>
 #include <numeric>
 
+#ifdef MNIST_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #include "layers.h"
 #include "simd.h"
 
@@ -177,7 +181,7 @@ MNIST_CLONES void hidden_backward(float* d, const float* a, int64_t n, Activatio
 // d loss / d logits and returns the summed loss; counts where the argmax of the model's output
 // (the logits through `output`, as Keras's accuracy sees them) is the label. `out`: `classes` floats.
 float softmax_cross_entropy(float* z, const int64_t* labels, const int64_t* rows, int64_t len, int64_t classes, double smoothing,
-                            Activation output, float* out, int64_t& correct) {
+                            Activation output, float* out, int64_t* correct) {
   const float off = static_cast<float>(smoothing / static_cast<double>(classes));
   const float on = static_cast<float>(1.0 - smoothing) + off;
   const float inv_len = 1.0f / static_cast<float>(len);
@@ -192,7 +196,7 @@ float softmax_cross_entropy(float* z, const int64_t* labels, const int64_t* rows
     } else {
       activate_rows(out, classes, output);  // sigmoid ties where it saturates to 1, as in Keras
     }
-    correct += std::max_element(out, out + classes) - out == y;
+    *correct += std::max_element(out, out + classes) - out == y;
     const float mx = *std::max_element(zi, zi + classes);
     float sum = 0, dot = 0;
     for (int64_t c = 0; c < classes; ++c) sum += std::exp(zi[c] - mx);
@@ -207,11 +211,25 @@ float softmax_cross_entropy(float* z, const int64_t* labels, const int64_t* rows
   return loss_sum;
 }
 
+kernels::Act kernel_act(Activation a) {
+  switch (a) {
+    case Activation::relu: return kernels::Act::relu;
+    case Activation::sigmoid: return kernels::Act::sigmoid;
+    case Activation::tanh: return kernels::Act::tanh;
+    case Activation::softmax: return kernels::Act::softmax;
+    default: return kernels::Act::linear;
+  }
+}
+
 }  // namespace
 
 std::string fused_unsupported(const Model& model, const TrainingConfig& config, torch::Device device) {
   if (!config.fused) return "training.fused is false";
-  if (!device.is_cpu()) return "it runs on the CPU only";
+#ifdef MNIST_WITH_CUDA
+  if (!device.is_cpu() && !device.is_cuda()) return "it runs on the CPU and CUDA only";
+#else
+  if (!device.is_cpu()) return "it runs on the CPU only (this build's Torch has no CUDA)";
+#endif
   if (config.optimizer.name != "adam" && config.optimizer.name != "adamw") return "it implements adam and adamw only";
   if (config.augmentation.enabled()) return "augmentation needs the autograd step";
   const auto& layers = model->layers();
@@ -228,8 +246,12 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
   return "";
 }
 
-FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
-    : optimizer_(optimizer), loss_(config.loss), output_(model->output_activation()) {
+FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config, bool kernels_on_cpu)
+    : optimizer_(optimizer),
+      kernels_(kernels_on_cpu || optimizer.flat_params().is_cuda()),
+      adam_(config.optimizer),
+      loss_(config.loss),
+      output_(model->output_activation()) {
   const float* base = optimizer_.flat_params().data_ptr<float>();
   for (const auto& layer : model->layers()) {
     if (layer->type != "Dense") continue;
@@ -248,6 +270,15 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
     layers_.push_back(l);
   }
   const auto batch = static_cast<size_t>(config.batch_size);
+  if (kernels_) {
+    int64_t outputs = 0;
+    for (const auto& l : layers_) outputs += l.out;
+    const auto on_device = optimizer_.flat_params().options();
+    kernel_acts_ = torch::zeros({2 * config.batch_size * outputs}, on_device);
+    sample_loss_ = torch::zeros({config.batch_size}, on_device);
+    sample_hit_ = torch::zeros({config.batch_size}, on_device.dtype(torch::kLong));
+    return;  // the CPU loops' buffers below are not needed; load() points kernel_layers_ at params_
+  }
   int64_t widest = 0, largest = 0;
   for (const auto& l : layers_) {
     widest = std::max({widest, l.in, l.out});
@@ -274,6 +305,12 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
 
 void FusedDenseStep::bind(const Split& train) {
   if (bound_.defined() && bound_.is_same(train.images)) return;
+  if (kernels_) {  // the kernels read the resident images and labels as they are
+    TORCH_CHECK(train.images.is_contiguous() && train.labels.is_contiguous(), "the fused step's kernels need contiguous data");
+    bound_ = train.images;
+    bound_labels_ = train.labels;
+    return;
+  }
   const torch::Tensor images = train.images.contiguous().view({train.size(), -1});
   const torch::Tensor labels = train.labels.contiguous();
   const int64_t n = images.size(0), pixels = images.size(1);
@@ -311,15 +348,36 @@ torch::Tensor FusedDenseStep::to_torch_layout(const torch::Tensor& flat) const {
   return out;
 }
 
+// The buffers are allocated once and keep their addresses: a CUDA graph captures them.
 void FusedDenseStep::load() {
   torch::NoGradGuard no_grad;
   const std::vector<torch::Tensor> slots = optimizer_.state();
   const int64_t n = optimizer_.flat_params().numel();
-  params_ = torch::zeros({n + kSlack}, optimizer_.flat_params().options());
+  if (!params_.defined()) {
+    params_ = torch::zeros({n + kSlack}, optimizer_.flat_params().options());
+    grads_ = torch::zeros({n}, params_.options());
+    m_ = torch::zeros({n}, params_.options());
+    v_ = torch::zeros({n}, params_.options());
+    if (kernels_) point_kernel_layers();
+  }
   params_.narrow(0, 0, n).copy_(to_keras_layout(optimizer_.flat_params()));
-  grads_ = torch::zeros({n}, params_.options());
-  m_ = to_keras_layout(slots[0]);
-  v_ = to_keras_layout(slots[1]);
+  m_.copy_(to_keras_layout(slots[0]));
+  v_.copy_(to_keras_layout(slots[1]));
+}
+
+void FusedDenseStep::point_kernel_layers() {
+  float *p = params_.data_ptr<float>(), *m = m_.data_ptr<float>(), *v = v_.data_ptr<float>();
+  float* acts = kernel_acts_.data_ptr<float>();
+  const int64_t batch = sample_loss_.numel();
+  kernel_layers_.clear();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& L = layers_[i];
+    const bool bias = L.bias >= 0;
+    kernel_layers_.push_back({p + L.weight, m + L.weight, v + L.weight, bias ? p + L.bias : nullptr,
+                            bias ? m + L.bias : nullptr, bias ? v + L.bias : nullptr, L.in, L.out,
+                            kernel_act(L.activation), acts, acts + batch * L.out});
+    acts += 2 * batch * L.out;
+  }
 }
 
 void FusedDenseStep::store() {
@@ -366,10 +424,37 @@ void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
   }
 }
 
-void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* coefficients, float& loss_sum, int64_t& correct) {
+void FusedDenseStep::step_kernels(const int64_t* rows, int64_t len, const float* coefficients, float* loss_sum, int64_t* correct) {
+  const auto classes = static_cast<double>(layers_.back().out);
+  const float off = static_cast<float>(loss_.label_smoothing / classes);
+  const kernels::Step s{bound_.data_ptr<float>(),
+                        bound_labels_.data_ptr<int64_t>(),
+                        rows,
+                        len,
+                        layers_.front().in,
+                        &kernel_layers_,
+                        kernels::Adam{coefficients, static_cast<float>(1.0 - adam_.beta_1), static_cast<float>(1.0 - adam_.beta_2),
+                                      static_cast<float>(adam_.epsilon)},
+                        static_cast<float>(1.0 - loss_.label_smoothing) + off,
+                        off,
+                        kernel_act(output_),
+                        sample_loss_.data_ptr<float>(),
+                        sample_hit_.data_ptr<int64_t>(),
+                        loss_sum,
+                        correct};
+  if (params_.is_cpu()) return kernels::fused_step(kernels::SerialLaunch{}, s);
+#ifdef MNIST_WITH_CUDA
+  kernels::fused_step_cuda(s, c10::cuda::getCurrentCUDAStream().stream());
+#else
+  throw std::logic_error("the fused step's CUDA kernels need a Torch built with CUDA");
+#endif
+}
+
+void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* coefficients, float* loss_sum, int64_t* correct) {
+  if (kernels_) return step_kernels(rows, len, coefficients, loss_sum, correct);
   forward(rows, len);
   const Layer& last = layers_.back();
-  loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
+  *loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
                                     output_, probs_.data(), correct);
   backward(rows, len);
   adam_update(params_.data_ptr<float>(), grads_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),

@@ -11,8 +11,10 @@
 //    so the arithmetic is the autograd step's, in another order.
 // The weights and the optimizer's slots are copied in at the start of each epoch (load) and back
 // at its end or interruption (store), so checkpoints, evaluation and export see the usual model.
+// On CUDA (Torch built with it) the same step runs as a few kernels per layer (fused_kernels.h),
+// on the same Keras-layout buffers, dense, with Adam applied where each gradient is summed.
 // Models it does not cover (any layer but Flatten and Dense, sgd/rmsprop, the renormalized loss,
-// augmentation, CUDA) train on the autograd step. tests/test_fused.cpp checks it against that step.
+// augmentation) train on the autograd step. tests/test_fused.cpp checks it against that step.
 #pragma once
 #include <string>
 #include <vector>
@@ -21,6 +23,7 @@
 
 #include "config.h"
 #include "data.h"
+#include "fused_kernels.h"
 #include "model.h"
 #include "optim.h"
 
@@ -40,7 +43,9 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
 class FusedDenseStep {
  public:
   // `model`'s parameters must already be views of `optimizer`'s flat buffer (Trainer does that).
-  FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config);
+  // On CUDA the step runs as kernels (fused_kernels.h); `kernels_on_cpu` runs the same kernels'
+  // code serially on the CPU instead of the CPU's loops, so tests can check it without a GPU.
+  FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config, bool kernels_on_cpu = false);
 
   // Builds the sparse rows of `train.images` unless they are already built for it.
   void bind(const Split& train);
@@ -49,8 +54,9 @@ class FusedDenseStep {
 
   // One optimizer step on rows[0..len) of the bound split, its Adam scalars from `coefficients`
   // (a row of KerasOptimizer::step_table). Adds the batch's summed loss (float like Keras's
-  // running mean) and its number of correct predictions to the sums.
-  void step(const int64_t* rows, int64_t len, const float* coefficients, float& loss_sum, int64_t& correct);
+  // running mean) and its number of correct predictions to *loss_sum and *correct. Every pointer
+  // is on the step's device; on CUDA the step only queues kernels on the current stream.
+  void step(const int64_t* rows, int64_t len, const float* coefficients, float* loss_sum, int64_t* correct);
 
  private:
   struct Layer {
@@ -61,8 +67,12 @@ class FusedDenseStep {
   torch::Tensor to_torch_layout(const torch::Tensor& flat) const;
   void forward(const int64_t* rows, int64_t len);
   void backward(const int64_t* rows, int64_t len);
+  void point_kernel_layers();
+  void step_kernels(const int64_t* rows, int64_t len, const float* coefficients, float* loss_sum, int64_t* correct);
 
   KerasOptimizer& optimizer_;
+  const bool kernels_;    // the kernel formulation: on CUDA, or kernels_on_cpu
+  OptimizerConfig adam_;  // beta_1, beta_2, epsilon for the kernels
   LossConfig loss_;
   Activation output_;  // the last layer's activation: what Keras's accuracy takes the argmax of
   std::vector<Layer> layers_;
@@ -79,9 +89,13 @@ class FusedDenseStep {
   std::vector<float> ones_;                   // the weights of the bias gradient's sum
   // The bound split (held, so its storage cannot be reused by another split): its labels, and
   // its images as sparse rows.
-  torch::Tensor bound_;
+  torch::Tensor bound_, bound_labels_;
   std::vector<int64_t> labels_;
   SparseRows images_;
+  // Kernels: per layer outputs and deltas ([batch, out] each, in one buffer), the loss's
+  // per-sample scratch, and the kernels' view of the layers (pointers into these, params_, m_, v_).
+  torch::Tensor kernel_acts_, sample_loss_, sample_hit_;
+  std::vector<kernels::Layer> kernel_layers_;
 };
 
 }  // namespace mnist

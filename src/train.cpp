@@ -178,7 +178,7 @@ Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
   if (fused_unsupported(model_, config_, device_).empty())
     fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_);
   else
-    eager_reason_ = device_.is_cuda() ? cuda_graph_unsupported(model_, config_, device_, 0) : fused_unsupported(model_, config_, device_);
+    fused_reason_ = fused_unsupported(model_, config_, device_);
 }
 
 nlohmann::json Progress::to_json() const {
@@ -208,6 +208,11 @@ bool Trainer::early_stop() {
   return true;
 }
 
+std::string Trainer::step_kind() const {
+  const std::string step = fused_ ? "fused" : "autograd (" + fused_reason_ + ")";
+  return graph_ ? step + ", cuda graph" : step;
+}
+
 void Trainer::prepare(const Split& train) {
   const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
   if (bound_.images.defined() && bound_.images.is_same(train.images) && bound_.labels.is_same(train.labels)) return;
@@ -221,8 +226,7 @@ void Trainer::prepare(const Split& train) {
   correct_ = torch::zeros({}, train.labels.options());
   graph_.reset();
   warmed_up_ = false;
-  eager_reason_ = device_.is_cuda() ? cuda_graph_unsupported(model_, config_, device_, steps) : fused_unsupported(model_, config_, device_);
-  if (device_.is_cuda() && eager_reason_.empty()) graph_ = std::make_unique<EpochGraph>(device_);
+  if (cuda_graph_unsupported(model_, config_, device_, steps).empty()) graph_ = std::make_unique<EpochGraph>(device_);
 }
 
 void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
@@ -268,40 +272,35 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
   loss_sum_.fill_(progress_.loss_sum);
   correct_.fill_(static_cast<int64_t>(progress_.correct));
   if (config_.augmentation.enabled() && !augment_gen_.defined()) augment_gen_ = make_generator(device_, 0);
-  // The fused step keeps its sums on the host (it runs on the CPU); the autograd step's stay on
-  // the device and are read once per epoch.
-  float fused_loss = static_cast<float>(progress_.loss_sum);
-  int64_t fused_correct = static_cast<int64_t>(progress_.correct);
-  auto sums = [&]() -> std::pair<double, double> {
-    if (fused_) return {fused_loss, static_cast<double>(fused_correct)};
-    return {loss_sum_.item<double>(), correct_.item<double>()};
+  auto sums = [&]() -> std::pair<double, double> { return {loss_sum_.item<double>(), correct_.item<double>()}; };
+  auto run_step = [&](int64_t step) {
+    if (!fused_) return autograd_step(train, epoch, step);
+    const int64_t start = step * batch, len = std::min(batch, n - start);
+    fused_->step(order_.data_ptr<int64_t>() + start, len, table_.data_ptr<float>() + 2 * step, loss_sum_.data_ptr<float>(),
+                 correct_.data_ptr<int64_t>());
   };
   const auto t0 = Clock::now();
   model_->train();
+  if (fused_) {
+    fused_->bind(train);  // on the CPU the first epoch pays for the sparse rows
+    fused_->load();
+  }
   if (graph_ && first == 0 && warmed_up_) {
     if (!graph_->captured())
       graph_->capture([&] {
-        for (int64_t step = 0; step < steps; ++step) autograd_step(train, epoch, step);
+        for (int64_t step = 0; step < steps; ++step) run_step(step);
       });
     graph_->replay();
     optimizer_.count_steps(steps);
   } else {
     auto last_draw = t0;
-    if (fused_) {
-      fused_->bind(train);  // the first epoch pays for the sparse rows
-      fused_->load();
-    }
     for (int64_t step = first; step < steps; ++step) {
-      const int64_t start = step * batch, len = std::min(batch, n - start);
-      if (fused_)
-        fused_->step(order_.data_ptr<int64_t>() + start, len, table_.data_ptr<float>() + 2 * step, fused_loss, fused_correct);
-      else
-        autograd_step(train, epoch, step);
+      run_step(step);
       optimizer_.count_steps(1);
       // The live bar reads the running metrics (a device sync) at most ten times a second.
       if (options.progress_bar && options.log && step + 1 < steps && seconds_since(last_draw) > 0.1) {
         last_draw = Clock::now();
-        const double seen = static_cast<double>(start + len);
+        const double seen = static_cast<double>(std::min(n, (step + 1) * batch));
         const auto [l, c] = sums();
         *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
                                               format_metric("accuracy", c / seen) + format_metric("loss", l / seen))
@@ -314,13 +313,9 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
         return false;
       }
     }
-    if (fused_) {
-      fused_->store();
-      loss_sum_.fill_(fused_loss);
-      correct_.fill_(fused_correct);
-    }
     warmed_up_ = true;
   }
+  if (fused_) fused_->store();
   sums();  // waits for the device, so the epoch's time is its work's, not the time to queue it
   progress_.seconds += seconds_since(t0);
   return true;

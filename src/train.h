@@ -100,9 +100,9 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   KerasOptimizer& optimizer() { return optimizer_; }
-  // Which step trains this run: "fused" (CPU), "cuda graph" (the autograd step, an epoch per
-  // replay), or "autograd (<why neither applies>)". Final once fit() has seen the data.
-  std::string step_kind() const { return fused_ ? "fused" : graph_ ? "cuda graph" : "autograd (" + eager_reason_ + ")"; }
+  // Which step trains this run: "fused" (fused.h), "autograd (<why not fused>)", either followed
+  // by ", cuda graph" when CUDA replays each epoch as one graph. Final once fit() has seen the data.
+  std::string step_kind() const;
   const History& history() const { return history_; }
   const Progress& progress() const { return progress_; }
   // The weights of early stopping's best epoch so far, kept only with restore_best_weights.
@@ -132,7 +132,7 @@ class Trainer {
   std::map<std::string, torch::Tensor> best_state_;
   std::unique_ptr<FusedDenseStep> fused_;  // set when the fused step covers this model
   std::unique_ptr<EpochGraph> graph_;      // set on CUDA when a graph covers this run
-  std::string eager_reason_;               // why neither covers it
+  std::string fused_reason_;               // why the fused step does not cover this run
   bool warmed_up_ = false;                 // an epoch ran eagerly on the graph's stream
   at::Generator augment_gen_;
   Split bound_;  // the training data the buffers (and a captured graph) were made for

@@ -27,17 +27,33 @@ Split synthetic(int64_t n, uint64_t seed) {
   return s;
 }
 
-// Dense layers with a BatchNormalization (moving statistics updated inside the graph), AdamW
-// under a cosine schedule (per-step scalars from the table), label smoothing.
-Config config_with(const std::string& extra_training = "") {
-  return parse_config_text(R"({"model": {"layers": [{"type": "Flatten"},
-      {"type": "Dense", "units": 64, "activation": "relu"}, {"type": "BatchNormalization"},
-      {"type": "Dense", "units": 10, "activation": "softmax"}]},
-    "training": {"epochs": 4, "batch_size": 16, "seed": 5, "fused": false,
-      "optimizer": {"name": "adamw", "weight_decay": 0.01},
-      "lr_schedule": {"name": "cosine_decay"}, "loss": {"label_smoothing": 0.1})" +
-                               extra_training + "}}",
+// AdamW under a cosine schedule (per-step scalars from the table), label smoothing, 4 epochs:
+// the first runs eagerly, the second is captured, the last two are replays.
+Config config_with(const std::string& layers) {
+  return parse_config_text(R"({"model": {"layers": [{"type": "Flatten"}, )" + layers + R"(]},
+    "training": {"epochs": 4, "batch_size": 16, "seed": 5, "optimizer": {"name": "adamw", "weight_decay": 0.01},
+      "lr_schedule": {"name": "cosine_decay"}, "loss": {"label_smoothing": 0.1}}})",
                            "test");
+}
+
+// The autograd step's case: a BatchNormalization, whose moving statistics the graph updates.
+Config autograd_config() {
+  Config c = config_with(R"({"type": "Dense", "units": 64, "activation": "relu"}, {"type": "BatchNormalization"},
+      {"type": "Dense", "units": 10, "activation": "softmax"})");
+  return c;
+}
+
+// The fused step's case: two hidden layers (relu, tanh without bias) and the paper's sigmoid head.
+Config fused_config() {
+  return config_with(R"({"type": "Dense", "units": 100, "activation": "relu"},
+      {"type": "Dense", "units": 40, "activation": "tanh", "use_bias": false},
+      {"type": "Dense", "units": 10, "activation": "sigmoid"})");
+}
+
+Config with(Config c, bool fused, bool cuda_graph) {
+  c.training.fused = fused;
+  c.training.cuda_graph = cuda_graph;
+  return c;
 }
 
 struct Trained {
@@ -67,7 +83,7 @@ double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
 }  // namespace
 
 TEST(CudaGraph, SaysWhyItDoesNotCoverARun) {
-  const Config ok = config_with();
+  const Config ok = autograd_config();
   Model model(ok.model, kImageShape, 0);
   const torch::Device cuda(torch::kCUDA, 0);
   TrainingConfig off = ok.training;
@@ -94,30 +110,38 @@ TEST(CudaGraph, SaysWhyItDoesNotCoverARun) {
 // cuBLAS picks another algorithm on the graph's stream.
 TEST(CudaGraph, ReplayedEpochsTrainWhatTheEagerLoopTrains) {
   SKIP_WITHOUT_GPU();
-  const Config config = config_with();
-  Config eager_config = config;
-  eager_config.training.cuda_graph = false;
-  const Trained graph = train_on(torch::Device(torch::kCUDA, 0), config);
-  const Trained eager = train_on(torch::Device(torch::kCUDA, 0), eager_config);
-  ASSERT_EQ(graph.step, "cuda graph");
-  ASSERT_EQ(eager.step, "autograd (training.cuda_graph is false)");
-  EXPECT_LT(relative_error(graph.params, eager.params), 1e-6);
-  for (size_t e = 0; e < 4; ++e) {  // epoch 1 runs eagerly (the warm-up), 2 captures, 3-4 replay
-    EXPECT_NEAR(graph.history.loss[e], eager.history.loss[e], 1e-6) << "epoch " << e + 1;
-    EXPECT_EQ(graph.history.accuracy[e], eager.history.accuracy[e]) << "epoch " << e + 1;
-    EXPECT_EQ(graph.history.learning_rate[e], eager.history.learning_rate[e]) << "epoch " << e + 1;
+  const torch::Device cuda(torch::kCUDA, 0);
+  for (bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused step" : "autograd step");
+    const Config config = fused ? fused_config() : autograd_config();
+    const Trained graph = train_on(cuda, with(config, fused, true));
+    const Trained eager = train_on(cuda, with(config, fused, false));
+    const std::string step = fused ? "fused" : "autograd (training.fused is false)";
+    ASSERT_EQ(graph.step, step + ", cuda graph");
+    ASSERT_EQ(eager.step, step);
+    EXPECT_LT(relative_error(graph.params, eager.params), 1e-6);
+    for (size_t e = 0; e < 4; ++e) {
+      EXPECT_NEAR(graph.history.loss[e], eager.history.loss[e], 1e-6) << "epoch " << e + 1;
+      EXPECT_EQ(graph.history.accuracy[e], eager.history.accuracy[e]) << "epoch " << e + 1;
+      EXPECT_EQ(graph.history.learning_rate[e], eager.history.learning_rate[e]) << "epoch " << e + 1;
+    }
   }
 }
 
-// The GPU trains what the CPU trains: same initial weights, data order and Keras update rule;
-// kernels sum in other orders, so they agree to float rounding over 52 steps.
+// The GPU trains what the CPU trains: same initial weights, data order and Keras update rule; the
+// kernels sum in other orders, so they agree to float rounding over 52 steps. The fused step on
+// CUDA (fused_cuda.cu) is checked against the CPU's fused step.
 TEST(CudaGraph, TrainsWhatTheCpuTrains) {
   SKIP_WITHOUT_GPU();
-  const Config config = config_with();
-  const Trained gpu = train_on(torch::Device(torch::kCUDA, 0), config);
-  const Trained cpu = train_on(torch::kCPU, config);
-  ASSERT_EQ(gpu.step, "cuda graph");
-  EXPECT_LT(relative_error(gpu.params, cpu.params), 1e-4);
-  EXPECT_NEAR(gpu.history.loss.back(), cpu.history.loss.back(), 1e-4);
-  EXPECT_NEAR(gpu.history.test_accuracy.back(), cpu.history.test_accuracy.back(), 2.0 / 50);
+  for (bool fused : {false, true}) {
+    SCOPED_TRACE(fused ? "fused step" : "autograd step");
+    const Config config = with(fused ? fused_config() : autograd_config(), fused, true);
+    const Trained gpu = train_on(torch::Device(torch::kCUDA, 0), config);
+    const Trained cpu = train_on(torch::kCPU, config);
+    ASSERT_EQ(gpu.step, (fused ? "fused" : "autograd (training.fused is false)") + std::string(", cuda graph"));
+    EXPECT_LT(relative_error(gpu.params, cpu.params), fused ? 1e-5 : 1e-4);
+    EXPECT_NEAR(gpu.history.loss.back(), cpu.history.loss.back(), 1e-4);
+    EXPECT_NEAR(gpu.history.accuracy.back(), cpu.history.accuracy.back(), 2.0 / 200);
+    EXPECT_NEAR(gpu.history.test_accuracy.back(), cpu.history.test_accuracy.back(), 2.0 / 50);
+  }
 }
