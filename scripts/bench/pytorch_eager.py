@@ -8,7 +8,9 @@ On CUDA: data, permutation and metrics on the GPU, torch.optim.Adam's default (f
 Prints one JSON document with the median seconds per epoch of the timed epochs.
 """
 import argparse
+import gzip
 import json
+import os
 import statistics
 import time
 
@@ -17,7 +19,8 @@ import torch.nn.functional as F
 
 
 def read_idx(path, header):
-    with open(path, "rb") as f:
+    opener = (open, path) if os.path.exists(path) else (gzip.open, path + ".gz")  # as mnist reads NAME.gz
+    with opener[0](opener[1], "rb") as f:
         return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)[header:]
 
 
