@@ -5,30 +5,16 @@
 #include "baselines.h"
 #include "errors.h"
 #include "helpers.h"
+#include "synthetic.h"
 
 using namespace mnist;
 using namespace testing_helpers;
-
-namespace {
-
-// Class k lights a 4x4 block at a class-specific place, over faint noise.
-Split blocks(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  Split s{torch::rand({n, 1, 28, 28}, gen) * 0.2, torch::arange(n, torch::kLong) % 10};
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t k = i % 10;
-    s.images[i].narrow(1, 2 + (k % 5) * 5, 4).narrow(2, 4 + (k / 5) * 12, 4).fill_(1.0);
-  }
-  return s;
-}
-
-}  // namespace
 
 TEST(Baselines, EveryMethodLearnsAnEasyProblemAndHonoursItsSampleLimit) {
   BaselineOptions options;
   options.svm_samples = 200;
   std::ostringstream log;
-  const auto results = run_baselines(blocks(400, 1), blocks(100, 2), options, &log);
+  const auto results = run_baselines(class_blocks(400, 1, 0.2, 1.0), class_blocks(100, 2, 0.2, 1.0), options, &log);
   ASSERT_EQ(results.size(), kBaselineMethods.size());  // 4, or 2 without OpenCV (no svm, forest)
   for (const auto& r : results) {
     EXPECT_GE(r.accuracy, 0.95) << r.method;
@@ -45,7 +31,7 @@ TEST(Baselines, EveryMethodLearnsAnEasyProblemAndHonoursItsSampleLimit) {
 TEST(Baselines, WithoutOpenCvTheOpenCvMethodsAreRefused) {
   BaselineOptions options;
   options.methods = {"svm"};
-  EXPECT_THROW(run_baselines(blocks(40, 1), blocks(10, 2), options, nullptr), mnist::UsageError);
+  EXPECT_THROW(run_baselines(class_blocks(40, 1, 0.2, 1.0), class_blocks(10, 2, 0.2, 1.0), options, nullptr), mnist::UsageError);
 }
 #endif
 

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "graph.h"
+#include "synthetic.h"
 #include "train.h"
 
 using namespace mnist;
@@ -15,17 +16,6 @@ namespace {
   if (!torch::cuda::is_available())                                                                   \
   GTEST_SKIP() << "no CUDA device here: the CUDA tests run on a GPU machine (build against a CUDA "     \
                   "LibTorch, see README \"Benchmark\")"
-
-// 200 images (12 batches of 16 and one of 8): class k brightens a class-specific block.
-Split synthetic(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  Split s{torch::rand({n, 1, 28, 28}, gen) * 0.3, torch::arange(n, torch::kLong) % 10};
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t k = i % 10;
-    s.images[i].narrow(1, 2 + (k % 5) * 5, 4).narrow(2, 4 + (k / 5) * 12, 4).fill_(0.9);
-  }
-  return s;
-}
 
 // AdamW under a cosine schedule (per-step scalars from the table), label smoothing, 4 epochs:
 // the first runs eagerly, the second is captured, the last two are replays.
@@ -63,7 +53,7 @@ struct Trained {
 };
 
 Trained train_on(torch::Device device, const Config& config) {
-  const Split train = synthetic(200, 1), test = synthetic(50, 2);
+  const Split train = class_blocks(200, 1, 0.3, 1.0), test = class_blocks(50, 2, 0.3, 1.0);
   Model model(config.model, kImageShape, 7);
   Trainer trainer(model, config.training, device);
   const Split train_d{train.images.to(device), train.labels.to(device)}, test_d{test.images.to(device), test.labels.to(device)};

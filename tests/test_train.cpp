@@ -12,6 +12,7 @@
 #include "loss.h"
 #include "rundir.h"
 #include "metrics.h"
+#include "synthetic.h"
 #include "train.h"
 
 using namespace mnist;
@@ -25,17 +26,6 @@ ModelConfig small_model(Activation out = Activation::sigmoid) {
                       {"Dense", "dense_1", DenseSpec{10, out, true}}}};
 }
 
-// n images of 10 classes: class k lights a 4x4 block at a class-specific place, plus noise.
-Split synthetic(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  Split s{torch::rand({n, 1, 28, 28}, gen) * 0.3, torch::arange(n, torch::kLong) % 10};
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t k = s.labels[i].item<int64_t>();
-    s.images[i].narrow(1, 2 + (k % 5) * 5, 4).narrow(2, 4 + (k / 5) * 12, 4).fill_(1.0);
-  }
-  return s;
-}
-
 TrainingConfig training(int64_t epochs, int64_t batch) {
   TrainingConfig t;
   t.epochs = epochs;
@@ -47,7 +37,7 @@ TrainingConfig training(int64_t epochs, int64_t batch) {
 }  // namespace
 
 TEST(Train, LearnsASeparableProblemAndFillsTheHistory) {
-  const Split train = synthetic(600, 1), test = synthetic(200, 2);
+  const Split train = class_blocks(600, 1, 0.3, 1.0), test = class_blocks(200, 2, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
   Trainer trainer(model, training(3, 32), torch::kCPU);
   std::ostringstream log;
@@ -73,7 +63,7 @@ TEST(Train, LearnsASeparableProblemAndFillsTheHistory) {
 TEST(Train, ReportedAccuracyIsKerasRunningMeanOverTheEpochsBatches) {
   // With one batch per epoch, Keras's epoch metrics are those of the forward pass BEFORE the
   // update, i.e. of the initial weights, not an evaluation after the epoch.
-  const Split train = synthetic(64, 3);
+  const Split train = class_blocks(64, 3, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
   const Evaluation before = evaluate(model, train, LossConfig{});
   Trainer trainer(model, training(1, 64), torch::kCPU);
@@ -84,7 +74,7 @@ TEST(Train, ReportedAccuracyIsKerasRunningMeanOverTheEpochsBatches) {
 }
 
 TEST(Train, SameSeedGivesIdenticalRunsOnCpu) {
-  const Split train = synthetic(300, 4), test = synthetic(100, 5);
+  const Split train = class_blocks(300, 4, 0.3, 1.0), test = class_blocks(100, 5, 0.3, 1.0);
   auto run = [&] {
     Model model(small_model(), kImageShape, 11);
     Trainer trainer(model, training(2, 32), torch::kCPU);
@@ -100,7 +90,7 @@ TEST(Train, SameSeedGivesIdenticalRunsOnCpu) {
 // and resumed through a real checkpoint file, as `mnist train --resume` does; both must agree bit
 // for bit.
 static void expect_resume_is_bit_exact(const Config& config) {
-  const Split train = synthetic(300, 15), test = synthetic(100, 16);
+  const Split train = class_blocks(300, 15, 0.3, 1.0), test = class_blocks(100, 16, 0.3, 1.0);
   Model straight_model(config.model, kImageShape, 9);
   Trainer straight(straight_model, config.training, torch::kCPU);
   const History expected = straight.fit(train, Split{}, test, FitOptions{}).history;
@@ -184,7 +174,7 @@ TEST(Train, RepeatedTrainAndEvaluateDoNotLeak) {
     statm >> pages >> resident;
     return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
   };
-  const Split train = synthetic(256, 17), test = synthetic(64, 18);
+  const Split train = class_blocks(256, 17, 0.3, 1.0), test = class_blocks(64, 18, 0.3, 1.0);
   ModelConfig wide = small_model();
   std::get<DenseSpec>(wide.layers[1].params).units = 512;
   auto cycle = [&] {
@@ -209,7 +199,7 @@ TEST(Train, EpochPermutationDependsOnSeedAndEpochOnly) {
 
 TEST(Train, NonFiniteLossStopsAndKeepsTheLastFiniteWeights) {
   // Renormalized semantics with every sigmoid output underflowed to 0: the first batch's loss is NaN.
-  const Split train = synthetic(64, 6);
+  const Split train = class_blocks(64, 6, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
   {
     torch::NoGradGuard no_grad;
@@ -232,7 +222,7 @@ TEST(Train, NonFiniteLossStopsAndKeepsTheLastFiniteWeights) {
 }
 
 TEST(Train, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
-  const Split train = synthetic(300, 7), validation = synthetic(60, 8), test = synthetic(100, 9);
+  const Split train = class_blocks(300, 7, 0.3, 1.0), validation = class_blocks(60, 8, 0.3, 1.0), test = class_blocks(100, 9, 0.3, 1.0);
   Model model(small_model(Activation::softmax), kImageShape, 0);
   Trainer trainer(model, training(1, 32), torch::kCPU);
   const History h = trainer.fit(train, validation, test, FitOptions{}).history;
@@ -243,7 +233,7 @@ TEST(Train, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
 TEST(Train, SigmoidAndSoftmaxHeadsTrainIdenticalWeightsUnderTensorflowSemantics) {
   // Keras/TF computes the loss on the cached logits for both heads, so the gradients are the same:
   // the paper's sigmoid model IS the softmax model; only its outputs and reported accuracy differ.
-  const Split train = synthetic(200, 12), test = synthetic(50, 13);
+  const Split train = class_blocks(200, 12, 0.3, 1.0), test = class_blocks(50, 13, 0.3, 1.0);
   auto final_params = [&](Activation out) {
     Model model(small_model(out), kImageShape, 21);
     Trainer trainer(model, training(2, 32), torch::kCPU);
@@ -255,7 +245,7 @@ TEST(Train, SigmoidAndSoftmaxHeadsTrainIdenticalWeightsUnderTensorflowSemantics)
 
 TEST(Metrics, SaturatedSigmoidTiesResolveToTheLowestClassAsInKeras) {
   // Output bias +100: every sigmoid is exactly 1.0f, so argmax is class 0 for every sample.
-  const Split data = synthetic(50, 14);  // labels 0..9, five of each
+  const Split data = class_blocks(50, 14, 0.3, 1.0);  // labels 0..9, five of each
   Model model(small_model(), kImageShape, 0);
   {
     torch::NoGradGuard no_grad;
@@ -319,7 +309,7 @@ TEST(Train, EarlyStoppingAndReduceLROnPlateauReplayKerasCallbacks) {
 }
 
 TEST(Train, EarlyStoppingRestoresTheBestEpochsWeights) {
-  const Split train = synthetic(300, 1), test = synthetic(100, 2);
+  const Split train = class_blocks(300, 1, 0.3, 1.0), test = class_blocks(100, 2, 0.3, 1.0);
   Config config;
   config.name = "es";
   config.model = small_model(Activation::softmax);
