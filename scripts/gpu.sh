@@ -28,10 +28,11 @@ case "${1:-}" in
     fi
     [ -d data/mnist ] || { mkdir -p data && cp -r .gpu/mnist data/mnist; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    mkdir -p build-cuda
     cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DCMAKE_PREFIX_PATH="$prefix" "${extra[@]}" \
-      >build-cuda.log 2>&1 || { tail -n 40 build-cuda.log; exit 1; }
+      >build-cuda/build.log 2>&1 || { tail -n 40 build-cuda/build.log; exit 1; }
     grep -q MNIST_WITH_CUDA build-cuda/CMakeFiles/mnistlib.dir/flags.make || { echo "gpu.sh: this Torch has no CUDA" >&2; exit 1; }
-    cmake --build build-cuda -j"$(nproc)" >>build-cuda.log 2>&1 || { grep -m 20 -A 3 'error' build-cuda.log; exit 1; }
+    cmake --build build-cuda -j"$(nproc)" >>build-cuda/build.log 2>&1 || { grep -m 20 -A 3 'error' build-cuda/build.log; exit 1; }
     build-cuda/tests/unit_tests --gtest_filter='Cuda*:Fused.*:Optim.*:Train*'
     build-cuda/mnist bench --config configs/paper.json --device cuda --epochs 5
     scripts/bench.sh --device cuda --build build-cuda --rounds "${ROUNDS:-3}" --epochs "${EPOCHS:-5}"
