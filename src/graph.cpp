@@ -2,6 +2,7 @@
 #include "graph.h"
 
 #include <stdexcept>
+#include <string>
 
 #ifdef MNIST_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -64,18 +65,38 @@ EpochGraph::StreamScope::~StreamScope() {
   done.block(state_->previous);
 }
 
+namespace {
+
+// A failed capture names the way around it: the eager loop trains the same model.
+[[noreturn]] void capture_failed(const std::exception& e) {
+  std::string what = e.what();
+  what = what.substr(0, what.find('\n'));
+  throw std::runtime_error("capturing the training epoch as a CUDA graph failed (" + what +
+                           "); train without it: --set training.cuda_graph=false");
+}
+
+}  // namespace
+
 void EpochGraph::capture(const std::function<void()>& enqueue) {
-  impl_->graph.capture_begin();
+  try {
+    impl_->graph.capture_begin();
+  } catch (const std::exception& e) {
+    capture_failed(e);
+  }
   try {
     enqueue();
-  } catch (...) {
+  } catch (const std::exception& e) {
     try {
       impl_->graph.capture_end();  // ends the stream's capture so the stream stays usable
     } catch (...) {
     }
-    throw;
+    capture_failed(e);
   }
-  impl_->graph.capture_end();
+  try {
+    impl_->graph.capture_end();
+  } catch (const std::exception& e) {
+    capture_failed(e);
+  }
   captured_ = true;
 }
 
