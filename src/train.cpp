@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "augment.h"
 #include "loss.h"
@@ -174,11 +175,9 @@ Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
     : model_(std::move(model)),
       config_(std::move(config)),
       device_(device),
-      optimizer_(parameters_on(model_, device_), config_.optimizer) {
-  if (fused_unsupported(model_, config_, device_).empty())
-    fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_);
-  else
-    fused_reason_ = fused_unsupported(model_, config_, device_);
+      optimizer_(parameters_on(model_, device_), config_.optimizer),
+      fused_reason_(fused_unsupported(model_, config_, device_)) {
+  if (fused_reason_.empty()) fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_);
 }
 
 nlohmann::json Progress::to_json() const {
@@ -255,7 +254,7 @@ void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
   correct_.add_(activate(z.detach(), model_->output_activation()).argmax(1).eq(y).sum());
 }
 
-bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options) {
+bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct) {
   const int64_t n = train.size(), batch = config_.batch_size;
   const int64_t steps = (n + batch - 1) / batch, first = progress_.step;
   // The epoch's data order and optimizer scalars go to the device once; every step reads its
@@ -316,7 +315,7 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
     warmed_up_ = true;
   }
   if (fused_) fused_->store();
-  sums();  // waits for the device, so the epoch's time is its work's, not the time to queue it
+  std::tie(loss_sum, correct) = sums();  // waits for the device: the epoch's time is its work's, not its queuing's
   progress_.seconds += seconds_since(t0);
   return true;
 }
@@ -340,13 +339,14 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
     if (options.log && options.progress_bar)
       *options.log << "Epoch " << epoch + 1 << "/" << config_.epochs << "\n";
 
-    if (!train_epoch(train, epoch, options)) {
+    double loss_sum = 0, correct = 0;
+    if (!train_epoch(train, epoch, options, loss_sum, correct)) {
       result.interrupted = true;
       if (options.log && options.progress_bar) *options.log << "\n";
       break;
     }
-    const double loss = loss_sum_.item<double>() / static_cast<double>(n);
-    const double accuracy = correct_.item<double>() / static_cast<double>(n);
+    const double loss = loss_sum / static_cast<double>(n);
+    const double accuracy = correct / static_cast<double>(n);
     const double seconds = progress_.seconds;
     progress_ = Progress{};
 

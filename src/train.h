@@ -120,8 +120,9 @@ class Trainer {
   // loss_sum_ and correct_. Queues device work only, so a CUDA graph can capture it.
   void autograd_step(const Split& train, int64_t epoch, int64_t step);
   // Runs the rest of one epoch from progress_. Returns false when interrupted (progress_ then
-  // holds the position); on completion loss_sum_ and correct_ hold the epoch's sums.
-  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options);
+  // holds the position); on completion `loss_sum` and `correct` hold the epoch's sums, read from
+  // the device once.
+  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct);
 
   Model model_;
   TrainingConfig config_;

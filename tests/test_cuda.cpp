@@ -28,9 +28,8 @@ Config config_with(const std::string& layers) {
 
 // The autograd step's case: a BatchNormalization, whose moving statistics the graph updates.
 Config autograd_config() {
-  Config c = config_with(R"({"type": "Dense", "units": 64, "activation": "relu"}, {"type": "BatchNormalization"},
+  return config_with(R"({"type": "Dense", "units": 64, "activation": "relu"}, {"type": "BatchNormalization"},
       {"type": "Dense", "units": 10, "activation": "softmax"})");
-  return c;
 }
 
 // The fused step's case: two hidden layers (relu, tanh without bias) and the paper's sigmoid head.
