@@ -15,7 +15,7 @@ archive=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # Prints "Filename SHA256 Version" of trixie's libtorch-dev from the archive's package index.
 libtorch_dev_entry() {
-  curl -fsS --max-time 300 "$archive/dists/trixie/main/binary-amd64/Packages.xz" | xz -dc |
+  curl -fsS --max-time 120 "$archive/dists/trixie/main/binary-amd64/Packages.xz" | xz -dc |
     awk '/^Package: /{p=$2} p=="libtorch-dev" && /^Filename: /{f=$2} p=="libtorch-dev" && /^SHA256: /{s=$2}
          p=="libtorch-dev" && /^Version: /{v=$2} /^$/{if (f && !done) {print f, s, v; done=1}}'
 }
@@ -26,7 +26,7 @@ fetch_torch2_headers() {
   entry=$(libtorch_dev_entry) && [[ -n "$entry" ]] || return 1
   read -r file sha version <<<"$entry"
   mkdir -p "$torch2"
-  curl -fsS --max-time 600 -o "$torch2/libtorch-dev.deb.tmp" "$archive/$file" || return 1
+  curl -fsS --max-time 300 -o "$torch2/libtorch-dev.deb.tmp" "$archive/$file" || return 1
   echo "$sha  $torch2/libtorch-dev.deb.tmp" | sha256sum -c --quiet - || return 1
   rm -rf "$torch2/root.tmp"
   dpkg-deb -x "$torch2/libtorch-dev.deb.tmp" "$torch2/root.tmp" || return 1
