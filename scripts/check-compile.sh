@@ -43,7 +43,7 @@ done
 if fetch_torch2_headers; then
   torch_root=$torch2/root/usr/include
   torch_name="Torch $(cat "$torch2/root/VERSION") (Debian trixie's libtorch-dev)"
-  mapfile -t files < <(ls src/*.cpp tests/*.cpp)
+  files=(src/*.cpp tests/*.cpp)
 else
   echo "check-compile: could not fetch Torch 2.x headers from $archive: checking against Torch 1.13's only"
   [[ -n "$cuda_include" ]] || { echo "check-compile: SKIPPED: no CUDA headers (cuda_runtime_api.h) either"; exit 0; }
