@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # setup.sh: what run.sh and test.sh need, idempotent and quick when already done:
-# Debian packages (only if missing), a Release build in build/, and the data in data/.
+# Debian packages (only if missing), PyTorch's LibTorch in .venv/torch (scripts/venv.sh), a Release
+# build in build/ against it, and the data in data/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libopenblas0-pthread: with Debian's default reference BLAS an epoch was measured ~10x slower.
-packages=(g++ cmake make libtorch-dev libopenblas0-pthread libopencv-dev nlohmann-json3-dev libcli11-dev
-          libgtest-dev zlib1g-dev dataset-fashion-mnist curl ca-certificates
-          python3-torch)  # python3-torch: the test that loads our exported models in Python
-command -v npm >/dev/null || packages+=(npm)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# libopenblas0-pthread: OpenCV's linear algebra; with Debian's reference BLAS it is ~10x slower.
+# python3-venv: the virtual environments of scripts/venv.sh.
+scripts/apt.sh g++ cmake make libopenblas0-pthread libopencv-dev nlohmann-json3-dev libcli11-dev \
+               libgtest-dev zlib1g-dev dataset-fashion-mnist curl ca-certificates python3-venv
+command -v npm >/dev/null || scripts/apt.sh npm  # fetch-data.sh's last source of MNIST
 
+scripts/venv.sh torch >/dev/null  # LibTorch (inside PyTorch) for the build, PyTorch for the interop tests
+
+# CMakeLists.txt finds the LibTorch in .venv/torch by itself; a build/ configured against another
+# LibTorch (Debian's libtorch-dev, say) is configured anew.
+if [ -f build/CMakeCache.txt ] && ! grep -q "^Torch_DIR:PATH=$PWD/.venv/torch/" build/CMakeCache.txt; then
+  echo "setup: build/ was configured against another LibTorch; configuring it again"
+  rm -rf build
+fi
 if [ ! -f build/CMakeCache.txt ]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  mkdir -p build
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >build/configure.log 2>&1 ||
+    { tail -n 30 build/configure.log >&2; echo "setup: CMake could not configure build/ (whole log: build/configure.log)" >&2; exit 1; }
 fi
 if ! cmake --build build -j"$(nproc)" >build/build.log 2>&1; then
   tail -n 60 build/build.log >&2

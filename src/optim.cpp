@@ -7,20 +7,36 @@
 
 namespace mnist {
 
-// The same arithmetic, in the same order, as the tensor ops in KerasOptimizer::step (which CUDA
-// runs): lerp with weight < 0.5 is a + w (b - a).
+// Keras's Adam, keras/src/optimizers/adam.py (AdamW's decay first, keras/src/optimizers/optimizer.py):
+//   m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2);  p -= (m * alpha_t) / (sqrt(v) + eps)
+// Each operation rounds on its own, in that order (the build does not contract a * b + c into an
+// FMA), so the tensor version below gets the same bits.
 MNIST_CLONES void adam_update(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
                               int64_t n, const AdamStep& s) {
   const auto keep = static_cast<float>(s.keep), w1 = static_cast<float>(s.one_minus_beta_1),
              w2 = static_cast<float>(s.one_minus_beta_2), step = static_cast<float>(-s.alpha), eps = static_cast<float>(s.epsilon);
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
-    const float mi = m[i] + w1 * (gi - m[i]);
-    const float vi = v[i] + w2 * (gi * gi - v[i]);
+    const float mi = m[i] + (gi - m[i]) * w1;
+    const float vi = v[i] + (gi * gi - v[i]) * w2;
     m[i] = mi;
     v[i] = vi;
-    p[i] = p[i] * keep + step * mi / (std::sqrt(vi) + eps);
+    p[i] = p[i] * keep + (mi * step) / (std::sqrt(vi) + eps);
   }
+}
+
+void adam_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                 const torch::Tensor& row, double one_minus_beta_1, double one_minus_beta_2, double epsilon,
+                 bool decay, torch::Tensor t1, torch::Tensor t2) {
+  const torch::Tensor rate = row.narrow(0, 0, 1), keep = row.narrow(0, 1, 1);
+  if (decay) p.mul_(keep);  // p keep (keep = 1 for adam: exact either way)
+  torch::sub_out(t1, g, m).mul_(one_minus_beta_1);
+  m.add_(t1);  // m += (g - m) (1 - beta_1)
+  torch::mul_out(t1, g, g).sub_(v).mul_(one_minus_beta_2);
+  v.add_(t1);  // v += (g^2 - v) (1 - beta_2)
+  torch::sqrt_out(t1, v).add_(epsilon);
+  torch::mul_out(t2, m, rate).div_(t1);
+  p.add_(t2);  // p += (m (-alpha_t)) / (sqrt(v) + eps)
 }
 
 KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config)
@@ -45,6 +61,7 @@ KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfi
   slot_b_ = torch::zeros_like(params_);
   slot_c_ = torch::zeros_like(params_);
   scratch_ = torch::empty_like(params_);
+  scratch_2_ = torch::empty_like(params_);
 }
 
 torch::Tensor KerasOptimizer::step_table(int64_t count, const std::function<double(int64_t)>& learning_rate) const {
@@ -68,9 +85,8 @@ void KerasOptimizer::step() {
   count_steps(1);
 }
 
-// Tensor ops whose per-step scalars are 1-element tensors (`rate`, `keep`), never host values,
-// in the order the CPU's adam_update computes them. p + q * rate rounds as Keras's
-// p - lr * q does: multiplying by -1 or 1 is exact.
+// Tensor ops whose per-step scalars are 1-element tensors (`rate`, `keep`), never host values.
+// p + q * rate rounds as Keras's p - lr * q does: multiplying by -1 or 1 is exact.
 void KerasOptimizer::step(const torch::Tensor& row) {
   torch::NoGradGuard no_grad;
   const torch::Tensor& g = grads_;
@@ -80,18 +96,12 @@ void KerasOptimizer::step(const torch::Tensor& row) {
                 params_.numel(), adam_step(row.data_ptr<float>()));
     return;
   }
-  const torch::Tensor rate = row.narrow(0, 0, 1), keep = row.narrow(0, 1, 1);
   if (adam) {
-    if (config_.name == "adamw") params_.mul_(keep);
-    slot_a_.lerp_(g, 1.0 - config_.beta_1);  // m += (g - m) * (1 - beta_1)
-    torch::mul_out(scratch_, g, g);
-    slot_b_.lerp_(scratch_, 1.0 - config_.beta_2);  // v += (g^2 - v) * (1 - beta_2)
-    torch::sqrt_out(scratch_, slot_b_);
-    scratch_.add_(config_.epsilon);
-    torch::div_out(scratch_, slot_a_, scratch_);
-    params_.addcmul_(scratch_, rate);  // p -= alpha_t m / (sqrt(v) + eps)
+    adam_update(params_, g, slot_a_, slot_b_, row, 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon,
+                /*decay=*/config_.name == "adamw", scratch_, scratch_2_);
     return;
   }
+  const torch::Tensor rate = row.narrow(0, 0, 1);
   if (config_.name == "sgd") {
     if (config_.momentum == 0) {
       params_.addcmul_(g, rate);

@@ -30,6 +30,14 @@ struct AdamStep {
 //   p = p keep;  m += (g - m) one_minus_beta_1;  v += (g^2 - v) one_minus_beta_2;  p -= alpha m / (sqrt(v) + eps)
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
 
+// The same update on tensors of any device and float dtype, in the same order of operations, so
+// float32 tensors on the CPU get the same bits. Its per-step scalars are 1-element tensors (a
+// step_table row: rate = -alpha_t, keep), never host values; t1 and t2 are scratch shaped like p.
+// Keras's order, p -= (m alpha_t) / (sqrt(v) + eps): the product first, then the quotient.
+void adam_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                 const torch::Tensor& row, double one_minus_beta_1, double one_minus_beta_2, double epsilon,
+                 bool decay, torch::Tensor t1, torch::Tensor t2);
+
 class KerasOptimizer {
  public:
   // Takes over `params`: afterwards they are views of one flat buffer and so are their gradients.
@@ -71,7 +79,7 @@ class KerasOptimizer {
   OptimizerConfig config_;
   torch::Tensor params_, grads_;
   torch::Tensor slot_a_, slot_b_, slot_c_;  // adam: m, v; rmsprop: velocity, momentum, average_gradient; sgd: momentum
-  torch::Tensor scratch_;
+  torch::Tensor scratch_, scratch_2_;
   int64_t iterations_ = 0;
   double learning_rate_;
 };

@@ -157,6 +157,36 @@ TEST(Optim, FloatCpuAdamPassMatchesTheTensorOpsRule) {
   }
 }
 
+// The tensor ops (the autograd step's Adam on CUDA and for doubles) and the CPU's one-pass loop
+// compute Keras's Adam in the same order of operations: on float32 they agree bit for bit. One
+// step from parameters of the step's own size, so that any other rounding shows in p. The one
+// allowed difference is sqrt's: PyTorch's CPU sqrt goes through MKL where LibTorch has it, which
+// is not correctly rounded (CUDA's sqrtf and the loop's are), so p may differ only where
+// torch::sqrt(v) differs from the correctly rounded root.
+TEST(Optim, AdamTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
+  for (const bool decay : {false, true}) {
+    auto gen = at::detail::createCPUGenerator(decay ? 6 : 5);
+    const int64_t n = 4099;  // not a multiple of any vector width: the loops' tails run too
+    torch::Tensor p = torch::randn({n}, gen) * 1e-3, m = torch::randn({n}, gen) * 1e-2, v = torch::rand({n}, gen) * 1e-4;
+    const torch::Tensor g = torch::randn({n}, gen) * 1e-2;
+    torch::Tensor p2 = p.clone(), m2 = m.clone(), v2 = v.clone(), t1 = torch::empty({n}), t2 = torch::empty({n});
+    const double alpha = 1e-3 * std::sqrt(1 - std::pow(0.999, 3)) / (1 - std::pow(0.9, 3));  // step 3
+    const torch::Tensor row = torch::tensor({-alpha, decay ? 1 - 0.004 * 1e-3 : 1.0}, torch::kFloat);
+    adam_update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), n,
+                AdamStep{-static_cast<double>(row[0].item<float>()), 0.1, 0.001, 1e-7, row[1].item<float>()});
+    adam_update(p2, g, m2, v2, row, 0.1, 0.001, 1e-7, decay, t1, t2);
+    EXPECT_TRUE(torch::equal(m, m2)) << "decay " << decay;
+    EXPECT_TRUE(torch::equal(v, v2)) << "decay " << decay;
+    const torch::Tensor exact_root = v.to(torch::kDouble).sqrt().to(torch::kFloat);  // correctly rounded
+    const torch::Tensor sqrt_differs = torch::sqrt(v).ne(exact_root), p_differs = p.ne(p2);
+    EXPECT_EQ(p_differs.logical_and(sqrt_differs.logical_not()).sum().item<int64_t>(), 0)
+        << "decay " << decay << ": p differs where sqrt does not (max diff " << (p - p2).abs().max().item<float>() << ")";
+    if (sqrt_differs.any().item<bool>())
+      std::cout << "note: this LibTorch's CPU sqrt is not correctly rounded at " << sqrt_differs.sum().item<int64_t>()
+                << " of " << n << " values; p differs at " << p_differs.sum().item<int64_t>() << " of them\n";
+  }
+}
+
 TEST(Optim, SchedulesFollowKerasFormulas) {
   ScheduleConfig exp;
   exp.name = "exponential_decay";
