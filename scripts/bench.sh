@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep]: time
-# `mnist bench` (configs/paper.json) and PyTorch eager (scripts/bench/pytorch_eager.py: same model, loss, optimizer, batch) alternately, R
-# rounds of E timed epochs each, and print each one's median seconds per epoch and the ratio. Both run
-# on T threads (default 1), OpenBLAS's own pool included: left at its default, OpenBLAS runs a thread
-# per core under the small matrix products of batch 32, and one check measured PyTorch eager at
-# 1.55 s/epoch that way against 1.08 pinned to one thread, on the 2-core VM.
-# --device cuda: both on the GPU (the PyTorch peer is $PYTHON, default python3 there; on the CPU it is
-# Debian's /usr/bin/python3). --build DIR: the mnist binary in DIR, built by hand (the GPU machine
-# cannot run scripts/setup.sh, which installs packages); without it setup.sh builds build/.
+# bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep [--peer NAME]]:
+# time `mnist bench` (configs/paper.json) and its peers, each training the paper's model (784-100
+# relu-10, softmax cross-entropy on the logits, Adam, batch 32, data resident in memory), alternately:
+# R rounds, in each round every program once for E timed epochs after a warm-up epoch. Prints each
+# one's median seconds per epoch, its peak resident memory, and its time over ours.
+#
+# The peers (scripts/bench/; each installed into .venv/ by scripts/venv.sh, skipped with a message
+# when it cannot be installed):
+#   pytorch-eager       PyTorch 2.13.0 eager, as it comes
+#   pytorch-eager-kept  the same with glibc's malloc keeping freed memory (GLIBC_TUNABLES below): by
+#                       default glibc hands large freed blocks back to the OS, so PyTorch eager's
+#                       per-step temporaries (Adam's sqrt and division of a weight tensor: 313 KB at
+#                       hidden 100) are faulted in again every step
+#   torch-compile       PyTorch 2.13.0, the model through torch.compile (mode "default")
+#   jax-jit             JAX 0.10.2, the whole step one jax.jit'd XLA call
+#   keras-tensorflow    Keras 3.15.1 on TensorFlow 2.21.0 (CPU), model.fit
+# All run on T threads (default 1), BLAS and OpenMP pools included (OPENBLAS_NUM_THREADS,
+# OMP_NUM_THREADS, MKL_NUM_THREADS; XLA's and TensorFlow's through their own flags).
+# --device cuda: ours and the PyTorch peers on the GPU ($PYTHON's torch, default python3 there);
+# JAX and Keras are CPU builds and are skipped. --build DIR: the mnist binary in DIR, built by hand
+# (the GPU machine cannot run scripts/setup.sh); without it setup.sh builds build/.
 # --sweep: one round per point instead, over batch sizes 32..4096 (hidden 100) and hidden widths
-# 100..4096 (batch 32), printed as a table row by row.
-# The peer runs twice per round: as it comes, and with glibc's malloc keeping freed memory
-# (GLIBC_TUNABLES below). By default glibc hands large freed blocks back to the OS, so each of
-# PyTorch eager's per-step temporaries (Adam's sqrt and division of a weight tensor: 313 KB at
-# hidden 100, 3.2 MB at 1024) is faulted in again every step: on the 2-core VM that was 1.22-1.47
-# s/epoch against 1.00 kept at hidden 100, and 8x at hidden 1024. Ours allocates nothing per step
-# (fused step) or little (autograd step: 0.537 s/epoch either way), so it runs once, as it comes.
-# The sweep skips the as-it-comes peer above hidden 1024, where its page faults take minutes per epoch.
+# 100..4096 (batch 32), ours against one peer (--peer, default pytorch-eager-kept), as a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 epochs=3 threads=1 sweep=0 device=cpu build=""
+rounds=3 epochs=3 threads=1 sweep=0 device=cpu build="" sweep_peer=pytorch-eager-kept
+usage="usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep [--peer NAME]]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
@@ -28,61 +34,99 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --sweep) sweep=1; shift ;;
-    *) echo "usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep]" >&2; exit 2 ;;
+    --peer) sweep_peer=$2; shift 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
 done
 if [ -z "$build" ]; then
   scripts/setup.sh >/dev/null
   build=build
 fi
-if [ "$device" = cuda ]; then python=${PYTHON:-python3}; else python=${PYTHON:-/usr/bin/python3}; fi
-export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
-
-seconds_per_epoch() { python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds_per_epoch"])'; }
-# ours BATCH HIDDEN / theirs BATCH HIDDEN: median seconds per epoch of one measurement. Ours also
-# writes which training step it used (fused, cuda graph or autograd) to stderr.
-ours() {
-  "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" --threads "$threads" \
-    --batch-size "$1" --set "model.layers[1].units=$2" --json |
-    python3 -c 'import json,sys; r = json.load(sys.stdin); print(r["seconds_per_epoch"]); print("mnist step:", r["step"], file=sys.stderr)'
-}
+scripts/apt.sh time  # GNU time: each program's peak resident memory
+export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 kept_malloc=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
-# theirs BATCH HIDDEN [GLIBC_TUNABLES]
-theirs() {
-  env ${3:+GLIBC_TUNABLES=$3} "$python" scripts/bench/pytorch_eager.py --device "$device" --epochs "$epochs" --threads "$threads" --batch-size "$1" --hidden "$2" |
-    seconds_per_epoch
+
+# The peers' command lines; each gets --epochs --batch-size --hidden --threads appended.
+declare -A peer_cmd
+python_for() {  # the Python of a virtual environment, or nothing (with a message) if it cannot be installed
+  scripts/venv.sh "$1" 2>/dev/null || echo "bench.sh: skipping the $1 peers: scripts/venv.sh $1 failed (.venv/$1.log)" >&2
+}
+if [ "$device" = cuda ]; then
+  torch_python=${PYTHON:-python3}
+else
+  torch_python=$(python_for torch)
+  jax_python=$(python_for jax)
+  keras_python=$(python_for keras)
+  [ -z "$jax_python" ] || peer_cmd[jax-jit]="$jax_python scripts/bench/jax_jit.py"
+  [ -z "$keras_python" ] || peer_cmd[keras-tensorflow]="$keras_python scripts/bench/keras_tf.py"
+fi
+if [ -n "$torch_python" ]; then
+  peer_cmd[pytorch-eager]="$torch_python scripts/bench/pytorch_eager.py --device $device"
+  peer_cmd[pytorch-eager-kept]="env GLIBC_TUNABLES=$kept_malloc $torch_python scripts/bench/pytorch_eager.py --device $device"
+  peer_cmd[torch-compile]="$torch_python scripts/bench/pytorch_eager.py --device $device --compile default"
+fi
+peers=()
+for name in pytorch-eager pytorch-eager-kept torch-compile jax-jit keras-tensorflow; do
+  [ -z "${peer_cmd[$name]:-}" ] || peers+=("$name")
+done
+
+# run NAME BATCH HIDDEN: one measurement; prints "seconds_per_epoch peak_rss_mb". Peak resident
+# memory is the process's own high-water mark (GNU time's maximum resident set size).
+run() {
+  local out rss
+  out=$(mktemp)
+  if [ "$1" = mnist ]; then
+    /usr/bin/time -f %M -o "$out.rss" "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" \
+      --threads "$threads" --batch-size "$2" --set "model.layers[1].units=$3" --json >"$out" 2>"$out.err" ||
+      { cat "$out.err" >&2; rm -f "$out"*; return 1; }
+  else
+    /usr/bin/time -f %M -o "$out.rss" ${peer_cmd[$1]} --epochs "$epochs" --threads "$threads" --batch-size "$2" --hidden "$3" \
+      >"$out" 2>"$out.err" || { echo "bench.sh: $1 failed:" >&2; tail -n 5 "$out.err" >&2; rm -f "$out"*; return 1; }
+  fi
+  rss=$(tail -n 1 "$out.rss")
+  python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read())["seconds_per_epoch"], int(sys.argv[2]) // 1024)' "$out" "$rss"
+  rm -f "$out"*
 }
 
 if [ "$sweep" -eq 1 ]; then
-  echo "| batch | hidden | mnist s/epoch | pytorch eager s/epoch | speed-up | pytorch eager, malloc kept | speed-up |"
-  echo "|---|---|---|---|---|---|---|"
+  [ -n "${peer_cmd[$sweep_peer]:-}" ] || { echo "bench.sh: no peer $sweep_peer here (peers: ${peers[*]})" >&2; exit 2; }
+  echo "| batch | hidden | mnist s/epoch | $sweep_peer s/epoch | its time / ours |"
+  echo "|---|---|---|---|---|"
   points=()
   for b in 32 64 128 256 512 1024 2048 4096; do points+=("$b 100"); done
   for h in 256 512 1024 2048 4096; do points+=("32 $h"); done
   for point in "${points[@]}"; do
     set -- $point
-    m=$(ours "$1" "$2" 2>/dev/null) p=nan
-    [ "$2" -gt 1024 ] || p=$(theirs "$1" "$2")
-    k=$(theirs "$1" "$2" "$kept_malloc")
-    python3 -c "
-import sys
-b, h, m, p, k = sys.argv[1:]
-cell = lambda t: f'{float(t):.3f} | {float(t) / float(m):.2f}x' if t != 'nan' else 'not run | '
-print(f'| {b} | {h} | {float(m):.3f} | {cell(p)} | {cell(k)} |')" "$1" "$2" "$m" "$p" "$k"
+    read -r m _ < <(run mnist "$1" "$2")
+    read -r p _ < <(run "$sweep_peer" "$1" "$2")
+    python3 -c "import sys; b, h, m, p = sys.argv[1:]; print(f'| {b} | {h} | {float(m):.3f} | {float(p):.3f} | {float(p) / float(m):.2f}x |')" "$1" "$2" "$m" "$p"
   done
   exit 0
 fi
 
-mine=() peer=() kept=()
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 for r in $(seq "$rounds"); do
-  mine+=("$(ours 32 100)")
-  peer+=("$(theirs 32 100)")
-  kept+=("$(theirs 32 100 "$kept_malloc")")
-  echo "round $r: mnist ${mine[-1]} s/epoch, pytorch eager ${peer[-1]}, with malloc kept ${kept[-1]}"
+  line="round $r:"
+  for name in mnist "${peers[@]}"; do
+    if read -r s rss < <(run "$name" 32 100) && [ -n "${s:-}" ]; then
+      echo "$name $s $rss" >>"$results"
+      line+=" $name $s s/epoch;"
+    fi
+  done
+  echo "$line"
 done
-python3 - "${mine[*]}" "${peer[*]}" "${kept[*]}" <<'PY'
-import statistics, sys
-m, p, k = (statistics.median(float(v) for v in arg.split()) for arg in sys.argv[1:])
-print(f"median s/epoch: mnist {m:.3f}, pytorch eager {p:.3f} ({p / m:.2f}x mnist's), "
-      f"with malloc kept {k:.3f} ({k / m:.2f}x mnist's)")
+python3 - "$results" "$device" "$threads" <<'PY'
+import collections, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    name, s, rss = line.split()
+    rows[name].append((float(s), int(rss)))
+ours = statistics.median(s for s, _ in rows["mnist"])
+print(f"\nmedian of {len(rows['mnist'])} rounds, configs/paper.json model at batch 32, {sys.argv[2]}, {sys.argv[3]} thread(s):")
+print("| program | s/epoch | peak RSS MB | its time / ours |")
+print("|---|---|---|---|")
+for name, vals in rows.items():
+    s = statistics.median(v for v, _ in vals)
+    print(f"| {name} | {s:.3f} | {max(r for _, r in vals)} | {s / ours:.2f}x |")
 PY

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu.sh pack | run: the CUDA build, tests and benchmark on the GPU machine of issue 7 (one H100,
+# gpu.sh pack | run: the CUDA build, tests and benchmark on a GPU machine (one H100 or H200,
 # PyTorch 2.x with CUDA, g++ and CMake, but no network, no OpenCV headers and perhaps none of our
 # other build dependencies).
 #   pack  (here, online): .gpu/deps <- Debian's nlohmann-json3-dev, libcli11-dev, libgtest-dev and
@@ -18,18 +18,19 @@ case "${1:-}" in
     du -sh .gpu
     ;;
   run)
-    prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-    extra=()
-    # A Torch whose CMake package asks for C++20 gets it; the code is C++17 and compiles as C++20.
-    if grep -qsE 'cxx_std_20|CXX_STANDARD 20' "$prefix/Torch/TorchConfig.cmake"; then extra+=(-DCMAKE_CXX_STANDARD=20); fi
+    torch_package=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+    nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)  # the toolkit's folder, as nvcc reports it:
+    cuda_root=$(readlink -f "$("$nvcc" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p')")
+    prefix="" extra=()
     if [ -d .gpu/deps ]; then  # zlib static: the unpacked libz.so is a link to Debian's runtime path
-      prefix="$prefix;$PWD/.gpu/deps/usr"
+      prefix="$PWD/.gpu/deps/usr"
       extra+=(-DZLIB_INCLUDE_DIR="$PWD/.gpu/deps/usr/include" -DZLIB_LIBRARY="$PWD/.gpu/deps/usr/lib/x86_64-linux-gnu/libz.a")
     fi
     [ -d data/mnist ] || { mkdir -p data && cp -r .gpu/mnist data/mnist; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     mkdir -p build-cuda
-    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DCMAKE_PREFIX_PATH="$prefix" "${extra[@]}" \
+    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DMNIST_TORCH_PACKAGE="$torch_package" \
+      -DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" -DCMAKE_PREFIX_PATH="$prefix" "${extra[@]}" \
       >build-cuda/build.log 2>&1 || { tail -n 40 build-cuda/build.log; exit 1; }
     grep -q MNIST_WITH_CUDA build-cuda/CMakeFiles/mnistlib.dir/flags.make || { echo "gpu.sh: this Torch has no CUDA" >&2; exit 1; }
     cmake --build build-cuda -j"$(nproc)" >>build-cuda/build.log 2>&1 || { grep -m 20 -A 3 'error' build-cuda/build.log; exit 1; }

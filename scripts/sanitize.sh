@@ -2,12 +2,18 @@
 # sanitize.sh: build the test suite with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/,
 # CMake option MNIST_SANITIZE) and run the unit tests under it. LibTorch itself is not instrumented.
 # The real-data end-to-end tests (Cli.*, BadInput.*) are left to the normal build (scripts/test.sh).
+# This build takes Debian's LibTorch 1.13.1 (libtorch-dev), so that the older LibTorch the code
+# supports is built and tested too; its Python (python3-torch) joins the interop test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
+scripts/apt.sh libtorch-dev python3-torch
 if [ ! -f build-asan/CMakeCache.txt ]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DMNIST_SANITIZE=ON >/dev/null
+  mkdir -p build-asan
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DMNIST_SANITIZE=ON -DMNIST_TORCH_PACKAGE= >build-asan/configure.log 2>&1 ||
+    { tail -n 30 build-asan/configure.log >&2; echo "sanitize.sh: CMake could not configure build-asan/" >&2; exit 1; }
 fi
+grep "LibTorch" build-asan/configure.log || true
 if ! cmake --build build-asan -j"$(nproc)" --target unit_tests mnist >build-asan/build.log 2>&1; then
   tail -n 40 build-asan/build.log >&2
   echo "sanitize.sh: the sanitizer build failed" >&2

@@ -4,6 +4,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+
 #include "rundir.h"
 
 namespace mnist {
@@ -70,6 +74,26 @@ std::filesystem::path weights_path_for(const std::filesystem::path& model_path) 
   return model_path.parent_path() / (model_path.stem().string() + "_weights.pt");
 }
 
+// torch::pickle_save's own steps, with the pickler's type tags off.
+std::vector<char> save_tensor_dict(const c10::Dict<std::string, torch::Tensor>& tensors) {
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler([&](const char* bytes, size_t n) { pickle.insert(pickle.end(), bytes, bytes + n); },
+                              /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+                              /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(tensors);
+  pickler.stop();
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t n) {
+    const char* bytes = static_cast<const char*>(data);
+    archive.insert(archive.end(), bytes, bytes + n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  return archive;
+}
+
 std::filesystem::path export_model(ModelImpl& model, const Config& config, const std::filesystem::path& path) {
   const torch::jit::Module m = to_torchscript(model);
   torch::jit::ExtraFilesMap extra = {{"format", kExportFormat},
@@ -81,7 +105,7 @@ std::filesystem::path export_model(ModelImpl& model, const Config& config, const
   write_file_atomic(path, module_bytes.str());
   c10::Dict<std::string, torch::Tensor> state;
   for (const auto& [name, tensor] : model.state()) state.insert(name, tensor.detach().to(torch::kCPU).clone());
-  const std::vector<char> bytes = torch::pickle_save(state);
+  const std::vector<char> bytes = save_tensor_dict(state);
   const auto weights = weights_path_for(path);
   write_file_atomic(weights, std::string(bytes.begin(), bytes.end()));
   return weights;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <torch/script.h>
 
@@ -28,6 +29,11 @@ torch::jit::Module to_torchscript(ModelImpl& model);
 std::filesystem::path export_model(ModelImpl& model, const Config& config, const std::filesystem::path& path);
 
 std::filesystem::path weights_path_for(const std::filesystem::path& model_path);  // model.pt -> model_weights.pt
+
+// A dict of tensors in the file format of Python's torch.save (a zip archive holding a plain-dict
+// pickle), which torch.load reads with its default weights_only=True (PyTorch 2.6 and later).
+// torch::pickle_save tags the dict with its C++ type, a global that weights_only refuses.
+std::vector<char> save_tensor_dict(const c10::Dict<std::string, torch::Tensor>& tensors);
 
 struct LoadedModel {
   Config config;

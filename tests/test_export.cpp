@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <random>
 
@@ -30,7 +31,14 @@ Config small_config(Activation out = Activation::sigmoid, bool bias = true) {
   return c;
 }
 
-bool python_torch_available() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
+// The Pythons whose torch loads our exports in Python.PyTorchLoadsOurExports: the PyTorch of the
+// build's own virtual environment (scripts/setup.sh), the CUDA one (scripts/cuda-build.sh) and
+// Debian's python3-torch 1.13 (apt-get install python3-torch), where each is installed.
+const std::vector<std::string> kPythons = {".venv/torch/bin/python", ".venv/torch-cuda/bin/python", "/usr/bin/python3"};
+
+bool imports_torch(const std::string& python) {
+  return std::filesystem::exists(python) && std::system((python + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
+}
 
 }  // namespace
 
@@ -60,31 +68,40 @@ TEST(Export, TorchScriptRoundTripInCpp) {
   }
 }
 
-TEST(Export, PythonTorchJitLoadGivesTheSameOutputs) {
-  if (!python_torch_available())
-    GTEST_SKIP() << "SKIPPED: /usr/bin/python3 cannot import torch (apt-get install python3-torch); the Python interop check did not run";
-  for (const std::string file : {"", "configs/cnn.json"}) {
-  SCOPED_TRACE(file.empty() ? "small" : file);
-  TempDir tmp;
-  const Config config = file.empty() ? small_config() : load_config_file(file);
-  Model model(config.model, kImageShape, 4);
-  model->eval();
-  export_model(*model, config, tmp / "model.pt");
-  const torch::Tensor x = torch::rand({7, 1, 28, 28});
-  c10::Dict<std::string, torch::Tensor> io;
-  io.insert("input", x);
-  io.insert("output", model->forward(x).detach());
-  const auto bytes = torch::pickle_save(io);
-  write_file(tmp / "io.pt", std::string(bytes.begin(), bytes.end()));
-  const std::string cmd = "/usr/bin/python3 tests/python/check_export.py '" + tmp.path.string() + "' 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string output;
-  char buf[512];
-  while (fgets(buf, sizeof buf, pipe)) output += buf;
-  EXPECT_EQ(pclose(pipe), 0) << output;
-  EXPECT_NE(output.find("outputs match"), std::string::npos) << output;
-  std::cout << output;  // the Python side's own report, for the log
+// Our model.pt and model_weights.pt, loaded by Python's torch.jit.load and torch.load (without our
+// code), give the C++ model's outputs: in every Python torch of kPythons that is installed.
+TEST(Export, PythonTorchLoadsOurExportsAndGivesTheSameOutputs) {
+  int checked = 0;
+  for (const std::string& python : kPythons) {
+    if (!imports_torch(python)) {
+      std::cout << "not checked: " << python << " (absent, or no torch there)\n";
+      continue;
+    }
+    ++checked;
+    for (const std::string file : {"", "configs/cnn.json"}) {
+      SCOPED_TRACE(python + (file.empty() ? " small" : " " + file));
+      TempDir tmp;
+      const Config config = file.empty() ? small_config() : load_config_file(file);
+      Model model(config.model, kImageShape, 4);
+      model->eval();
+      export_model(*model, config, tmp / "model.pt");
+      const torch::Tensor x = torch::rand({7, 1, 28, 28});
+      c10::Dict<std::string, torch::Tensor> io;
+      io.insert("input", x);
+      io.insert("output", model->forward(x).detach());
+      const auto bytes = save_tensor_dict(io);
+      write_file(tmp / "io.pt", std::string(bytes.begin(), bytes.end()));
+      const std::string cmd = python + " tests/python/check_export.py '" + tmp.path.string() + "' 2>&1";
+      FILE* pipe = popen(cmd.c_str(), "r");
+      std::string output;
+      char buf[512];
+      while (fgets(buf, sizeof buf, pipe)) output += buf;
+      EXPECT_EQ(pclose(pipe), 0) << output;
+      EXPECT_NE(output.find("outputs match"), std::string::npos) << output;
+      std::cout << python << ": " << output;  // the Python side's own report, for the log
+    }
   }
+  if (checked == 0) GTEST_SKIP() << "SKIPPED: no Python with torch among .venv/torch, .venv/torch-cuda, /usr/bin/python3 (scripts/setup.sh)";
 }
 
 TEST(KerasImport, ReproducesAnIndependentForwardPass) {
