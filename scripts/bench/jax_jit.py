@@ -7,31 +7,16 @@ kernels, data resident as device arrays. Each step is one compiled XLA call: gat
 index, forward, gradient, Adam, running loss and hits. The epoch's one sync reads the loss sum.
 Prints one JSON document with the median seconds per epoch of the timed epochs.
 """
-import argparse
-import gzip
-import json
 import os
-import statistics
 import time
 
 import numpy as np
 
-
-def read_idx(path, header):
-    opener = (open, path) if os.path.exists(path) else (gzip.open, path + ".gz")
-    with opener[0](opener[1], "rb") as f:
-        return np.frombuffer(f.read(), dtype=np.uint8)[header:]
+import peer
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="data/mnist")
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    args = peer.arguments(__doc__).parse_args()
     if args.threads == 1:  # XLA's CPU thread pool, before jax is imported; one thread, as the other peers
         os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     import jax
@@ -41,8 +26,9 @@ def main():
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         return jax.random.uniform(key, (fan_in, fan_out), jnp.float32, -limit, limit)
 
-    x = jnp.asarray(read_idx(f"{args.data}/train-images-idx3-ubyte", 16).reshape(-1, 784).astype(np.float32) / 255)
-    y = jnp.asarray(read_idx(f"{args.data}/train-labels-idx1-ubyte", 8).astype(np.int32))
+    images, labels = peer.train_set(args.data)
+    x = jnp.asarray(np.frombuffer(images, np.uint8).reshape(-1, 784).astype(np.float32) / 255)
+    y = jnp.asarray(np.frombuffer(labels, np.uint8).astype(np.int32))
     k1, k2, k_order = jax.random.split(jax.random.PRNGKey(0), 3)
     params = [glorot(k1, 784, args.hidden), jnp.zeros(args.hidden), glorot(k2, args.hidden, 10), jnp.zeros(10)]
     m = [jnp.zeros_like(p) for p in params]
@@ -78,8 +64,7 @@ def main():
         float(loss_sum)  # the epoch's one sync
         if epoch >= args.warmup:
             times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds_per_epoch": statistics.median(times), "epoch_seconds": times,
-                      "jax": jax.__version__, "threads": args.threads or "default", "batch_size": b, "device": str(jax.devices()[0])}))
+    peer.report(times, jax=jax.__version__, threads=args.threads or "default", batch_size=b, device=str(jax.devices()[0]))
 
 
 if __name__ == "__main__":

@@ -9,31 +9,16 @@ On CUDA: data, permutation and metrics on the GPU, torch.optim.Adam's default (f
 "max-autotune-no-cudagraphs", ...); compilation happens in the warm-up epoch, which is not timed.
 Prints one JSON document with the median seconds per epoch of the timed epochs.
 """
-import argparse
-import gzip
-import json
-import os
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-
-def read_idx(path, header):
-    opener = (open, path) if os.path.exists(path) else (gzip.open, path + ".gz")  # as mnist reads NAME.gz
-    with opener[0](opener[1], "rb") as f:
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)[header:]
+import peer
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="data/mnist")
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=0)
+    ap = peer.arguments(__doc__)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", metavar="MODE", help="torch.compile the model with this mode")
     args = ap.parse_args()
@@ -41,8 +26,9 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = (read_idx(f"{args.data}/train-images-idx3-ubyte", 16).view(-1, 1, 28, 28).float() / 255).to(dev)
-    y = read_idx(f"{args.data}/train-labels-idx1-ubyte", 8).long().to(dev)
+    images, labels = peer.train_set(args.data)
+    x = (torch.frombuffer(bytearray(images), dtype=torch.uint8).view(-1, 1, 28, 28).float() / 255).to(dev)
+    y = torch.frombuffer(bytearray(labels), dtype=torch.uint8).long().to(dev)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, args.hidden), torch.nn.ReLU(),
                                 torch.nn.Linear(args.hidden, 10)).to(dev)
     if args.compile:
@@ -69,8 +55,8 @@ def main():
         loss_sum.item()  # the epoch's one sync, as in mnist
         if epoch >= args.warmup:
             times.append(time.perf_counter() - start)
-    print(json.dumps({"seconds_per_epoch": statistics.median(times), "epoch_seconds": times,
-                      "torch": torch.__version__, "compile": args.compile, "threads": torch.get_num_threads(), "batch_size": b, "device": str(dev)}))
+    peer.report(times, torch=torch.__version__, compile=args.compile, threads=torch.get_num_threads(), batch_size=b,
+                device=str(dev))
 
 
 if __name__ == "__main__":
