@@ -42,7 +42,9 @@ if [ -z "$build" ]; then
   scripts/setup.sh >/dev/null
   build=build
 fi
-scripts/apt.sh time  # GNU time: each program's peak resident memory
+# GNU time measures each program's peak resident memory; without it (a GPU machine without network)
+# the column says n/a.
+scripts/apt.sh time 2>/dev/null || echo "bench.sh: GNU time could not be installed: peak memory is not reported" >&2
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 kept_malloc=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
 
@@ -73,18 +75,19 @@ done
 # run NAME BATCH HIDDEN: one measurement; prints "seconds_per_epoch peak_rss_mb". Peak resident
 # memory is the process's own high-water mark (GNU time's maximum resident set size).
 run() {
-  local out rss
+  local out rss=n/a timer=()
   out=$(mktemp)
+  [ ! -x /usr/bin/time ] || timer=(/usr/bin/time -f %M -o "$out.rss")
   if [ "$1" = mnist ]; then
-    /usr/bin/time -f %M -o "$out.rss" "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" \
+    "${timer[@]}" "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" \
       --threads "$threads" --batch-size "$2" --set "model.layers[1].units=$3" --json >"$out" 2>"$out.err" ||
       { cat "$out.err" >&2; rm -f "$out"*; return 1; }
   else
-    /usr/bin/time -f %M -o "$out.rss" ${peer_cmd[$1]} --epochs "$epochs" --threads "$threads" --batch-size "$2" --hidden "$3" \
+    "${timer[@]}" ${peer_cmd[$1]} --epochs "$epochs" --threads "$threads" --batch-size "$2" --hidden "$3" \
       >"$out" 2>"$out.err" || { echo "bench.sh: $1 failed:" >&2; tail -n 5 "$out.err" >&2; rm -f "$out"*; return 1; }
   fi
-  rss=$(tail -n 1 "$out.rss")
-  python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read())["seconds_per_epoch"], int(sys.argv[2]) // 1024)' "$out" "$rss"
+  [ ! -f "$out.rss" ] || rss=$(( $(tail -n 1 "$out.rss") / 1024 ))
+  python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read())["seconds_per_epoch"], sys.argv[2])' "$out" "$rss"
   rm -f "$out"*
 }
 
@@ -121,12 +124,13 @@ import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     name, s, rss = line.split()
-    rows[name].append((float(s), int(rss)))
+    rows[name].append((float(s), rss))
 ours = statistics.median(s for s, _ in rows["mnist"])
 print(f"\nmedian of {len(rows['mnist'])} rounds, configs/paper.json model at batch 32, {sys.argv[2]}, {sys.argv[3]} thread(s):")
 print("| program | s/epoch | peak RSS MB | its time / ours |")
 print("|---|---|---|---|")
 for name, vals in rows.items():
     s = statistics.median(v for v, _ in vals)
-    print(f"| {name} | {s:.3f} | {max(r for _, r in vals)} | {s / ours:.2f}x |")
+    rss = max((int(r) for _, r in vals if r != "n/a"), default="n/a")
+    print(f"| {name} | {s:.3f} | {rss} | {s / ours:.2f}x |")
 PY
