@@ -1,7 +1,7 @@
 // fused: the CPU training step of a Dense stack (the paper's model) without autograd.
 //
 // At batch 32 the paper's network is about 5 MFLOP per step, so a step is dominated by per-op
-// overhead, not arithmetic (issue 7). Here forward, softmax cross-entropy and backward are plain
+// overhead, not arithmetic. Here forward, softmax cross-entropy and backward are plain
 // loops over buffers allocated once, and Adam is one pass (optim.h adam_update):
 //  - the kernels are held in Keras's [in, out] layout while an epoch runs, so every product is a
 //    sum of contiguous rows, built in registers and stored once (fused.cpp row_combination);
