@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
-"""The paper's Keras program, parameterised by this project's JSON config, for users who have Keras.
+"""The paper's Keras program, parameterised by this project's JSON config.
 
-    python3 scripts/keras_reference.py --config configs/paper.json --out runs/keras-paper
+    scripts/venv.sh keras    # once: TensorFlow (CPU), Keras 3 and JAX in .venv/keras
+    .venv/keras/bin/python scripts/keras_reference.py --config configs/paper.json --out runs/keras-paper
 
-It trains exactly what the config describes with Keras (any backend; the paper used TensorFlow) and
-writes, in --out:
-  history.json   model.fit(...).history plus "epoch_seconds" and per-epoch "test_loss"/"test_accuracy",
-                 the schema of our history.json, so `mnist compare runs/keras-paper runs/<ours>` works;
-  weights.json   [w.tolist() for w in model.get_weights()], the file `mnist import-keras` reads;
-  metrics.json   test_loss and test_accuracy from model.evaluate, and predictions.json (the argmax
-                 of model.predict on the test set) to check `mnist import-keras` + `mnist evaluate`.
-Data: the same IDX files as `mnist` (data/mnist or --data), divided by 255 as in the paper.
-Keras and TensorFlow are not installed by this project (they are not in Debian), so this script is
-not run by its tests.
+It trains what the config describes with Keras (the backend KERAS_BACKEND names; TensorFlow, as in the paper,
+when unset): `model.fit(x_train / 255, y_train, epochs, batch_size, shuffle)` with the config's optimizer and
+`sparse_categorical_crossentropy`, metric "accuracy". Written in --out:
+  history.json          model.fit(...).history plus per-epoch "test_loss", "test_accuracy" and "epoch_seconds":
+                        the schema of our history.json, so `mnist compare` reads it
+  initial_weights.json  model.get_weights() before training, and
+  weights.json          after it: the JSON format of `mnist import-keras` and `mnist train --initial-weights`
+  metrics.json          test_loss and test_accuracy (model.evaluate), the training set's accuracy evaluated after
+                        training, tied top outputs on both sets, and the versions that ran
+  predictions.json      argmax of model.predict on the test set
+Lock-step runs: --initial-weights FILE starts from given weights instead of Keras's initialisers, and
+--data-order FILE (a JSON list with one list of training-set indices per epoch; `mnist train --data-order`
+reads the same file) feeds each epoch's batches in that order instead of shuffling.
+Data: the same IDX files as `mnist` (data/<dataset> or --data), divided by 255 as in the paper.
 """
 import argparse
 import gzip
@@ -36,22 +41,46 @@ def read_idx(path):
 
 
 def build(keras, config):
-    layers = [keras.Input(shape=(28, 28))]
+    """The config's layers as keras.layers, with Keras's own names unless the config gives one."""
+    layers = [keras.Input(shape=(28, 28, 1))]
     for spec in config["model"]["layers"]:
-        if spec["type"] == "Flatten":
-            layers.append(keras.layers.Flatten(name=spec.get("name")))
-        elif spec["type"] == "Dense":
-            layers.append(keras.layers.Dense(spec["units"], activation=spec.get("activation", "linear"),
-                                             use_bias=spec.get("use_bias", True), name=spec.get("name")))
+        kind, name = spec["type"], spec.get("name")
+        if kind == "Flatten":
+            layer = keras.layers.Flatten(name=name)
+        elif kind == "Dense":
+            layer = keras.layers.Dense(spec["units"], activation=spec.get("activation", "linear"),
+                                       use_bias=spec.get("use_bias", True), name=name)
+        elif kind == "Conv2D":
+            layer = keras.layers.Conv2D(spec["filters"], spec["kernel_size"], strides=spec.get("strides", 1),
+                                        padding=spec.get("padding", "valid"), activation=spec.get("activation", "linear"),
+                                        use_bias=spec.get("use_bias", True), name=name)
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            layer = getattr(keras.layers, kind)(spec.get("pool_size", 2), strides=spec.get("strides"),
+                                                padding=spec.get("padding", "valid"), name=name)
+        elif kind == "BatchNormalization":
+            layer = keras.layers.BatchNormalization(momentum=spec.get("momentum", 0.99), epsilon=spec.get("epsilon", 1e-3),
+                                                    center=spec.get("center", True), scale=spec.get("scale", True), name=name)
+        elif kind == "Activation":
+            layer = keras.layers.Activation(spec["activation"], name=name)
+        elif kind == "Dropout":
+            layer = keras.layers.Dropout(spec["rate"], name=name)
         else:
-            raise SystemExit(f"layer type {spec['type']} is not supported by this script")
+            raise SystemExit(f"keras_reference.py: layer type {kind} is not supported by this script")
+        layers.append(layer)
     return keras.Sequential(layers, name=config.get("name", "model"))
 
 
 def optimizer(keras, spec):
     spec = dict(spec or {"name": "adam"})
     name = spec.pop("name", "adam")
-    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}[name](**spec)
+    cls = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+           "rmsprop": keras.optimizers.RMSprop}[name]
+    return cls(**spec)
+
+
+def tied(outputs):
+    """How many rows have their maximum more than once."""
+    return int(((outputs == outputs.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
 
 
 def main():
@@ -59,43 +88,47 @@ def main():
     ap.add_argument("--config", default="configs/paper.json")
     ap.add_argument("--data", default=None)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    ap.add_argument("--seed", type=int, default=None, help="override training.seed (keras.utils.set_random_seed)")
+    ap.add_argument("--threads", type=int, default=0, help="TensorFlow's intra- and inter-op threads (0: its default)")
+    ap.add_argument("--initial-weights", help="start from these weights (JSON list of arrays, get_weights() order)")
+    ap.add_argument("--data-order", help="JSON list of per-epoch lists of training-set indices, instead of shuffling")
     args = ap.parse_args()
-
-    import keras  # imported late so --help works without it
 
     with open(args.config) as f:
         config = json.load(f)
     training = config.get("training", {})
+    epochs = args.epochs or training.get("epochs", 1)
+    seed = training.get("seed", 0) if args.seed is None else args.seed
+
+    import keras  # late, so --help works without it
+    backend = keras.backend.backend()
+    versions = {"keras": keras.__version__, "backend": backend}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        versions["tensorflow"] = tf.__version__
+        if args.threads:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    elif backend == "jax":
+        import jax
+        versions["jax"] = jax.__version__
+
     data = args.data or os.path.join("data", config.get("dataset", "mnist"))
-    x_train = read_idx(os.path.join(data, "train-images-idx3-ubyte")) / 255
+    x_train = (read_idx(os.path.join(data, "train-images-idx3-ubyte")) / 255)[..., None]
     y_train = read_idx(os.path.join(data, "train-labels-idx1-ubyte"))
-    x_test = read_idx(os.path.join(data, "t10k-images-idx3-ubyte")) / 255
+    x_test = (read_idx(os.path.join(data, "t10k-images-idx3-ubyte")) / 255)[..., None]
     y_test = read_idx(os.path.join(data, "t10k-labels-idx1-ubyte"))
 
-    seed = training.get("seed", 0)
     keras.utils.set_random_seed(seed)
     model = build(keras, config)
     loss = training.get("loss", {})
     model.compile(optimizer=optimizer(keras, training.get("optimizer")),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=loss.get("from_logits", False)),
                   metrics=["accuracy"])
-    model.summary()
-
-    class Timing(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs["epoch_seconds"] = time.perf_counter() - self.start
-            test_loss, test_accuracy = self.model.evaluate(x_test, y_test, verbose=0)
-            logs["test_loss"], logs["test_accuracy"] = test_loss, test_accuracy
-
-    history = model.fit(x_train, y_train, epochs=args.epochs or training.get("epochs", 1),
-                        batch_size=training.get("batch_size", 32), shuffle=training.get("shuffle", True),
-                        validation_split=training.get("validation_split", 0.0) or 0.0,
-                        validation_data=None if training.get("validation_split") else (x_test, y_test),
-                        callbacks=[Timing()])
+    if args.initial_weights:
+        with open(args.initial_weights) as f:
+            model.set_weights([np.asarray(w, dtype="float32") for w in json.load(f)])
     os.makedirs(args.out, exist_ok=True)
 
     def dump(name, obj):
@@ -104,12 +137,52 @@ def main():
             json.dump(obj, f)
         os.replace(tmp, os.path.join(args.out, name))
 
-    dump("history.json", {k: [float(v) for v in vs] for k, vs in history.history.items()})
+    dump("initial_weights.json", [w.tolist() for w in model.get_weights()])
+
+    class Timing(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["epoch_seconds"] = time.perf_counter() - self.start
+            test_loss, test_accuracy = self.model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+            logs["test_loss"], logs["test_accuracy"] = test_loss, test_accuracy
+
+    batch_size = training.get("batch_size", 32)
+    validation_split = training.get("validation_split", 0.0) or 0.0
+    history = {}
+    if args.data_order:
+        # Keras's validation_split takes the last fraction before any shuffling; the order indexes the rest.
+        n = int(len(x_train) * (1 - validation_split))
+        x_fit, y_fit = x_train[:n], y_train[:n]
+        validation = (x_train[n:], y_train[n:]) if validation_split else None
+        with open(args.data_order) as f:
+            order = json.load(f)
+        if len(order) < epochs:
+            raise SystemExit(f"keras_reference.py: {args.data_order} orders {len(order)} epochs; {epochs} are to run")
+        for epoch in range(epochs):
+            idx = np.asarray(order[epoch], dtype=np.int64)
+            h = model.fit(x_fit[idx], y_fit[idx], initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size,
+                          shuffle=False, validation_data=validation, callbacks=[Timing()], verbose=0)
+            for key, values in h.history.items():
+                history.setdefault(key, []).extend(values)
+    else:
+        h = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, shuffle=training.get("shuffle", True),
+                      validation_split=validation_split, callbacks=[Timing()], verbose=2)
+        history = h.history
+
+    dump("history.json", {k: [float(v) for v in vs] for k, vs in history.items()})
     dump("weights.json", [w.tolist() for w in model.get_weights()])
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
-    dump("metrics.json", {"test_loss": float(test_loss), "test_accuracy": float(test_accuracy)})
-    dump("predictions.json", np.argmax(model.predict(x_test, verbose=0), axis=-1).tolist())
-    print(f"wrote {args.out}: history.json, weights.json, metrics.json, predictions.json")
+    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+    test_out = np.asarray(model.predict(x_test, batch_size=1000, verbose=0))
+    train_out = np.asarray(model.predict(x_train, batch_size=1000, verbose=0))
+    dump("metrics.json", {"test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
+                          "top_output_ties": tied(test_out),
+                          "train_accuracy": float((train_out.argmax(axis=1) == y_train).mean()),
+                          "train_top_output_ties": tied(train_out), "epochs_completed": len(history.get("loss", [])),
+                          "seed": seed, **versions})
+    dump("predictions.json", test_out.argmax(axis=1).tolist())
+    print(f"wrote {args.out}: history.json, initial_weights.json, weights.json, metrics.json, predictions.json")
 
 
 if __name__ == "__main__":

@@ -108,13 +108,21 @@ void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::str
   out.unsetf(std::ios::fixed);
 }
 
-int train(const ConfigFlags& flags, bool config_flags_given, const std::string& resume, const std::string& device_flag,
-          const std::string& data_flag, const std::string& out_flag) {
+// `mnist train`'s own flags (the config flags are ConfigFlags).
+struct TrainFlags {
+  std::string resume, device = "auto", data, out;
+  std::string initial_weights;  // Keras weights JSON to start from, instead of the initialisers
+  std::string data_order;       // per-epoch orders to train on, instead of our shuffle
+};
+
+int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t) {
+  const std::string &resume = t.resume, &data_flag = t.data, &out_flag = t.out;
   std::optional<Checkpoint> checkpoint;
   Config config;
   if (!resume.empty()) {
-    if (config_flags_given || !out_flag.empty())
-      throw UsageError("--resume continues a run with its own config and directory; drop --config, --set, --epochs, --seed and --out");
+    if (config_flags_given || !out_flag.empty() || !t.initial_weights.empty() || !t.data_order.empty())
+      throw UsageError("--resume continues a run with its own config, directory, weights and data order; drop --config, --set, "
+                       "--epochs, --seed, --out, --initial-weights and --data-order");
     const fs::path file = fs::path(resume) / "checkpoint.pt";
     if (!fs::exists(file)) throw std::runtime_error(resume + " holds no checkpoint.pt to resume from");
     checkpoint = read_checkpoint(file);
@@ -131,7 +139,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   } else {
     config = resolve_config(flags);
   }
-  const torch::Device device = resolve_device(device_flag);
+  const torch::Device device = resolve_device(t.device);
   check_out_dir(out_flag);
   const std::string data_dir = data_flag.empty() ? default_data_dir(config) : data_flag;
 
@@ -139,8 +147,12 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   auto [train_split, validation] = split_validation(load_split(data_dir, true), config.training.validation_split);
   const Split train_data = train_split.to(device), val_data = validation.size() ? validation.to(device) : Split{};
   const Split test_data = load_split(data_dir, false).to(device);
-  Model model = checkpoint ? model_with_params(config, checkpoint->params, resume + "/checkpoint.pt")
-                           : Model(config.model, kImageShape, config.training.seed);
+  Model model = checkpoint                   ? model_with_params(config, checkpoint->params, resume + "/checkpoint.pt")
+                : t.initial_weights.empty() ? Model(config.model, kImageShape, config.training.seed)
+                                            : model_with_params(config, read_keras_weights(t.initial_weights, config),
+                                                                "--initial-weights " + t.initial_weights);
+  torch::Tensor data_order = checkpoint ? checkpoint->data_order : torch::Tensor();
+  if (!t.data_order.empty()) data_order = read_data_order(t.data_order, config.training.epochs, train_data.size());
 
   const fs::path run = checkpoint ? fs::path(resume) : create_run_dir(out_flag, config.name);
   if (!checkpoint) write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");
@@ -149,6 +161,9 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
             << " (" << device.str() << "), run directory " << run.string() << "\n";
 
   Trainer trainer(model, config.training, device);
+  if (data_order.defined()) trainer.set_data_order(data_order);
+  if (!t.initial_weights.empty()) std::cout << "Initial weights from " << t.initial_weights << "\n";
+  if (!t.data_order.empty()) std::cout << "Data order from " << t.data_order << "\n";
   if (checkpoint) {
     trainer.optimizer().load_state(checkpoint->optimizer_state);
     trainer.resume(checkpoint->history, checkpoint->progress, checkpoint->best_state);
@@ -173,7 +188,8 @@ int train(const ConfigFlags& flags, bool config_flags_given, const std::string& 
   if (fit.interrupted) {
     save_history(run, fit.history);
     save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
-    const int64_t steps = (train_data.size() + config.training.batch_size - 1) / config.training.batch_size;
+    const int64_t per_epoch = data_order.defined() ? data_order.size(1) : train_data.size();
+    const int64_t steps = (per_epoch + config.training.batch_size - 1) / config.training.batch_size;
     const std::string where = trainer.progress().step == 0
                                   ? "after epoch " + std::to_string(fit.history.epochs()) + "/" + std::to_string(config.training.epochs)
                                   : "in epoch " + std::to_string(fit.history.epochs() + 1) + "/" + std::to_string(config.training.epochs) +
@@ -267,6 +283,11 @@ int compare_cmd(const std::vector<std::string>& inputs, const std::string& out) 
 int export_cmd(const std::string& run_dir, const std::string& out_flag) {
   LoadedModel loaded = load_model(run_dir);
   const fs::path out = out_flag.empty() ? fs::path(run_dir) / "model.pt" : fs::path(out_flag);
+  if (out.extension() == ".json") {  // Keras's get_weights() list, for model.set_weights()
+    write_file_atomic(out, keras_weights_json(*loaded.model).dump() + "\n");
+    std::cout << "Keras weights (model.get_weights() order) written to " << out.string() << "\n";
+    return 0;
+  }
   const fs::path weights = export_model(*loaded.model, loaded.config, out);
   std::cout << "TorchScript model written to " << out.string() << ", state_dict to " << weights.string() << "\n";
   return 0;
@@ -367,15 +388,19 @@ int run_cli(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "help for every subcommand");
 
   ConfigFlags train_flags;
+  TrainFlags train_only;
   std::string device = "auto", data, out;
   int threads = 0;
-  std::string resume;
   auto* train_cmd = app.add_subcommand("train", "train a config; writes a run directory");
   add_config_flags(*train_cmd, train_flags, true);
-  train_cmd->add_option("--resume", resume, "continue an interrupted run from RUN_DIR/checkpoint.pt");
-  train_cmd->add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
-  train_cmd->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
-  train_cmd->add_option("--out", out, "run directory (default: runs/<name>-<timestamp>); must not exist or be empty");
+  train_cmd->add_option("--resume", train_only.resume, "continue an interrupted run from RUN_DIR/checkpoint.pt");
+  train_cmd->add_option("--device", train_only.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+  train_cmd->add_option("--data", train_only.data, "directory with the four IDX files (default: data/<dataset>)");
+  train_cmd->add_option("--out", train_only.out, "run directory (default: runs/<name>-<timestamp>); must not exist or be empty");
+  train_cmd->add_option("--initial-weights", train_only.initial_weights,
+                        "start from these Keras weights (JSON list, model.get_weights() order; see import-keras)");
+  train_cmd->add_option("--data-order", train_only.data_order,
+                        "train on these samples in this order instead of shuffling: a JSON list per epoch of indices into the training split");
   train_cmd->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
 
   std::string model_path;
@@ -408,7 +433,7 @@ int run_cli(int argc, char** argv) {
   std::string export_run, export_out;
   auto* export_app = app.add_subcommand("export", "write a run's TorchScript model.pt (+ model_weights.pt state_dict)");
   export_app->add_option("--run", export_run, "run directory (or a checkpoint.pt)")->required();
-  export_app->add_option("--out", export_out, "output file (default: RUN_DIR/model.pt)");
+  export_app->add_option("--out", export_out, "output file (default: RUN_DIR/model.pt); FILE.json: the Keras get_weights() list instead");
 
   std::string keras_weights, import_out;
   ConfigFlags import_flags;
@@ -469,7 +494,7 @@ int run_cli(int argc, char** argv) {
   if (*train_cmd) {
     const bool config_flags_given = train_cmd->count("--config") + train_cmd->count("--set") + train_cmd->count("--epochs") +
                                     train_cmd->count("--seed") > 0;
-    return train(train_flags, config_flags_given, resume, device, data, out);
+    return train(train_flags, config_flags_given, train_only);
   }
   if (*eval_cmd) return evaluate_cmd(model_path, data, split, json, eval_out);
 #ifdef MNIST_WITH_OPENCV

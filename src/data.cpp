@@ -13,6 +13,8 @@
 #include <fstream>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace mnist {
 namespace fs = std::filesystem;
 namespace {
@@ -156,6 +158,52 @@ std::pair<Split, Split> split_validation(const Split& all, double validation_spl
                              std::to_string(split_at) + " of " + std::to_string(n) + " samples for training; choose a value that keeps both parts non-empty");
   return {Split{all.images.narrow(0, 0, split_at), all.labels.narrow(0, 0, split_at)},
           Split{all.images.narrow(0, split_at, n - split_at), all.labels.narrow(0, split_at, n - split_at)}};
+}
+
+torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n) {
+  const std::string what = "--data-order " + file;
+  const std::string expected = "; expected a JSON list with one list per epoch, all of one length, of distinct indices in 0.." +
+                               std::to_string(n - 1) + " (the training split's " + std::to_string(n) + " samples)";
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw std::runtime_error(what + " cannot be read");
+  nlohmann::json j;
+  try {
+    // Two levels at most, checked while parsing: deeper nesting is refused before it is built.
+    j = nlohmann::json::parse(in, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      if (depth > 2) throw std::invalid_argument("nested deeper than a list of lists");
+      return true;
+    });
+  } catch (const nlohmann::json::exception&) {
+    throw std::runtime_error(what + " is not valid JSON" + expected);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(what + " is " + e.what() + expected);
+  }
+  if (!j.is_array()) throw std::runtime_error(what + " is not a list" + expected);
+  if (static_cast<int64_t>(j.size()) < epochs)
+    throw std::runtime_error(what + " orders " + std::to_string(j.size()) + " epochs; the run trains " + std::to_string(epochs) +
+                             " (give one list per epoch, or set training.epochs)");
+  const int64_t m = epochs > 0 && j[0].is_array() ? static_cast<int64_t>(j[0].size()) : 0;
+  torch::Tensor order = torch::empty({epochs, m}, torch::kLong);
+  std::vector<char> seen;
+  for (int64_t e = 0; e < epochs; ++e) {
+    const nlohmann::json& list = j[static_cast<size_t>(e)];
+    const std::string where = what + ": epoch " + std::to_string(e + 1) + "'s list";
+    if (!list.is_array()) throw std::runtime_error(where + " is not a list" + expected);
+    if (list.empty() || static_cast<int64_t>(list.size()) > n || static_cast<int64_t>(list.size()) != m)
+      throw std::runtime_error(where + " has " + std::to_string(list.size()) + " indices" +
+                               (e > 0 ? " where epoch 1's has " + std::to_string(m) : std::string()) + expected);
+    seen.assign(static_cast<size_t>(n), 0);
+    int64_t* row = order[e].data_ptr<int64_t>();
+    for (int64_t i = 0; i < m; ++i) {
+      const nlohmann::json& v = list[static_cast<size_t>(i)];
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= n)
+        throw std::runtime_error(where + " has " + (v.is_number() ? v.dump() : std::string("a ") + v.type_name()) + " at position " + std::to_string(i) + expected);
+      const int64_t index = v.get<int64_t>();
+      if (seen[static_cast<size_t>(index)]++) throw std::runtime_error(where + " has index " + std::to_string(index) + " twice" + expected);
+      row[i] = index;
+    }
+  }
+  return order;
 }
 
 }  // namespace mnist

@@ -1,4 +1,5 @@
-// data: MNIST-format IDX files -> tensors resident on the training device. Files are checked
+// data: MNIST-format IDX files -> tensors resident on the training device, and a data order given
+// from outside (to replay another program's batches). Files are checked
 // before LibTorch's built-in loader (torch::data::datasets::MNIST) reads them, because that loader
 // aborts with a c10 trace on a missing file and silently reads garbage from a truncated one.
 #pragma once
@@ -33,5 +34,13 @@ Split load_split(const std::string& dir, bool train);
 // Keras's validation_split: the LAST fraction of the arrays, taken before any shuffling
 // (keras.utils.split_dataset / Model.fit: split_at = floor(n * (1 - validation_split))).
 std::pair<Split, Split> split_validation(const Split& all, double validation_split);
+
+// A data order given from outside instead of our shuffling: a JSON list with one list per epoch,
+// each of the same length m (1..n), of distinct indices into the training split's n samples (after
+// validation_split): a permutation of it, or an epoch of m chosen samples. Batches are taken in
+// list order; scripts/keras_reference.py --data-order reads the same file. Returns int64
+// [epochs, m] (the file may order more epochs than are run). Throws std::runtime_error naming the
+// file and the epoch when the file holds fewer epochs or a list breaks these rules.
+torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n);
 
 }  // namespace mnist

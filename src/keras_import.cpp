@@ -1,4 +1,4 @@
-// keras_import: JSON get_weights() lists -> named, transposed, shape-checked tensors.
+// keras_import: JSON get_weights() lists <-> named, transposed, shape-checked tensors.
 #include "keras_import.h"
 
 #include <fstream>
@@ -94,6 +94,35 @@ std::map<std::string, torch::Tensor> parse_keras_weights(const std::string& text
     params[e.layer + "." + e.weight.tensor] = t;
   }
   return params;
+}
+
+namespace {
+
+// A tensor as nested JSON lists (float32 values, exact as doubles).
+json nested_list(const torch::Tensor& t) {
+  if (t.dim() == 0) return t.item<double>();
+  json out = json::array();
+  for (int64_t i = 0; i < t.size(0); ++i) out.push_back(nested_list(t[i]));
+  return out;
+}
+
+}  // namespace
+
+json keras_weights_json(ModelImpl& model) {
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& [name, t] : model.state()) state[name] = t.detach().to(torch::kCPU, torch::kFloat);
+  json out = json::array();
+  for (const auto& layer : model.layers())
+    for (const auto& w : layer->keras_weights()) {
+      torch::Tensor t = state.at(layer->name + "." + w.tensor);
+      if (!w.to_torch.empty()) {  // back to Keras's layout: the inverse permutation
+        std::vector<int64_t> to_keras(w.to_torch.size());
+        for (size_t i = 0; i < w.to_torch.size(); ++i) to_keras[static_cast<size_t>(w.to_torch[i])] = static_cast<int64_t>(i);
+        t = t.permute(to_keras);
+      }
+      out.push_back(nested_list(t.contiguous()));
+    }
+  return out;
 }
 
 }  // namespace mnist

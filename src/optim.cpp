@@ -64,13 +64,37 @@ KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfi
   scratch_2_ = torch::empty_like(params_);
 }
 
+namespace {
+
+// Adam's step size at step t, as Keras computes it: in the variables' dtype T, from beta powers
+// in T: alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t). In float32, 1 - beta_2^t cancels (and
+// float32(0.999) is not 0.999), so Keras's alpha is up to 1e-5 away from the exact value; the
+// exact value would bias every step the same way. glibc's powf gives TensorFlow's values.
+template <typename T>
+T keras_adam_alpha(double learning_rate, double beta_1, double beta_2, int64_t t) {
+  const T step = static_cast<T>(t);
+  return static_cast<T>(learning_rate) * std::sqrt(T(1) - std::pow(static_cast<T>(beta_2), step)) /
+         (T(1) - std::pow(static_cast<T>(beta_1), step));
+}
+
+}  // namespace
+
+float keras_adam_alpha_float32(double learning_rate, double beta_1, double beta_2, int64_t t) {
+  return keras_adam_alpha<float>(learning_rate, beta_1, beta_2, t);
+}
+
 torch::Tensor KerasOptimizer::step_table(int64_t count, const std::function<double(int64_t)>& learning_rate) const {
   torch::Tensor table = torch::empty({count, 2}, torch::kDouble);
   auto row = table.accessor<double, 2>();
   const bool adam = config_.name == "adam" || config_.name == "adamw";
+  const bool in_double = params_.scalar_type() == torch::kDouble;
   for (int64_t i = 0; i < count; ++i) {
-    const double lr = learning_rate(i), t = static_cast<double>(iterations_ + i + 1);
-    row[i][0] = adam ? -lr * std::sqrt(1.0 - std::pow(config_.beta_2, t)) / (1.0 - std::pow(config_.beta_1, t)) : -lr;
+    const double lr = learning_rate(i);
+    const int64_t t = iterations_ + i + 1;
+    const double alpha = !adam     ? lr
+                         : in_double ? keras_adam_alpha<double>(lr, config_.beta_1, config_.beta_2, t)
+                                     : keras_adam_alpha<float>(lr, config_.beta_1, config_.beta_2, t);
+    row[i][0] = -alpha;
     row[i][1] = config_.name == "adamw" ? 1.0 - config_.weight_decay * lr : 1.0;
   }
   return table.to(params_.scalar_type());

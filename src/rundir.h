@@ -40,6 +40,7 @@ struct Checkpoint {
   std::vector<torch::Tensor> optimizer_state;   // KerasOptimizer::state()
   History history;
   Progress progress;
+  torch::Tensor data_order;  // Trainer::data_order(): undefined unless the run took a given order
 };
 // Reads a checkpoint written by save_checkpoint. Throws std::runtime_error naming the file.
 Checkpoint read_checkpoint(const fs::path& path);

@@ -213,7 +213,7 @@ std::string Trainer::step_kind() const {
 }
 
 void Trainer::prepare(const Split& train) {
-  const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
+  const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size;
   if (bound_.images.defined() && bound_.images.is_same(train.images) && bound_.labels.is_same(train.labels)) return;
   bound_ = train;
   const auto on_device = torch::TensorOptions().device(device_);
@@ -229,7 +229,7 @@ void Trainer::prepare(const Split& train) {
 }
 
 void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
-  const int64_t n = train.size(), batch = config_.batch_size;
+  const int64_t n = epoch_size(train), batch = config_.batch_size;
   const int64_t start = step * batch, len = std::min(batch, n - start);
   const torch::Tensor idx = order_.narrow(0, start, len);
   torch::Tensor x = x_buf_.narrow(0, 0, len), y = y_buf_.narrow(0, 0, len);
@@ -255,11 +255,13 @@ void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
 }
 
 bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct) {
-  const int64_t n = train.size(), batch = config_.batch_size;
+  const int64_t n = epoch_size(train), batch = config_.batch_size;
   const int64_t steps = (n + batch - 1) / batch, first = progress_.step;
   // The epoch's data order and optimizer scalars go to the device once; every step reads its
   // slice there, so no step needs a host value (and a CUDA graph can replay them all).
-  order_.copy_(config_.shuffle ? epoch_permutation(n, config_.seed, epoch) : torch::arange(n, torch::kLong));
+  order_.copy_(data_order_.defined() ? data_order_[epoch]
+               : config_.shuffle      ? epoch_permutation(n, config_.seed, epoch)
+                                      : torch::arange(n, torch::kLong));
   const bool scheduled = config_.lr_schedule.name != "constant";
   const int64_t iterations = optimizer_.iterations(), total_steps = steps * config_.epochs;
   auto learning_rate = [&](int64_t i) {  // Keras evaluates the schedule at `iterations`, the steps taken before
@@ -323,8 +325,10 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
 FitResult Trainer::fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options) {
   FitResult result;
   History& h = history_;
-  const int64_t n = train.size(), steps = (n + config_.batch_size - 1) / config_.batch_size;
+  const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size;
   const bool has_validation = validation.size() > 0;
+  if (data_order_.defined() && (data_order_.size(0) < config_.epochs || n > train.size()))
+    throw std::invalid_argument("Trainer::fit: the given data order does not cover every epoch, or is longer than the data");
   prepare(train);
   // On CUDA the whole run goes to the graph's stream: the first epoch is the capture's warm-up.
   std::optional<EpochGraph::StreamScope> on_graph_stream;

@@ -91,6 +91,12 @@ class Trainer {
   // best weights (empty when none). The optimizer's state is restored separately.
   void resume(History history, Progress progress, std::map<std::string, torch::Tensor> best_state = {});
 
+  // Take each epoch's data order from `order` (int64 [epochs, m], read_data_order) instead of
+  // shuffling: row e lists epoch e's samples, m distinct indices into the training split (all of
+  // it, or a subset: an epoch is then m samples). Undefined: our own shuffle of the whole split.
+  void set_data_order(torch::Tensor order) { data_order_ = std::move(order); }
+  const torch::Tensor& data_order() const { return data_order_; }
+
   // Runs the remaining epochs. `validation` may be empty: val_* then reports `test`. All splits
   // must be on the device.
   FitResult fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options);
@@ -109,6 +115,8 @@ class Trainer {
   const std::map<std::string, torch::Tensor>& best_state() const { return best_state_; }
 
  private:
+  // Samples per epoch: the training split's, or the given data order's.
+  int64_t epoch_size(const Split& train) const { return data_order_.defined() ? data_order_.size(1) : train.size(); }
   // After an epoch: track the best weights; true when early stopping ends training (the best
   // weights restored as Keras does when restore_best_weights is set).
   bool early_stop();
@@ -131,6 +139,7 @@ class Trainer {
   History history_;
   Progress progress_;
   std::map<std::string, torch::Tensor> best_state_;
+  torch::Tensor data_order_;                // given per-epoch orders; undefined: epoch_permutation
   std::unique_ptr<FusedDenseStep> fused_;  // set when the fused step covers this model
   std::unique_ptr<EpochGraph> graph_;      // set on CUDA when a graph covers this run
   std::string fused_reason_;               // why the fused step does not cover this run

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "model.h"
 #include "optim.h"
@@ -47,6 +48,29 @@ TEST(Optim, KerasAdamTwoStepsByHand) {
   const double keras_move = p0[2] - first.at(2), torch_move = 1e-3 * 1e-6 / (1e-6 + 1e-7);
   EXPECT_NEAR(keras_move, 1e-3 * std::sqrt(0.001) / 0.1 * 1e-7 / (std::sqrt(1e-15) + 1e-7), 1e-15);
   EXPECT_LT(keras_move, 0.3 * torch_move);
+}
+
+// alpha_t as TensorFlow 2.21 computes it in Keras 3.15.1's Adam.update_step (a tf.function of
+// `iterations`; float32 bits read back from TensorFlow). The exact value, rounded once, differs
+// in the first steps: by 6.6e-6 relative at step 1.
+TEST(Optim, AdamStepSizeIsTensorFlowsFloat32Value) {
+  const std::vector<std::pair<int64_t, uint32_t>> tensorflow = {
+      {1, 0x39a5cb17}, {2, 0x3976beb9}, {3, 0x3953d29d}, {10, 0x3920a11a},
+      {100, 0x39a1c6c2}, {1000, 0x3a507326}, {10000, 0x3a8311ad}, {20000, 0x3a83126f}};
+  for (const auto& [t, bits] : tensorflow) {
+    const float ours = keras_adam_alpha_float32(0.001, 0.9, 0.999, t);
+    uint32_t ours_bits;
+    std::memcpy(&ours_bits, &ours, sizeof ours_bits);
+    EXPECT_EQ(ours_bits, bits) << "step " << t << ": " << ours;
+  }
+  const double exact = 0.001 * std::sqrt(1 - 0.999) / (1 - 0.9);
+  EXPECT_NE(static_cast<float>(exact), keras_adam_alpha_float32(0.001, 0.9, 0.999, 1));
+
+  // The table a float32 run trains with holds exactly that value.
+  auto p = torch::zeros({3}, torch::kFloat).requires_grad_();
+  KerasOptimizer opt({p}, OptimizerConfig{});
+  const torch::Tensor table = opt.step_table(3, [](int64_t) { return 0.001; });
+  EXPECT_EQ(table[1][0].item<float>(), -keras_adam_alpha_float32(0.001, 0.9, 0.999, 2));
 }
 
 TEST(Optim, KerasSgdPlainMomentumAndNesterov) {
