@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What Keras trains when a sigmoid output meets sparse_categorical_crossentropy, found by running it.
 
-    KERAS_BACKEND=tensorflow .venv/keras/bin/python scripts/keras_semantics.py [--json FILE]
+    KERAS_BACKEND=tensorflow .venv/keras/bin/python scripts/keras_semantics.py [--scale 80] [--json FILE]
 
 Builds the paper's model (Flatten -> Dense(100, relu) -> Dense(10, sigmoid)), scales the last kernel so
 that many sigmoid outputs saturate (several at exactly 1.0, which ties them), and takes one
@@ -19,8 +19,11 @@ subtracts as they are:
 
 and prints, per mode, the loss Keras reported and the relative distance of the loss and of the bias
 step to each candidate; the closest one (well under 1e-4 apart, where the others are far) is what that
-mode trains. It also checks what the accuracy metric reports when outputs tie at 1.0: argmax takes
-the first maximal class. The same IDX files as `mnist` (data/mnist or --data).
+mode trains. It also shows what the accuracy metric reports when outputs tie at 1.0: the argmax of the
+outputs (the first of the tied classes), or, in Keras 3.8 and earlier on TensorFlow in graph mode, the
+argmax of the logits (TensorFlow's graph optimizer rewrites ArgMax(Sigmoid(z)) to ArgMax(z); Keras 3.9's
+ops.argmax guards -0.0 with a tf.where, which keeps the sigmoid in place). The same IDX files as
+`mnist` (data/mnist or --data).
 """
 import argparse
 import json
@@ -73,6 +76,10 @@ def main():
     ap.add_argument("--data", default="data/mnist")
     ap.add_argument("--scale", type=float, default=40.0, help="factor on the last kernel (saturates outputs)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--expect", help="exit 1 unless every mode trains this candidate (a test's assertion)")
+    ap.add_argument("--expect-accuracy", choices=["outputs", "logits"],
+                    help="exit 1 unless every mode's reported accuracy is the argmax of the outputs (first of the "
+                         "tied) or of the logits")
     args = ap.parse_args()
 
     import keras
@@ -135,6 +142,11 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    wrong = [mode for mode, row in results["modes"].items() if args.expect and row["trains"] != args.expect]
+    key = {"outputs": "accuracy_first_argmax", "logits": "accuracy_logits_argmax"}.get(args.expect_accuracy)
+    wrong += [f"{mode} (accuracy)" for mode, row in results["modes"].items() if key and row["accuracy"] != row[key]]
+    if wrong:
+        raise SystemExit(f"keras_semantics.py: not as expected: {', '.join(wrong)}")
 
 
 if __name__ == "__main__":

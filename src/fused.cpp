@@ -434,7 +434,7 @@ void FusedDenseStep::step_kernels(const int64_t* rows, int64_t len, const float*
                         layers_.front().in,
                         &kernel_layers_,
                         kernels::Adam{coefficients, static_cast<float>(1.0 - adam_.beta_1), static_cast<float>(1.0 - adam_.beta_2),
-                                      static_cast<float>(adam_.epsilon)},
+                                      static_cast<float>(adam_.epsilon), static_cast<float>(optimizer_.weight_decay())},
                         static_cast<float>(1.0 - loss_.label_smoothing) + off,
                         off,
                         kernel_act(output_),

@@ -141,15 +141,17 @@ struct InputGrad {
   }
 };
 
-// Keras's Adam on one parameter, as optim.cpp's adam_update computes it; rate = -alpha_t and keep
-// (AdamW's decay) come from the step's row of KerasOptimizer::step_table, on the device.
+// Keras's Adam on one parameter, as optim.cpp's adam_update computes it; rate = -alpha_t and
+// decay_rate (AdamW's learning rate; 0 for adam) come from the step's row of
+// KerasOptimizer::step_table, on the device.
 struct Adam {
   const float* coefficients;
-  float one_minus_beta_1, one_minus_beta_2, epsilon;
+  float one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay;
   MNIST_HD void operator()(float& p, float& m, float& v, float g) const {
     m = m + one_minus_beta_1 * (g - m);
     v = v + one_minus_beta_2 * (g * g - v);
-    p = p * coefficients[1] + coefficients[0] * m / (sqrtf(v) + epsilon);
+    const float decayed = p - (p * weight_decay) * coefficients[1];
+    p = decayed + (m * coefficients[0]) / (sqrtf(v) + epsilon);
   }
 };
 

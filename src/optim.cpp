@@ -13,7 +13,7 @@ namespace mnist {
 // FMA), so the tensor version below gets the same bits.
 MNIST_CLONES void adam_update(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
                               int64_t n, const AdamStep& s) {
-  const auto keep = static_cast<float>(s.keep), w1 = static_cast<float>(s.one_minus_beta_1),
+  const auto wd = static_cast<float>(s.weight_decay), lr = static_cast<float>(s.decay_rate), w1 = static_cast<float>(s.one_minus_beta_1),
              w2 = static_cast<float>(s.one_minus_beta_2), step = static_cast<float>(-s.alpha), eps = static_cast<float>(s.epsilon);
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i];
@@ -21,15 +21,19 @@ MNIST_CLONES void adam_update(float* __restrict p, const float* __restrict g, fl
     const float vi = v[i] + (gi * gi - v[i]) * w2;
     m[i] = mi;
     v[i] = vi;
-    p[i] = p[i] * keep + (mi * step) / (std::sqrt(vi) + eps);
+    const float decayed = p[i] - (p[i] * wd) * lr;  // adam: wd = lr = 0, and p - 0 is p
+    p[i] = decayed + (mi * step) / (std::sqrt(vi) + eps);
   }
 }
 
 void adam_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
                  const torch::Tensor& row, double one_minus_beta_1, double one_minus_beta_2, double epsilon,
-                 bool decay, torch::Tensor t1, torch::Tensor t2) {
-  const torch::Tensor rate = row.narrow(0, 0, 1), keep = row.narrow(0, 1, 1);
-  if (decay) p.mul_(keep);  // p keep (keep = 1 for adam: exact either way)
+                 double weight_decay, torch::Tensor t1, torch::Tensor t2) {
+  const torch::Tensor rate = row.narrow(0, 0, 1), decay_rate = row.narrow(0, 1, 1);
+  if (weight_decay != 0) {  // AdamW: p -= (p wd) lr, before Adam's update
+    torch::mul_out(t1, p, weight_decay).mul_(decay_rate);
+    p.sub_(t1);
+  }
   torch::sub_out(t1, g, m).mul_(one_minus_beta_1);
   m.add_(t1);  // m += (g - m) (1 - beta_1)
   torch::mul_out(t1, g, g).sub_(v).mul_(one_minus_beta_2);
@@ -95,13 +99,13 @@ torch::Tensor KerasOptimizer::step_table(int64_t count, const std::function<doub
                          : in_double ? keras_adam_alpha<double>(lr, config_.beta_1, config_.beta_2, t)
                                      : keras_adam_alpha<float>(lr, config_.beta_1, config_.beta_2, t);
     row[i][0] = -alpha;
-    row[i][1] = config_.name == "adamw" ? 1.0 - config_.weight_decay * lr : 1.0;
+    row[i][1] = config_.name == "adamw" ? lr : 0.0;
   }
   return table.to(params_.scalar_type());
 }
 
 AdamStep KerasOptimizer::adam_step(const float* row) const {
-  return {-static_cast<double>(row[0]), 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon, row[1]};
+  return {-static_cast<double>(row[0]), 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon, weight_decay(), row[1]};
 }
 
 void KerasOptimizer::step() {
@@ -109,7 +113,7 @@ void KerasOptimizer::step() {
   count_steps(1);
 }
 
-// Tensor ops whose per-step scalars are 1-element tensors (`rate`, `keep`), never host values.
+// Tensor ops whose per-step scalars are 1-element tensors (`rate`, `decay_rate`), never host values.
 // p + q * rate rounds as Keras's p - lr * q does: multiplying by -1 or 1 is exact.
 void KerasOptimizer::step(const torch::Tensor& row) {
   torch::NoGradGuard no_grad;
@@ -122,7 +126,7 @@ void KerasOptimizer::step(const torch::Tensor& row) {
   }
   if (adam) {
     adam_update(params_, g, slot_a_, slot_b_, row, 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon,
-                /*decay=*/config_.name == "adamw", scratch_, scratch_2_);
+                weight_decay(), scratch_, scratch_2_);
     return;
   }
   const torch::Tensor rate = row.narrow(0, 0, 1);

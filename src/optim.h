@@ -23,11 +23,13 @@ namespace mnist {
 // One Adam/AdamW step's coefficients, Keras's bias corrections folded into alpha.
 struct AdamStep {
   double alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
-  double keep;  // AdamW's 1 - weight_decay * learning_rate; 1 for adam
+  double weight_decay, decay_rate;  // AdamW's weight_decay and this step's learning rate; 0 and 0 for adam
 };
 
-// The Keras Adam update of n floats in place, one pass on the CPU:
-//   p = p keep;  m += (g - m) one_minus_beta_1;  v += (g^2 - v) one_minus_beta_2;  p -= alpha m / (sqrt(v) + eps)
+// The Keras Adam update of n floats in place, one pass on the CPU, each operation rounded to float32
+// where Keras rounds it (AdamW's decay is its own assignment, p -= (p wd) lr, before Adam's):
+//   p -= (p weight_decay) decay_rate;  m += (g - m) one_minus_beta_1;  v += (g^2 - v) one_minus_beta_2;
+//   p -= (m alpha) / (sqrt(v) + eps)
 void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
 
 // Adam's bias-corrected step size alpha_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) at step t,
@@ -38,11 +40,11 @@ float keras_adam_alpha_float32(double learning_rate, double beta_1, double beta_
 
 // The same update on tensors of any device and float dtype, in the same order of operations, so
 // float32 tensors on the CPU get the same bits. Its per-step scalars are 1-element tensors (a
-// step_table row: rate = -alpha_t, keep), never host values; t1 and t2 are scratch shaped like p.
+// step_table row: rate = -alpha_t, decay_rate), never host values; t1 and t2 are scratch shaped like p.
 // Keras's order, p -= (m alpha_t) / (sqrt(v) + eps): the product first, then the quotient.
 void adam_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
                  const torch::Tensor& row, double one_minus_beta_1, double one_minus_beta_2, double epsilon,
-                 bool decay, torch::Tensor t1, torch::Tensor t2);
+                 double weight_decay, torch::Tensor t1, torch::Tensor t2);
 
 class KerasOptimizer {
  public:
@@ -51,12 +53,12 @@ class KerasOptimizer {
 
   void zero_grad() { grads_.zero_(); }  // keep .grad defined: autograd then accumulates in place
 
-  // The scalars of the next `count` steps, one row per step: {rate, keep}, in the parameters'
-  // dtype, on the CPU. rate is -alpha_t for adam/adamw (Keras's bias corrections folded in, from
-  // the step's iteration number) and -learning_rate for sgd/rmsprop; keep is AdamW's
-  // 1 - weight_decay * learning_rate (else 1). `learning_rate(i)` gives step i's rate, i from 0.
-  // alpha_t is computed as Keras computes it, in the parameters' dtype (keras_adam_alpha_float32
-  // for float32 parameters); the rest in double, then rounded once.
+  // The scalars of the next `count` steps, one row per step: {rate, decay_rate}, in the
+  // parameters' dtype, on the CPU. rate is -alpha_t for adam/adamw (Keras's bias corrections folded
+  // in, from the step's iteration number) and -learning_rate for sgd/rmsprop; decay_rate is the
+  // learning rate AdamW's decay multiplies by (else 0). `learning_rate(i)` gives step i's rate, i
+  // from 0. alpha_t is computed as Keras computes it, in the parameters' dtype
+  // (keras_adam_alpha_float32 for float32 parameters).
   // A step that reads its row from a table on the device needs nothing from the host, so a CUDA
   // graph can replay a whole epoch of them (graph.h).
   torch::Tensor step_table(int64_t count, const std::function<double(int64_t)>& learning_rate) const;
@@ -71,6 +73,8 @@ class KerasOptimizer {
   void step();
 
   int64_t iterations() const { return iterations_; }
+  // AdamW's weight_decay; 0 for every other optimizer.
+  double weight_decay() const { return config_.name == "adamw" ? config_.weight_decay : 0.0; }
   double learning_rate() const { return learning_rate_; }
   void set_learning_rate(double lr) { learning_rate_ = lr; }  // schedules and ReduceLROnPlateau
 

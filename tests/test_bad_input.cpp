@@ -73,6 +73,15 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "garbage.png", "\x89PNG but not really");
   write_file(d / "empty.png", "");
   write_file(d / "file_not_dir", "x");
+  // Data orders (the training split of {tmp}/good has 60000 samples) and initial weights.
+  write_file(d / "order_not_json.json", "[[0, 1");
+  write_file(d / "order_deep.json", std::string(100000, '[') + std::string(100000, ']'));
+  write_file(d / "order_short.json", "[[0, 1], [2, 3]]");
+  write_file(d / "order_twice.json", "[[0, 1, 1]]");
+  write_file(d / "order_range.json", "[[0, 60000]]");
+  write_file(d / "order_ragged.json", "[[0, 1], [2]]");
+  write_file(d / "order_string.json", "[[0, \"1\"]]");
+  write_file(d / "weights_wrong.json", "[[1.0]]");
 
   const BadInput cases[] = {
       {"data directory missing", "train --epochs 1 --data {tmp}/nope", 1, "data directory {tmp}/nope does not exist"},
@@ -99,6 +108,23 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
 #else
       {"predict in a build without OpenCV", "predict --model {tmp}/good.pt {tmp}/garbage.png", 2, "predict needs OpenCV"},
 #endif
+      {"data order not JSON", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_not_json.json", 1, "order_not_json.json is not valid JSON"},
+      {"data order nested deep", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_deep.json", 1,
+       "order_deep.json is nested deeper than a list of lists"},
+      {"data order too few epochs", "train --epochs 3 --data {tmp}/good --data-order {tmp}/order_short.json", 1,
+       "order_short.json orders 2 epochs; the run trains 3"},
+      {"data order repeats", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_twice.json", 1,
+       "epoch 1's list has index 1 twice"},
+      {"data order out of range", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_range.json", 1,
+       "epoch 1's list has 60000 at position 1; expected a JSON list with one list per epoch"},
+      {"data order ragged", "train --epochs 2 --data {tmp}/good --data-order {tmp}/order_ragged.json", 1,
+       "epoch 2's list has 1 indices where epoch 1's has 2"},
+      {"data order not a number", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_string.json", 1,
+       "epoch 1's list has a string at position 1"},
+      {"data order missing", "train --epochs 1 --data {tmp}/good --data-order {tmp}/nope.json", 1, "--data-order {tmp}/nope.json cannot be read"},
+      {"initial weights mismatch", "train --epochs 1 --data {tmp}/good --initial-weights {tmp}/weights_wrong.json", 1,
+       "weights_wrong.json holds 1 arrays; the config needs 4"},
+      {"resume with a data order", "train --resume {tmp}/nope --data-order {tmp}/order_short.json", 2, "drop --config, --set"},
       {"output dir not empty", "train --epochs 1 --data {tmp}/good --out {tmp}/good", 2, "already exists and is not an empty directory"},
       {"output dir not writable", "train --epochs 1 --data {tmp}/good --out {tmp}/file_not_dir/run", 1, "cannot create run directory"},
   };

@@ -16,7 +16,10 @@
 #include <thread>
 
 #include "data.h"
+#include "export.h"
+#include "keras_import.h"
 #include "rundir.h"
+#include "train.h"
 #include "helpers.h"
 
 using namespace testing_helpers;
@@ -280,6 +283,51 @@ TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
   EXPECT_NE(again.out.find("already finished all 2 epochs"), std::string::npos) << again.out;
   expect_one_line_error(run_mnist("train --resume " + interrupted.string() + " --epochs 5"), 2, "--resume continues a run");
   expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "holds no checkpoint.pt");
+}
+
+// Lock-step replay, the way scripts/keras_lockstep.py drives it: a run started from given weights
+// on a given data order trains what a run that drew them itself trains, bit for bit. The weights go
+// out as Keras's get_weights() JSON (export --out FILE.json) and come back in exactly.
+TEST(Cli, GivenInitialWeightsAndDataOrderReplayARunExactly) {
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const std::string data = " --data " + tmp.path.string();
+  const fs::path straight = tmp / "straight", replay = tmp / "replay", subset = tmp / "subset";
+  ASSERT_EQ(run_mnist("train --epochs 1" + data + " --out " + straight.string()).exit_code, 0);
+  // The straight run's initial weights, drawn as it drew them (configs/paper.json, seed 0).
+  const mnist::Config config = mnist::load_config_file("configs/paper.json");
+  mnist::Model initial(config.model, mnist::kImageShape, /*seed=*/0);
+  const json init = mnist::keras_weights_json(*initial);
+  ASSERT_EQ(init.size(), 4u);  // kernel [784, 100], bias, kernel [100, 10], bias
+  EXPECT_EQ(init[0].size(), 784u);
+  write_file(tmp / "init.json", init.dump());
+  // The order the straight run drew for its one epoch.
+  const torch::Tensor perm = mnist::epoch_permutation(60000, /*seed=*/0, /*epoch=*/0);
+  write_file(tmp / "order.json", json::array({std::vector<int64_t>(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + 60000)}).dump());
+  const CommandResult r = run_mnist("train --epochs 1 --set training.seed=7" + data + " --initial-weights " + (tmp / "init.json").string() +
+                                    " --data-order " + (tmp / "order.json").string() + " --out " + replay.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Initial weights from "), std::string::npos) << r.out;
+  const mnist::Checkpoint a = mnist::read_checkpoint(straight / "checkpoint.pt"), b = mnist::read_checkpoint(replay / "checkpoint.pt");
+  for (const auto& [name, tensor] : a.params) EXPECT_TRUE(tensor.equal(b.params.at(name))) << name;
+  EXPECT_EQ(a.history.loss, b.history.loss);
+  EXPECT_EQ(a.history.accuracy, b.history.accuracy);
+  ASSERT_TRUE(b.data_order.defined());  // carried by the checkpoint, for --resume
+  EXPECT_TRUE(b.data_order[0].equal(perm));
+  EXPECT_FALSE(a.data_order.defined());
+  // export --out FILE.json writes the trained weights in that layout.
+  const CommandResult exported = run_mnist("export --run " + replay.string() + " --out " + (tmp / "trained.json").string());
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_EQ(json::parse(slurp(tmp / "trained.json")), mnist::keras_weights_json(*mnist::model_with_params(b.config, b.params, "b")));
+  EXPECT_NE(json::parse(slurp(tmp / "trained.json")), init);
+
+  // An epoch may be a chosen subset: 2 epochs of 64 samples are 2 steps each.
+  std::vector<int64_t> first(64), second(64);
+  for (int64_t i = 0; i < 64; ++i) first[i] = i, second[i] = 1000 + 2 * i;
+  write_file(tmp / "subset.json", json::array({first, second}).dump());
+  const CommandResult s = run_mnist("train --epochs 2" + data + " --data-order " + (tmp / "subset.json").string() + " --out " + subset.string());
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_NE(s.out.find("Epoch 2/2  2/2 ["), std::string::npos) << s.out;
 }
 
 TEST(Cli, BenchReportsSecondsPerEpochAsJson) {

@@ -195,10 +195,11 @@ TEST(Optim, AdamTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
     const torch::Tensor g = torch::randn({n}, gen) * 1e-2;
     torch::Tensor p2 = p.clone(), m2 = m.clone(), v2 = v.clone(), t1 = torch::empty({n}), t2 = torch::empty({n});
     const double alpha = 1e-3 * std::sqrt(1 - std::pow(0.999, 3)) / (1 - std::pow(0.9, 3));  // step 3
-    const torch::Tensor row = torch::tensor({-alpha, decay ? 1 - 0.004 * 1e-3 : 1.0}, torch::kFloat);
+    const double weight_decay = decay ? 0.004 : 0.0;
+    const torch::Tensor row = torch::tensor({-alpha, decay ? 1e-3 : 0.0}, torch::kFloat);
     adam_update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), n,
-                AdamStep{-static_cast<double>(row[0].item<float>()), 0.1, 0.001, 1e-7, row[1].item<float>()});
-    adam_update(p2, g, m2, v2, row, 0.1, 0.001, 1e-7, decay, t1, t2);
+                AdamStep{-static_cast<double>(row[0].item<float>()), 0.1, 0.001, 1e-7, weight_decay, row[1].item<float>()});
+    adam_update(p2, g, m2, v2, row, 0.1, 0.001, 1e-7, weight_decay, t1, t2);
     EXPECT_TRUE(torch::equal(m, m2)) << "decay " << decay;
     EXPECT_TRUE(torch::equal(v, v2)) << "decay " << decay;
     const torch::Tensor exact_root = v.to(torch::kDouble).sqrt().to(torch::kFloat);  // correctly rounded
