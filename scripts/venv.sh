@@ -3,6 +3,9 @@
 # scripts/requirements/NAME.txt; created once, recreated when that file changes. Prints its python.
 #   torch       PyTorch 2.13.0 (CPU): the LibTorch the build links, and Python's side of the interop tests
 #   torch-cuda  PyTorch 2.14.1 built with CUDA 13: the LibTorch of the CUDA build (scripts/cuda-build.sh)
+#   keras       TensorFlow 2.21 (CPU), Keras 3.15.1 and JAX: the Keras tests and scripts/keras_*.py
+#   keras-2024  TensorFlow 2.18, Keras 3.7: the Keras of the paper's time, for runs by hand
+#   jax         JAX alone: the JAX peer of scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/venv.sh NAME (a file scripts/requirements/NAME.txt)}"
