@@ -199,7 +199,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
     return 128 + static_cast<int>(g_signal);
   }
 
-  const Evaluation test_eval = evaluate(model, test_data, config.training.loss);
+  const Evaluation test_eval = evaluate(model, test_data, config.training);
   nlohmann::json metrics = metrics_json(test_eval, class_names(config.dataset));
   metrics["epochs_completed"] = fit.history.epochs();
   if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
@@ -228,7 +228,7 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
   LoadedModel loaded = load_model(model_path);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split data = load_split(data_dir, split == "train");
-  const Evaluation e = evaluate(loaded.model, data, loaded.config.training.loss);
+  const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
   const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset), split);
   if (!out.empty()) {
     std::error_code ec;
@@ -258,7 +258,7 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
   LoadedModel loaded = load_model(run_dir);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split test = load_split(data_dir, false);
-  const Evaluation e = evaluate(loaded.model, test, loaded.config.training.loss);
+  const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
   save_history(dir, history);
   save_run_figures(dir, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);

@@ -464,10 +464,12 @@ TrainingConfig parse_training(const json& j) {
   if (r.has("reduce_lr_on_plateau")) t.reduce_lr_on_plateau = parse_plateau(r.raw("reduce_lr_on_plateau"));
   if (r.has("early_stopping")) t.early_stopping = parse_early_stopping(r.raw("early_stopping"));
   if (r.has("augmentation")) t.augmentation = parse_augmentation(r.raw("augmentation"));
+  t.accuracy_argmax = r.choice("accuracy_argmax", "outputs", {"outputs", "logits"}) == "logits" ? AccuracyArgmax::logits
+                                                                                               : AccuracyArgmax::outputs;
   t.fused = r.boolean("fused", t.fused);
   t.cuda_graph = r.boolean("cuda_graph", t.cuda_graph);
   r.reject_unknown({"epochs", "batch_size", "shuffle", "validation_split", "seed", "optimizer", "loss", "lr_schedule",
-                    "reduce_lr_on_plateau", "early_stopping", "augmentation", "fused", "cuda_graph"});
+                    "reduce_lr_on_plateau", "early_stopping", "augmentation", "accuracy_argmax", "fused", "cuda_graph"});
   return t;
 }
 
@@ -647,6 +649,7 @@ json to_json(const Config& c) {
              {{"rotation_range", a.rotation_range}, {"width_shift_range", a.width_shift_range},
               {"height_shift_range", a.height_shift_range}, {"zoom_range", a.zoom_range}, {"fill_mode", a.fill_mode},
               {"elastic_alpha", a.elastic_alpha}, {"elastic_sigma", a.elastic_sigma}}},
+            {"accuracy_argmax", t.accuracy_argmax == AccuracyArgmax::logits ? "logits" : "outputs"},
             {"fused", t.fused},
             {"cuda_graph", t.cuda_graph}}}};
 }

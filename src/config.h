@@ -139,6 +139,13 @@ struct AugmentationConfig {
   }
 };
 
+// What Keras's "accuracy" takes the argmax of. Keras 3.9 and later (and every eager or JAX run):
+// the model's outputs, so saturated sigmoids that tie at 1.0 count for the lowest of the tied
+// classes. Keras 3.8 and earlier on TensorFlow in graph mode (model.fit's default, and what the
+// paper ran): the logits, because TensorFlow's graph optimizer rewrites ArgMax(Sigmoid(z)) to
+// ArgMax(z); ties then go to the larger logit. Only the reported accuracy differs, never the training.
+enum class AccuracyArgmax { outputs, logits };
+
 struct TrainingConfig {
   int64_t epochs = 1;       // keras Model.fit default
   int64_t batch_size = 32;  // keras Model.fit default
@@ -151,6 +158,7 @@ struct TrainingConfig {
   ReduceLROnPlateauConfig reduce_lr_on_plateau;
   EarlyStoppingConfig early_stopping;
   AugmentationConfig augmentation;
+  AccuracyArgmax accuracy_argmax = AccuracyArgmax::outputs;
   // Not a Keras knob: train Flatten/Dense models on the CPU with the fused step (fused.h), which
   // computes what the autograd step does several times faster; false: always the autograd step.
   bool fused = true;
@@ -179,6 +187,11 @@ nlohmann::json to_json(const Config& c);
 // the value is read as JSON when it parses, else as a string. Setting training.optimizer.name
 // resets the optimizer to that optimizer's Keras defaults. Throws UsageError/ConfigError.
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments);
+
+// The activation whose argmax Keras's accuracy takes: the output layer's, or linear (the logits).
+inline Activation accuracy_activation(Activation output, const TrainingConfig& t) {
+  return t.accuracy_argmax == AccuracyArgmax::logits ? Activation::linear : output;
+}
 
 // Classes of the dataset, in label order.
 std::vector<std::string> class_names(const std::string& dataset);

@@ -251,7 +251,7 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
       kernels_(kernels_on_cpu || optimizer.flat_params().is_cuda()),
       adam_(config.optimizer),
       loss_(config.loss),
-      output_(model->output_activation()) {
+      output_(accuracy_activation(model->output_activation(), config)) {
   const float* base = optimizer_.flat_params().data_ptr<float>();
   for (const auto& layer : model->layers()) {
     if (layer->type != "Dense") continue;

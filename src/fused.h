@@ -74,7 +74,7 @@ class FusedDenseStep {
   const bool kernels_;    // the kernel formulation: on CUDA, or kernels_on_cpu
   OptimizerConfig adam_;  // beta_1, beta_2, epsilon for the kernels
   LossConfig loss_;
-  Activation output_;  // the last layer's activation: what Keras's accuracy takes the argmax of
+  Activation output_;  // what Keras's accuracy takes the argmax of: the last layer's activation, or linear
   std::vector<Layer> layers_;
   // Keras layout, valid between load() and store(). params_ ends in fused.cpp's kSlack floats
   // of zeros, like every buffer whose rows the kernels read as whole vectors.

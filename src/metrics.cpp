@@ -9,7 +9,8 @@ torch::Tensor confusion_matrix(const torch::Tensor& predicted, const torch::Tens
   return torch::bincount(truth * classes + predicted, /*weights=*/{}, classes * classes).view({classes, classes}).to(torch::kCPU);
 }
 
-Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, int64_t batch_size) {
+Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size) {
+  const Activation output = model->output_activation(), argmax_of = accuracy_activation(output, training);
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
@@ -23,10 +24,10 @@ Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, in
     const torch::Tensor x = split.images.narrow(0, start, len), y = split.labels.narrow(0, start, len);
     const torch::Tensor z = model->logits(x);
     classes = z.size(1);
-    loss_sum += sparse_categorical_crossentropy(z, y, model->output_activation(), loss) * static_cast<double>(len);
-    const torch::Tensor out = activate(z, model->output_activation());
+    loss_sum += sparse_categorical_crossentropy(z, y, output, training.loss) * static_cast<double>(len);
+    const torch::Tensor out = activate(z, output);
     ties += out.eq(std::get<0>(out.max(1, /*keepdim=*/true))).sum(1).gt(1).sum();
-    predictions.push_back(out.argmax(1));
+    predictions.push_back(argmax_of == output ? out.argmax(1) : activate(z, argmax_of).argmax(1));
   }
   model->train(was_training);
   const torch::Tensor predicted = torch::cat(predictions);

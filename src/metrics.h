@@ -23,9 +23,10 @@ struct Evaluation {
 };
 
 // Mean loss and accuracy over the split as Keras's evaluate() reports them (sample-weighted
-// means). Accuracy is sparse_categorical_accuracy on the model's OUTPUTS: argmax of the sigmoid,
-// so ties between saturated units resolve to the lower class, exactly as in Keras.
-Evaluation evaluate(Model& model, const Split& split, const LossConfig& loss, int64_t batch_size = 10000);
+// means). Accuracy, predictions and the confusion matrix are sparse_categorical_accuracy's argmax:
+// of the model's OUTPUTS (ties between saturated sigmoids resolve to the lower class, as in Keras),
+// or of the logits under training.accuracy_argmax = "logits" (Keras 3.8 and earlier on TensorFlow).
+Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size = 10000);
 
 struct Mistake {
   torch::Tensor image;  // [1, 28, 28] on the CPU, values in [0, 1]

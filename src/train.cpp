@@ -251,7 +251,7 @@ void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
 
   torch::NoGradGuard no_grad;
   loss_sum_.add_(loss.detach(), static_cast<double>(len));
-  correct_.add_(activate(z.detach(), model_->output_activation()).argmax(1).eq(y).sum());
+  correct_.add_(activate(z.detach(), accuracy_activation(model_->output_activation(), config_)).argmax(1).eq(y).sum());
 }
 
 bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct) {
@@ -369,8 +369,8 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
       break;
     }
 
-    const Evaluation test_eval = evaluate(model_, test, config_.loss);
-    const Evaluation val_eval = has_validation ? evaluate(model_, validation, config_.loss) : test_eval;
+    const Evaluation test_eval = evaluate(model_, test, config_);
+    const Evaluation val_eval = has_validation ? evaluate(model_, validation, config_) : test_eval;
     h.loss.push_back(loss);
     h.accuracy.push_back(accuracy);
     h.val_loss.push_back(val_eval.loss);

@@ -115,23 +115,41 @@ TEST(Fused, TrainsWhatTheAutogradStepTrains) {
 
 TEST(Fused, SaturatedSigmoidTiesCountAsKerasCountsThem) {
   // Output bias +100: every sigmoid output is exactly 1.0f, argmax ties resolve to class 0, and
-  // the running accuracy is the share of class-0 labels (1 in 10), on both steps.
+  // the running accuracy is the share of class-0 labels (1 in 10), on both steps. Under
+  // accuracy_argmax "logits" (Keras 3.8 and earlier on TensorFlow) the ties break by logit instead.
   Config config = config_with(R"({"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "sigmoid"})",
                               R"("optimizer": {"learning_rate": 1e-9})");
   config.training.epochs = 1;
-  for (bool fused : {true, false}) {
-    TrainingConfig t = config.training;
-    t.fused = fused;
-    Model model(config.model, kImageShape, 7);
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& p : model->named_parameters())
-        if (p.key().find("bias") != std::string::npos) p.value().fill_(100.0);
+  const Split train = sparse_synthetic(200, 1), test = sparse_synthetic(50, 2);
+  for (const AccuracyArgmax rule : {AccuracyArgmax::outputs, AccuracyArgmax::logits})
+    for (bool fused : {true, false}) {
+      TrainingConfig t = config.training;
+      t.fused = fused;
+      t.accuracy_argmax = rule;
+      Model model(config.model, kImageShape, 7);
+      {
+        torch::NoGradGuard no_grad;
+        for (auto& p : model->named_parameters())
+          if (p.key().find("bias") != std::string::npos) p.value().fill_(100.0);
+      }
+      // The logits' argmax before training (a learning rate of 1e-9 leaves it as it is).
+      const auto logits_accuracy = [&](const Split& s) {
+        torch::NoGradGuard no_grad;
+        return model->logits(s.images).argmax(1).eq(s.labels).to(torch::kDouble).mean().item<double>();
+      };
+      const double train_logits = logits_accuracy(train), test_logits = logits_accuracy(test);
+      ASSERT_NE(train_logits, 0.1);  // the two rules differ on this data
+      Trainer trainer(model, t, torch::kCPU);
+      const History h = trainer.fit(train, Split{}, test, FitOptions{}).history;
+      const std::string what = std::string(fused ? "fused" : "autograd") + (rule == AccuracyArgmax::logits ? ", logits" : "");
+      EXPECT_EQ(trainer.step_kind().rfind(fused ? "fused" : "autograd", 0), 0u) << what;
+      if (rule == AccuracyArgmax::outputs) {
+        EXPECT_DOUBLE_EQ(h.accuracy[0], 0.1) << what;
+      } else {
+        EXPECT_DOUBLE_EQ(h.accuracy[0], train_logits) << what;
+        EXPECT_DOUBLE_EQ(h.test_accuracy[0], test_logits) << what;  // evaluate() follows the same rule
+      }
     }
-    Trainer trainer(model, t, torch::kCPU);
-    const History h = trainer.fit(sparse_synthetic(200, 1), Split{}, sparse_synthetic(50, 2), FitOptions{}).history;
-    EXPECT_DOUBLE_EQ(h.accuracy[0], 0.1) << (fused ? "fused" : "autograd");
-  }
 }
 
 TEST(Fused, RefusesWhatItDoesNotImplementAndSaysWhy) {

@@ -65,7 +65,7 @@ TEST(Train, ReportedAccuracyIsKerasRunningMeanOverTheEpochsBatches) {
   // update, i.e. of the initial weights, not an evaluation after the epoch.
   const Split train = class_blocks(64, 3, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
-  const Evaluation before = evaluate(model, train, LossConfig{});
+  const Evaluation before = evaluate(model, train, TrainingConfig{});
   Trainer trainer(model, training(1, 64), torch::kCPU);
   const History h = trainer.fit(train, Split{}, train, FitOptions{}).history;
   EXPECT_NEAR(h.accuracy[0], before.accuracy, 1e-12);
@@ -181,7 +181,7 @@ TEST(Train, RepeatedTrainAndEvaluateDoNotLeak) {
     Model model(wide, kImageShape, 1);
     Trainer trainer(model, training(1, 64), torch::kCPU);
     trainer.fit(train, Split{}, test, FitOptions{});
-    evaluate(model, test, LossConfig{});
+    evaluate(model, test, TrainingConfig{});
   };
   for (int i = 0; i < 3; ++i) cycle();  // warm-up: allocator pools, thread pools
   const double before = resident_mb();
@@ -226,8 +226,8 @@ TEST(Train, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
   Model model(small_model(Activation::softmax), kImageShape, 0);
   Trainer trainer(model, training(1, 32), torch::kCPU);
   const History h = trainer.fit(train, validation, test, FitOptions{}).history;
-  EXPECT_NEAR(h.val_accuracy[0], evaluate(model, validation, LossConfig{}).accuracy, 1e-12);
-  EXPECT_NEAR(h.test_accuracy[0], evaluate(model, test, LossConfig{}).accuracy, 1e-12);
+  EXPECT_NEAR(h.val_accuracy[0], evaluate(model, validation, TrainingConfig{}).accuracy, 1e-12);
+  EXPECT_NEAR(h.test_accuracy[0], evaluate(model, test, TrainingConfig{}).accuracy, 1e-12);
 }
 
 TEST(Train, SigmoidAndSoftmaxHeadsTrainIdenticalWeightsUnderTensorflowSemantics) {
@@ -251,7 +251,7 @@ TEST(Metrics, SaturatedSigmoidTiesResolveToTheLowestClassAsInKeras) {
     torch::NoGradGuard no_grad;
     model->named_parameters()["dense_1.bias"].fill_(100.0);
   }
-  const Evaluation e = evaluate(model, data, LossConfig{});
+  const Evaluation e = evaluate(model, data, TrainingConfig{});
   EXPECT_EQ(e.top_output_ties, 50);
   EXPECT_DOUBLE_EQ(e.accuracy, 0.1);
   EXPECT_EQ(e.confusion.select(1, 0).sum().item<int64_t>(), 50);
