@@ -153,6 +153,11 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
                                                                 "--initial-weights " + t.initial_weights);
   torch::Tensor data_order = checkpoint ? checkpoint->data_order : torch::Tensor();
   if (!t.data_order.empty()) data_order = read_data_order(t.data_order, config.training.epochs, train_data.size());
+  if (checkpoint && data_order.defined() &&
+      (data_order.size(1) > train_data.size() || data_order.min().item<int64_t>() < 0 ||
+       data_order.max().item<int64_t>() >= train_data.size()))
+    throw std::runtime_error(resume + "/checkpoint.pt holds a data order that does not index this training split of " +
+                             std::to_string(train_data.size()) + " samples");
 
   const fs::path run = checkpoint ? fs::path(resume) : create_run_dir(out_flag, config.name);
   if (!checkpoint) write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");

@@ -4,6 +4,8 @@
 
 #include "config.h"
 #include "export.h"
+#include "rundir.h"
+#include "train.h"
 #include "helpers.h"
 
 using namespace testing_helpers;
@@ -82,6 +84,15 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "order_ragged.json", "[[0, 1], [2]]");
   write_file(d / "order_string.json", "[[0, \"1\"]]");
   write_file(d / "weights_wrong.json", "[[1.0]]");
+  {  // A checkpoint whose data order points outside the training split (a damaged or foreign file).
+    mnist::Config c = small;
+    c.training.epochs = 2;
+    mnist::Model m(c.model, mnist::kImageShape, 0);
+    mnist::Trainer trainer(m, c.training, torch::kCPU);
+    trainer.set_data_order(torch::full({2, 4}, 70000, torch::kLong));
+    fs::create_directories(d / "bad_order_run");
+    mnist::save_checkpoint(d / "bad_order_run" / "checkpoint.pt", *m, c, trainer);
+  }
 
   const BadInput cases[] = {
       {"data directory missing", "train --epochs 1 --data {tmp}/nope", 1, "data directory {tmp}/nope does not exist"},
@@ -124,6 +135,8 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"data order missing", "train --epochs 1 --data {tmp}/good --data-order {tmp}/nope.json", 1, "--data-order {tmp}/nope.json cannot be read"},
       {"initial weights mismatch", "train --epochs 1 --data {tmp}/good --initial-weights {tmp}/weights_wrong.json", 1,
        "weights_wrong.json holds 1 arrays; the config needs 4"},
+      {"checkpoint's data order out of range", "train --resume {tmp}/bad_order_run --data {tmp}/good", 1,
+       "bad_order_run/checkpoint.pt holds a data order that does not index this training split of 60000 samples"},
       {"resume with a data order", "train --resume {tmp}/nope --data-order {tmp}/order_short.json", 2, "drop --config, --set"},
       {"output dir not empty", "train --epochs 1 --data {tmp}/good --out {tmp}/good", 2, "already exists and is not an empty directory"},
       {"output dir not writable", "train --epochs 1 --data {tmp}/good --out {tmp}/file_not_dir/run", 1, "cannot create run directory"},
