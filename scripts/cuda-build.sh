@@ -36,5 +36,6 @@ if ! cmake --build build-cuda -j"$(nproc)" >build-cuda/build.log 2>&1; then
 fi
 ldd build-cuda/mnist | grep -q libtorch_cuda || { echo "cuda-build: build-cuda/mnist is not linked against libtorch_cuda" >&2; exit 1; }
 echo "cuda-build: build-cuda/mnist and build-cuda/tests/unit_tests linked against libtorch_cuda"
-# Every test but the Keras comparisons, which the CPU build runs on the same code.
-ctest --test-dir build-cuda --output-on-failure -j"$(nproc)" -LE keras "$@"
+# Every test but the Keras comparisons and the slow command-line tables (k-NN baselines, bad inputs,
+# SIGINT), which the CPU build runs on the same code.
+ctest --test-dir build-cuda --output-on-failure -j"$(nproc)" -LE keras -E '^(Baselines|BadInput)\.|^Cli\.Sigint' "$@"
