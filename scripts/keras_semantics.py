@@ -33,9 +33,11 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from keras_reference import read_idx  # noqa: E402
+from keras_reference import build, read_idx  # noqa: E402
 
 EPS = 1e-7  # keras.config.epsilon()
+PAPER = {"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 100, "activation": "relu"},
+                              {"type": "Dense", "units": 10, "activation": "sigmoid"}]}}
 
 
 def sigmoid(z):
@@ -85,7 +87,7 @@ def main():
     import keras
 
     backend = keras.backend.backend()
-    x = read_idx(os.path.join(args.data, "train-images-idx3-ubyte"))[:32].astype("float32") / 255
+    x = read_idx(os.path.join(args.data, "train-images-idx3-ubyte"))[:32, :, :, None].astype("float32") / 255
     y = read_idx(os.path.join(args.data, "train-labels-idx1-ubyte"))[:32].astype("int64")
 
     modes = {"tensorflow": {"graph": {}, "run_eagerly": {"run_eagerly": True}, "jit_compile": {"jit_compile": True}},
@@ -99,9 +101,7 @@ def main():
         results["tensorflow"] = tf.__version__
     for mode, compile_args in modes.items():
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(),
-                                  keras.layers.Dense(100, activation="relu"),
-                                  keras.layers.Dense(10, activation="sigmoid")])
+        model = build(keras, PAPER)
         w1, b1, w2, b2 = model.get_weights()
         w2 = w2 * args.scale
         model.set_weights([w1, b1, w2, b2])

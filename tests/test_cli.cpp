@@ -35,6 +35,14 @@ void expect_one_line_error(const CommandResult& r, int code, const std::string& 
   EXPECT_EQ(r.err.find("c10::"), std::string::npos) << r.err;
 }
 
+// Two runs that trained the same: bit-identical parameters and Keras metrics per epoch.
+void expect_same_training(const mnist::Checkpoint& a, const mnist::Checkpoint& b) {
+  for (const auto& [name, tensor] : a.params) EXPECT_TRUE(tensor.equal(b.params.at(name))) << name;
+  EXPECT_EQ(a.history.loss, b.history.loss);
+  EXPECT_EQ(a.history.accuracy, b.history.accuracy);
+  EXPECT_EQ(a.history.val_accuracy, b.history.val_accuracy);
+}
+
 }  // namespace
 
 TEST(Cli, BadConfigsAndFlagsExitTwoWithOneLine) {
@@ -271,11 +279,7 @@ TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
   const CommandResult resumed = run_mnist("train --resume " + interrupted.string());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_NE(resumed.out.find("Resuming after 1 of 2 epochs and "), std::string::npos) << resumed.out;
-  const mnist::Checkpoint a = mnist::read_checkpoint(straight / "checkpoint.pt"), b = mnist::read_checkpoint(interrupted / "checkpoint.pt");
-  for (const auto& [name, tensor] : a.params) EXPECT_TRUE(tensor.equal(b.params.at(name))) << name;
-  EXPECT_EQ(a.history.loss, b.history.loss);
-  EXPECT_EQ(a.history.accuracy, b.history.accuracy);
-  EXPECT_EQ(a.history.val_accuracy, b.history.val_accuracy);
+  expect_same_training(mnist::read_checkpoint(straight / "checkpoint.pt"), mnist::read_checkpoint(interrupted / "checkpoint.pt"));
   EXPECT_EQ(slurp(straight / "metrics.json"), slurp(interrupted / "metrics.json"));
 
   const CommandResult again = run_mnist("train --resume " + interrupted.string());
@@ -309,9 +313,7 @@ TEST(Cli, GivenInitialWeightsAndDataOrderReplayARunExactly) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("Initial weights from "), std::string::npos) << r.out;
   const mnist::Checkpoint a = mnist::read_checkpoint(straight / "checkpoint.pt"), b = mnist::read_checkpoint(replay / "checkpoint.pt");
-  for (const auto& [name, tensor] : a.params) EXPECT_TRUE(tensor.equal(b.params.at(name))) << name;
-  EXPECT_EQ(a.history.loss, b.history.loss);
-  EXPECT_EQ(a.history.accuracy, b.history.accuracy);
+  expect_same_training(a, b);
   ASSERT_TRUE(b.data_order.defined());  // carried by the checkpoint, for --resume
   EXPECT_TRUE(b.data_order[0].equal(perm));
   EXPECT_FALSE(a.data_order.defined());
