@@ -34,7 +34,12 @@ if ! cmake --build build-cuda -j"$(nproc)" >build-cuda/build.log 2>&1; then
   echo "cuda-build: the CUDA build failed (whole log: build-cuda/build.log)" >&2
   exit 1
 fi
-ldd build-cuda/mnist | grep -q libtorch_cuda || { echo "cuda-build: build-cuda/mnist is not linked against libtorch_cuda" >&2; exit 1; }
+# ldd's output is captured first: under pipefail, `ldd | grep -q` fails whenever grep exits before ldd
+# has written its last line (SIGPIPE), which happens at random.
+for binary in build-cuda/mnist build-cuda/tests/unit_tests; do
+  libraries=$(ldd "$binary")
+  grep -q libtorch_cuda <<<"$libraries" || { echo "cuda-build: $binary is not linked against libtorch_cuda" >&2; exit 1; }
+done
 echo "cuda-build: build-cuda/mnist and build-cuda/tests/unit_tests linked against libtorch_cuda"
 # Every test but the Keras comparisons and the slow command-line tables (k-NN baselines, bad inputs,
 # SIGINT), which the CPU build runs on the same code.
