@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # libopenblas0-pthread: OpenCV's linear algebra; with Debian's reference BLAS it is ~10x slower.
 # python3-venv: the virtual environments of scripts/venv.sh.
 scripts/apt.sh g++ cmake make libopenblas0-pthread libopencv-dev nlohmann-json3-dev libcli11-dev \
-               libgtest-dev zlib1g-dev dataset-fashion-mnist curl ca-certificates python3-venv
+               libgtest-dev zlib1g-dev libhdf5-dev libzip-dev pkgconf dataset-fashion-mnist curl ca-certificates python3-venv
 command -v npm >/dev/null || scripts/apt.sh npm  # fetch-data.sh's last source of MNIST
 
 scripts/venv.sh torch >/dev/null  # LibTorch (inside PyTorch) for the build, PyTorch for the interop tests

@@ -293,16 +293,43 @@ int export_cmd(const std::string& run_dir, const std::string& out_flag) {
     std::cout << "Keras weights (model.get_weights() order) written to " << out.string() << "\n";
     return 0;
   }
+  if (is_keras_weights_h5_file(out)) {  // for model.load_weights()
+    write_file_atomic(out, keras_weights_h5(*loaded.model, loaded.config.name));
+    std::cout << "Keras weights file written to " << out.string() << " (model.load_weights)\n";
+    return 0;
+  }
+  if (is_keras_model_file(out)) {  // for keras.saving.load_model()
+    write_file_atomic(out, keras_model_archive(*loaded.model, loaded.config));
+    std::cout << "Keras model written to " << out.string() << " (keras.saving.load_model)\n";
+    return 0;
+  }
   const fs::path weights = export_model(*loaded.model, loaded.config, out);
   std::cout << "TorchScript model written to " << out.string() << ", state_dict to " << weights.string() << "\n";
   return 0;
 }
 
-int import_keras_cmd(const std::string& weights_file, const ConfigFlags& flags, const std::string& out) {
-  const Config config = resolve_config(flags);
-  Model model = model_with_params(config, read_keras_weights(weights_file, config), "Keras weights file " + weights_file);
+// `mnist import-keras`: FILE.keras brings its own model config; FILE.json and FILE.weights.h5
+// take the layers from --config.
+int import_keras_cmd(const std::string& file, const ConfigFlags& flags, bool config_given, const std::string& out,
+                     const std::string& config_out) {
+  Config config;
+  Params params;
+  if (is_keras_model_file(file)) {
+    if (config_given)
+      throw UsageError("--config does not apply to " + file + ": a .keras file carries its own model config (--set still applies)");
+    KerasModel keras = read_keras_model(file);
+    for (const auto& note : keras.notes) std::cout << "note: " << note << "\n";
+    config = flags.sets.empty() ? keras.config : apply_overrides(keras.config, flags.sets);
+    params = std::move(keras.params);
+  } else {
+    config = resolve_config(flags);
+    params = read_keras_weights(file, config);
+  }
+  Model model = model_with_params(config, params, "Keras weights file " + file);
+  if (!config_out.empty()) write_file_atomic(config_out, to_json(config).dump(2) + "\n");
   const fs::path weights = export_model(*model, config, out);
-  std::cout << "imported " << weights_file << " into " << out << " (state_dict: " << weights.string() << ")\n";
+  std::cout << "imported " << file << " into " << out << " (state_dict: " << weights.string() << ")"
+            << (config_out.empty() ? "" : "; its config into " + config_out) << "\n";
   return 0;
 }
 
@@ -403,7 +430,7 @@ int run_cli(int argc, char** argv) {
   train_cmd->add_option("--data", train_only.data, "directory with the four IDX files (default: data/<dataset>)");
   train_cmd->add_option("--out", train_only.out, "run directory (default: runs/<name>-<timestamp>); must not exist or be empty");
   train_cmd->add_option("--initial-weights", train_only.initial_weights,
-                        "start from these Keras weights (JSON list, model.get_weights() order; see import-keras)");
+                        "start from these Keras weights: FILE.json (model.get_weights() list), FILE.weights.h5 or FILE.keras");
   train_cmd->add_option("--data-order", train_only.data_order,
                         "train on these samples in this order instead of shuffling: a JSON list per epoch of indices into the training split");
   train_cmd->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
@@ -438,14 +465,19 @@ int run_cli(int argc, char** argv) {
   std::string export_run, export_out;
   auto* export_app = app.add_subcommand("export", "write a run's TorchScript model.pt (+ model_weights.pt state_dict)");
   export_app->add_option("--run", export_run, "run directory (or a checkpoint.pt)")->required();
-  export_app->add_option("--out", export_out, "output file (default: RUN_DIR/model.pt); FILE.json: the Keras get_weights() list instead");
+  export_app->add_option("--out", export_out,
+                         "output file (default: RUN_DIR/model.pt, TorchScript); FILE.keras, FILE.weights.h5 or FILE.json "
+                         "(the get_weights() list): Keras's formats instead");
 
-  std::string keras_weights, import_out;
+  std::string keras_weights, import_out, import_config_out;
   ConfigFlags import_flags;
-  auto* import_app = app.add_subcommand("import-keras", "load Keras get_weights() JSON into a TorchScript model");
-  import_app->add_option("weights", keras_weights, "JSON list of arrays, model.get_weights() in layer order")->required();
+  auto* import_app = app.add_subcommand("import-keras", "turn a Keras model or its weights into a TorchScript model");
+  import_app->add_option("file", keras_weights,
+                         "FILE.keras (model.save: config and weights), FILE.weights.h5 (model.save_weights) or FILE.json "
+                         "(model.get_weights() list); the last two take the layers from --config")->required();
   add_config_flags(*import_app, import_flags, false);
   import_app->add_option("--out", import_out, "TorchScript model to write")->required();
+  import_app->add_option("--config-out", import_config_out, "also write the model's config (ours, resolved) to this JSON file");
 
   std::vector<std::string> predict_inputs;
   int64_t top = 3;
@@ -512,7 +544,7 @@ int run_cli(int argc, char** argv) {
   if (*compare_cmd_app) return compare_cmd(compare_inputs, compare_out);
   if (*export_app) return export_cmd(export_run, export_out);
   if (*bench_app) return bench_cmd(bench_flags, device, data, bench_warmup, bench_epochs, bench_batch, json);
-  if (*import_app) return import_keras_cmd(keras_weights, import_flags, import_out);
+  if (*import_app) return import_keras_cmd(keras_weights, import_flags, import_app->count("--config") > 0, import_out, import_config_out);
   if (*baselines_app) return baselines_cmd(baseline_data, baseline_options, json);
   const Config c = resolve_config(summary_flags);
   Model model(c.model, kImageShape, c.training.seed);
