@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cuda-build.sh [ctest args]: the CUDA build, on any machine with CUDA's nvcc, GPU or not. Builds
 # build-cuda/ against the LibTorch inside PyTorch 2.14.1 built with CUDA 13 (.venv/torch-cuda,
-# scripts/venv.sh), without OpenCV (as on a GPU machine that lacks it): the kernels (nvcc), every
+# scripts/venv.sh), without OpenCV, HDF5 or libzip (as on a GPU machine that lacks them): the kernels (nvcc), every
 # source with its CUDA code switched on, and the `mnist` and test binaries linked against
 # libtorch_cuda. Then runs the test suite there; without a GPU the CUDA tests skip and say so.
 set -euo pipefail
@@ -22,7 +22,7 @@ echo "cuda-build: $("$nvcc" --version | tail -n 1); PyTorch $("$python" -c 'impo
 if [ ! -f build-cuda/CMakeCache.txt ]; then
   mkdir -p build-cuda
   # CUDA_TOOLKIT_ROOT_DIR: Torch's CMake package finds the toolkit from it (nvcc may be a link elsewhere).
-  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DMNIST_TORCH_PACKAGE="$torch_package" \
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DMNIST_WITH_KERAS_FILES=OFF -DMNIST_TORCH_PACKAGE="$torch_package" \
         -DCMAKE_CUDA_COMPILER="$nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" \
         >build-cuda/configure.log 2>&1 ||
     { tail -n 30 build-cuda/configure.log >&2; echo "cuda-build: CMake could not configure build-cuda/ (build-cuda/configure.log)" >&2; exit 1; }

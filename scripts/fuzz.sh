@@ -14,10 +14,10 @@ if [ ! -f build-fuzz/CMakeCache.txt ]; then
   cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
         -DMNIST_FUZZ=ON -DMNIST_BUILD_TESTS=OFF >/dev/null
 fi
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_idx fuzz_config fuzz_keras >build-fuzz/build.log 2>&1 ||
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_idx fuzz_config fuzz_keras fuzz_keras_files >build-fuzz/build.log 2>&1 ||
   { tail -n 40 build-fuzz/build.log >&2; echo "fuzz.sh: the fuzzer build failed" >&2; exit 1; }
 
-for target in idx config keras; do
+for target in idx config keras keras_files; do
   work="build-fuzz/corpus-$target"
   mkdir -p "$work"
   echo "fuzz.sh: fuzz_$target for ${seconds}s"

@@ -29,7 +29,7 @@ case "${1:-}" in
     [ -d data/mnist ] || { mkdir -p data && cp -r .gpu/mnist data/mnist; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     mkdir -p build-cuda
-    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DMNIST_TORCH_PACKAGE="$torch_package" \
+    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DMNIST_WITH_KERAS_FILES=OFF -DMNIST_TORCH_PACKAGE="$torch_package" \
       -DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" -DCMAKE_PREFIX_PATH="$prefix" "${extra[@]}" \
       >build-cuda/build.log 2>&1 || { tail -n 40 build-cuda/build.log; exit 1; }
     grep -q MNIST_WITH_CUDA build-cuda/CMakeFiles/mnistlib.dir/flags.make || { echo "gpu.sh: this Torch has no CUDA" >&2; exit 1; }

@@ -5,6 +5,13 @@
 #include <regex>
 #include <stdexcept>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
 #ifdef MNIST_WITH_KERAS_FILES
 #include <hdf5.h>
 #include <zip.h>
@@ -85,70 +92,45 @@ std::string zip_message(zip_error_t& error) {
   return message;
 }
 
-}  // namespace
-
-KerasWeightsH5::KerasWeightsH5(const std::string& bytes, const std::string& name) : file_(-1), name_(name) {
-  silence_hdf5();
-  if (bytes.empty()) throw std::runtime_error(name + " is empty, not an HDF5 weights file");
-  Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  // The core driver opens the bytes in memory; backing_store=0: nothing is ever written back.
-  if (!access.ok() || H5Pset_fapl_core(access.get(), /*increment=*/1 << 20, /*backing_store=*/0) < 0 ||
-      H5Pset_file_image(access.get(), const_cast<char*>(bytes.data()), bytes.size()) < 0)
-    throw std::runtime_error("HDF5 could not take " + name + " into memory");
-  file_ = H5Fopen("keras.weights.h5", H5F_ACC_RDONLY, access.get());
-  if (file_ < 0)
-    throw std::runtime_error(name + " is not an HDF5 file, or is truncated: Keras writes its weights with model.save_weights(\"x.weights.h5\")");
-  if (!is_group(file_, "layers") && !is_group(file_, "_layer_checkpoint_dependencies")) {
-    H5Fclose(file_);
-    throw std::runtime_error(name + " is an HDF5 file without a layers/ group: not a Keras 3 weights file "
-                             "(Keras 2's legacy .h5 layout is not read; re-save it from Keras 3 with model.save_weights(\"x.weights.h5\"))");
-  }
-}
-
-KerasWeightsH5::~KerasWeightsH5() {
-  if (file_ >= 0) H5Fclose(file_);
-}
-
-std::vector<std::string> KerasWeightsH5::slots_with_arrays() const {
+// Every slot under layers/ whose vars group holds at least one array.
+std::vector<std::string> slots_with_arrays(hid_t file) {
   std::vector<std::string> slots;
   for (const char* root : {"layers", "_layer_checkpoint_dependencies"}) {
-    if (!is_group(file_, root)) continue;
-    Handle group(H5Gopen2(file_, root, H5P_DEFAULT), H5Gclose);
+    if (!is_group(file, root)) continue;
+    Handle group(H5Gopen2(file, root, H5P_DEFAULT), H5Gclose);
     if (!group.ok()) continue;
     const hsize_t n = link_count(group.get());
     for (hsize_t i = 0; i < n; ++i) {
       char buffer[256];
       const ssize_t size = H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, buffer, sizeof buffer, H5P_DEFAULT);
       if (size <= 0 || size >= static_cast<ssize_t>(sizeof buffer)) continue;
-      const auto vars = vars_path(file_, buffer);
+      const auto vars = vars_path(file, buffer);
       if (!vars) continue;
-      Handle group_of_vars(H5Gopen2(file_, vars->c_str(), H5P_DEFAULT), H5Gclose);
+      Handle group_of_vars(H5Gopen2(file, vars->c_str(), H5P_DEFAULT), H5Gclose);
       if (group_of_vars.ok() && link_count(group_of_vars.get()) > 0) slots.emplace_back(buffer);
     }
   }
   return slots;
 }
 
-std::optional<std::vector<KerasArray>> KerasWeightsH5::layer_arrays(const std::string& slot,
-                                                                   const std::vector<std::vector<int64_t>>& expected,
-                                                                   const std::string& layer) const {
-  const auto vars = vars_path(file_, slot);
+// The arrays of one layer's vars group (see KerasH5Contents).
+std::optional<std::vector<KerasArray>> layer_arrays(hid_t file, const KerasH5Request& request, const std::string& name) {
+  const auto vars = vars_path(file, request.slot);
   if (!vars) return std::nullopt;
-  Handle group(H5Gopen2(file_, vars->c_str(), H5P_DEFAULT), H5Gclose);
+  Handle group(H5Gopen2(file, vars->c_str(), H5P_DEFAULT), H5Gclose);
   const hsize_t n = group.ok() ? link_count(group.get()) : 0;
-  if (n != expected.size())
-    throw std::runtime_error(name_ + ": " + *vars + " holds " + std::to_string(n) + " arrays where the config's " + layer + " needs " +
-                             std::to_string(expected.size()));
+  if (n != request.shapes.size())
+    throw std::runtime_error(name + ": " + *vars + " holds " + std::to_string(n) + " arrays where the config's " + request.layer +
+                             " needs " + std::to_string(request.shapes.size()));
   std::vector<KerasArray> arrays;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    const std::string where = name_ + ": " + *vars + "/" + std::to_string(i);
+  for (size_t i = 0; i < request.shapes.size(); ++i) {
+    const std::string where = name + ": " + *vars + "/" + std::to_string(i);
     if (H5Lexists(group.get(), std::to_string(i).c_str(), H5P_DEFAULT) <= 0)
       throw std::runtime_error(where + " is missing: the group's arrays are not numbered 0.." + std::to_string(n - 1));
     Handle dataset(H5Dopen2(group.get(), std::to_string(i).c_str(), H5P_DEFAULT), H5Dclose);
     if (!dataset.ok()) throw std::runtime_error(where + " is not a dataset");
     Handle type(H5Dget_type(dataset.get()), H5Tclose);
-    if (!type.ok() || H5Tget_class(type.get()) != H5T_FLOAT)
-      throw std::runtime_error(where + " does not hold floating-point numbers");
+    if (!type.ok() || H5Tget_class(type.get()) != H5T_FLOAT) throw std::runtime_error(where + " does not hold floating-point numbers");
     Handle space(H5Dget_space(dataset.get()), H5Sclose);
     const int rank = space.ok() ? H5Sget_simple_extent_ndims(space.get()) : -1;
     if (rank < 0 || rank > kMaxRank) throw std::runtime_error(where + " has no simple shape of at most " + std::to_string(kMaxRank) + " dimensions");
@@ -156,19 +138,186 @@ std::optional<std::vector<KerasArray>> KerasWeightsH5::layer_arrays(const std::s
     H5Sget_simple_extent_dims(space.get(), dims, nullptr);
     KerasArray array;
     array.shape.assign(dims, dims + rank);
-    // Checked before anything is read: a shape the config does not expect is never allocated.
-    if (array.shape != expected[i]) {
-      arrays.push_back(std::move(array));
-      continue;
+    if (array.shape == request.shapes[i]) {  // checked first: a shape the config does not expect is never allocated
+      int64_t count = 1;
+      for (int64_t d : array.shape) count *= d;
+      array.values.resize(static_cast<size_t>(count));
+      if (count > 0 && H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, array.values.data()) < 0)
+        throw std::runtime_error(where + " cannot be read: the file is truncated or corrupt");
     }
-    int64_t count = 1;
-    for (int64_t d : array.shape) count *= d;
-    array.values.resize(static_cast<size_t>(count));
-    if (count > 0 && H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, array.values.data()) < 0)
-      throw std::runtime_error(where + " cannot be read: the file is truncated or corrupt");
     arrays.push_back(std::move(array));
   }
   return arrays;
+}
+
+KerasH5Contents read_in_this_process(const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
+  silence_hdf5();
+  Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  // The core driver opens the bytes in memory; backing_store=0: nothing is ever written back.
+  if (!access.ok() || H5Pset_fapl_core(access.get(), /*increment=*/1 << 20, /*backing_store=*/0) < 0 ||
+      H5Pset_file_image(access.get(), const_cast<char*>(bytes.data()), bytes.size()) < 0)
+    throw std::runtime_error("HDF5 could not take " + name + " into memory");
+  Handle file(H5Fopen("keras.weights.h5", H5F_ACC_RDONLY, access.get()), H5Fclose);
+  if (!file.ok())
+    throw std::runtime_error(name + " is not an HDF5 file, or is truncated: Keras writes its weights with model.save_weights(\"x.weights.h5\")");
+  if (!is_group(file.get(), "layers") && !is_group(file.get(), "_layer_checkpoint_dependencies"))
+    throw std::runtime_error(name + " is an HDF5 file without a layers/ group: not a Keras 3 weights file "
+                             "(Keras 2's legacy .h5 layout is not read; load it in Keras 3 and save_weights(\"x.weights.h5\") again)");
+  KerasH5Contents contents;
+  for (const auto& request : requests) contents.layers.push_back(layer_arrays(file.get(), request, name));
+  contents.slots_with_arrays = slots_with_arrays(file.get());
+  return contents;
+}
+
+// The child's answer, through a pipe: 'E' and a message, or 'O' and the contents.
+class Wire {
+ public:
+  void u64(uint64_t v) { bytes_.append(reinterpret_cast<const char*>(&v), sizeof v); }
+  void text(const std::string& t) {
+    u64(t.size());
+    bytes_ += t;
+  }
+  void floats(const std::vector<float>& f) {
+    u64(f.size());
+    bytes_.append(reinterpret_cast<const char*>(f.data()), f.size() * sizeof(float));
+  }
+  std::string& bytes() { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+class Unwire {
+ public:
+  explicit Unwire(const std::string& bytes) : bytes_(bytes) {}
+  uint64_t u64() {
+    uint64_t v;
+    take(&v, sizeof v);
+    return v;
+  }
+  std::string text() {
+    std::string t(checked_size(u64(), 1), '\0');
+    take(t.data(), t.size());
+    return t;
+  }
+  std::vector<float> floats() {
+    std::vector<float> f(checked_size(u64(), sizeof(float)));
+    take(f.data(), f.size() * sizeof(float));
+    return f;
+  }
+
+ private:
+  size_t checked_size(uint64_t n, size_t unit) const {
+    if (n > (bytes_.size() - at_) / unit) throw std::runtime_error("cut short");
+    return static_cast<size_t>(n);
+  }
+  void take(void* out, size_t n) {
+    if (n > bytes_.size() - at_) throw std::runtime_error("cut short");
+    std::memcpy(out, bytes_.data() + at_, n);
+    at_ += n;
+  }
+  const std::string& bytes_;
+  size_t at_ = 0;
+};
+
+std::string encode(const KerasH5Contents& c) {
+  Wire w;
+  w.bytes() += 'O';
+  w.u64(c.layers.size());
+  for (const auto& layer : c.layers) {
+    w.u64(layer ? 1 : 0);
+    if (!layer) continue;
+    w.u64(layer->size());
+    for (const auto& a : *layer) {
+      w.u64(a.shape.size());
+      for (int64_t d : a.shape) w.u64(static_cast<uint64_t>(d));
+      w.floats(a.values);
+    }
+  }
+  w.u64(c.slots_with_arrays.size());
+  for (const auto& slot : c.slots_with_arrays) w.text(slot);
+  return std::move(w.bytes());
+}
+
+KerasH5Contents decode(const std::string& bytes) {
+  Unwire r(bytes);
+  KerasH5Contents c;
+  c.layers.resize(r.u64());
+  for (auto& layer : c.layers) {
+    if (!r.u64()) continue;
+    layer.emplace(r.u64());
+    for (auto& a : *layer) {
+      a.shape.resize(r.u64());
+      for (auto& d : a.shape) d = static_cast<int64_t>(r.u64());
+      a.values = r.floats();
+    }
+  }
+  c.slots_with_arrays.resize(r.u64());
+  for (auto& slot : c.slots_with_arrays) slot = r.text();
+  return c;
+}
+
+void write_all(int fd, const std::string& bytes) {
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+// Seconds the child may take: a valid file of any model here reads in well under one.
+constexpr unsigned kChildSeconds = 60;
+
+}  // namespace
+
+KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
+  if (bytes.empty()) throw std::runtime_error(name + " is empty, not an HDF5 weights file");
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("cannot read " + name + ": no pipe for the HDF5 reader (" + std::strerror(errno) + ")");
+  const pid_t child = ::fork();
+  if (child < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw std::runtime_error("cannot read " + name + ": no process for the HDF5 reader (" + std::strerror(errno) + ")");
+  }
+  if (child == 0) {  // the child: read, answer, and leave without running this process's exit handlers
+    ::close(fds[0]);
+    ::alarm(kChildSeconds);
+    std::string answer;
+    try {
+      answer = encode(read_in_this_process(bytes, name, requests));
+    } catch (const std::exception& e) {
+      answer = std::string("E") + e.what();
+    }
+    write_all(fds[1], answer);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string answer;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    answer.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (clean && !answer.empty() && answer[0] == 'E') throw std::runtime_error(answer.substr(1));
+  if (clean && !answer.empty() && answer[0] == 'O') {
+    try {
+      return decode(answer.substr(1));
+    } catch (const std::runtime_error&) {
+    }
+  }
+  const std::string how = WIFSIGNALED(status) ? (WTERMSIG(status) == SIGALRM ? "took over " + std::to_string(kChildSeconds) + " s"
+                                                                             : "crashed (signal " + std::to_string(WTERMSIG(status)) + ")")
+                                              : "failed (exit " + std::to_string(WEXITSTATUS(status)) + ")";
+  throw std::runtime_error(name + " is corrupt: libhdf5 " + how + " reading it");
 }
 
 std::string write_keras_weights_h5(const std::vector<KerasLayerArrays>& layers, const std::string& model_name) {
@@ -309,13 +458,7 @@ namespace {
 }
 }  // namespace
 
-KerasWeightsH5::KerasWeightsH5(const std::string&, const std::string& name) : file_(-1), name_(name) { unavailable(); }
-KerasWeightsH5::~KerasWeightsH5() = default;
-std::vector<std::string> KerasWeightsH5::slots_with_arrays() const { unavailable(); }
-std::optional<std::vector<KerasArray>> KerasWeightsH5::layer_arrays(const std::string&, const std::vector<std::vector<int64_t>>&,
-                                                                   const std::string&) const {
-  unavailable();
-}
+KerasH5Contents read_keras_weights_h5(const std::string&, const std::string&, const std::vector<KerasH5Request>&) { unavailable(); }
 std::string write_keras_weights_h5(const std::vector<KerasLayerArrays>&, const std::string&) { unavailable(); }
 std::map<std::string, std::string> read_zip_entries(const std::string&, const std::vector<std::string>&, const std::string&, int64_t) {
   unavailable();

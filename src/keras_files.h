@@ -21,26 +21,23 @@ struct KerasArray {
   std::vector<float> values;
 };
 
-// A .weights.h5 file in memory. `name` stands for the file in every error message (std::runtime_error).
-class KerasWeightsH5 {
- public:
-  KerasWeightsH5(const std::string& bytes, const std::string& name);
-  ~KerasWeightsH5();
-  KerasWeightsH5(const KerasWeightsH5&) = delete;
-  KerasWeightsH5& operator=(const KerasWeightsH5&) = delete;
-
-  // The slots under layers/ whose vars group holds at least one array, in name order.
-  std::vector<std::string> slots_with_arrays() const;
-  // The arrays of layers/<slot>/vars, in order; nullopt when the file has no such group. Throws when
-  // their number is not expected.size() (`layer` names the config's layer in the message). An array
-  // whose shape is not the expected one comes back with its shape and no values, unread.
-  std::optional<std::vector<KerasArray>> layer_arrays(const std::string& slot, const std::vector<std::vector<int64_t>>& expected,
-                                                      const std::string& layer) const;
-
- private:
-  int64_t file_;  // hid_t
-  std::string name_;
+// What is asked of a .weights.h5 file: per layer its slot, its name for messages ("dense (Dense)")
+// and the shapes of the arrays it expects, in order.
+struct KerasH5Request {
+  std::string slot, layer;
+  std::vector<std::vector<int64_t>> shapes;
 };
+struct KerasH5Contents {
+  // Per request: nullopt when the file has no group layers/<slot>/vars. An array whose shape is not
+  // the expected one comes back with its shape and no values (it is never read or allocated).
+  std::vector<std::optional<std::vector<KerasArray>>> layers;
+  std::vector<std::string> slots_with_arrays;  // every slot whose vars group holds an array
+};
+// Reads `bytes` (a .weights.h5 file; `name` stands for it in every message) in a child process:
+// libhdf5 has crashed on corrupt files before (several CVEs), and a crash, a hang past a minute or
+// an allocation failure there becomes one std::runtime_error here, never the end of this process.
+// Throws too when a layer's array count is not its request's.
+KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests);
 
 // A .weights.h5 file holding, per slot, its layer's name and arrays (slots without arrays too).
 struct KerasLayerArrays {

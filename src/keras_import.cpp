@@ -173,34 +173,38 @@ Params parse_keras_weights(const std::string& text, const Config& config, const 
 }
 
 Params parse_keras_weights_h5(const std::string& bytes, const Config& config, const std::string& name) {
-  const KerasWeightsH5 file(bytes, name);
   const Model model(config.model, kImageShape, 0);
   const auto layout = keras_layout(*model);
-  Params params;
+  std::vector<const LayerLayout*> with_weights;
+  std::vector<KerasH5Request> requests;
   for (const auto& l : layout) {
     if (l.weights.empty()) continue;
-    std::vector<std::vector<int64_t>> shapes;
-    std::string wanted;
-    for (const auto& w : l.weights) {
-      shapes.push_back(w.keras_shape);
-      wanted += (wanted.empty() ? "" : ", ") + w.role + " " + show(w.keras_shape);
-    }
-    const auto arrays = file.layer_arrays(l.slot, shapes, l.describe());
-    if (!arrays)
+    KerasH5Request request{l.slot, l.describe(), {}};
+    for (const auto& w : l.weights) request.shapes.push_back(w.keras_shape);
+    with_weights.push_back(&l);
+    requests.push_back(std::move(request));
+  }
+  const KerasH5Contents file = read_keras_weights_h5(bytes, name, requests);
+
+  Params params;
+  for (size_t k = 0; k < with_weights.size(); ++k) {
+    const LayerLayout& l = *with_weights[k];
+    if (!file.layers[k]) {
+      std::string wanted;
+      for (const auto& w : l.weights) wanted += (wanted.empty() ? "" : ", ") + w.role + " " + show(w.keras_shape);
       throw std::runtime_error(name + " has no group layers/" + l.slot + "/vars for the config's " + l.describe() + " (" + wanted +
                                "): the file was saved from another model");
+    }
     for (size_t i = 0; i < l.weights.size(); ++i) {
       const KerasWeight& w = l.weights[i];
       const std::string where = name + ": layers/" + l.slot + "/vars/" + std::to_string(i) + " (" + l.layer->name + " " + w.role + ")";
-      check_shape((*arrays)[i].shape, w.keras_shape, where, l.layer->name);
-      params[l.layer->name + "." + w.tensor] = to_tensor((*arrays)[i].values, w, where);
+      check_shape((*file.layers[k])[i].shape, w.keras_shape, where, l.layer->name);
+      params[l.layer->name + "." + w.tensor] = to_tensor((*file.layers[k])[i].values, w, where);
     }
   }
   // Arrays for a layer the config does not have: the file belongs to a larger model.
-  std::vector<std::string> ours;
-  for (const auto& l : layout) ours.push_back(l.slot);
-  for (const auto& slot : file.slots_with_arrays())
-    if (std::find(ours.begin(), ours.end(), slot) == ours.end())
+  for (const auto& slot : file.slots_with_arrays)
+    if (std::none_of(layout.begin(), layout.end(), [&](const LayerLayout& l) { return l.slot == slot; }))
       throw std::runtime_error(name + " holds arrays for layers/" + slot + ", a layer the config does not have: the file was saved from another model");
   return params;
 }

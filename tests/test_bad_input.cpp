@@ -4,6 +4,8 @@
 
 #include "config.h"
 #include "export.h"
+#include "keras_config.h"
+#include "keras_files.h"
 #include "rundir.h"
 #include "train.h"
 #include "helpers.h"
@@ -84,6 +86,16 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "order_ragged.json", "[[0, 1], [2]]");
   write_file(d / "order_string.json", "[[0, \"1\"]]");
   write_file(d / "weights_wrong.json", "[[1.0]]");
+  // Keras's files: a truncated .weights.h5 and a .keras whose model has a layer we do not have.
+  const std::string keras_h5 = slurp("tests/data/keras/tiny-cnn.weights.h5");
+  write_file(d / "truncated.weights.h5", keras_h5.substr(0, keras_h5.size() / 2));
+#ifdef MNIST_WITH_KERAS_FILES
+  {
+    nlohmann::json lstm = mnist::keras_config_json(small);
+    lstm["config"]["layers"][2] = {{"class_name", "LSTM"}, {"config", {{"name", "lstm"}, {"units", 4}}}};
+    write_file(d / "lstm.keras", mnist::write_zip({{"config.json", lstm.dump()}, {"model.weights.h5", keras_h5}}));
+  }
+#endif
   {  // A checkpoint whose data order points outside the training split (a damaged or foreign file).
     mnist::Config c = small;
     c.training.epochs = 2;
@@ -135,6 +147,19 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"data order missing", "train --epochs 1 --data {tmp}/good --data-order {tmp}/nope.json", 1, "--data-order {tmp}/nope.json cannot be read"},
       {"initial weights mismatch", "train --epochs 1 --data {tmp}/good --initial-weights {tmp}/weights_wrong.json", 1,
        "weights_wrong.json holds 1 arrays; the config needs 4"},
+#ifdef MNIST_WITH_KERAS_FILES
+      {"Keras weights file truncated", "import-keras {tmp}/truncated.weights.h5 --out {tmp}/k.pt", 1,
+       "truncated.weights.h5 is not an HDF5 file, or is truncated"},
+      {"Keras weights of another model", "import-keras tests/data/keras/tiny-cnn.weights.h5 --out {tmp}/k.pt", 1,
+       "tiny-cnn.weights.h5: layers/dense/vars holds 1 arrays where the config's dense (Dense) needs 2"},
+      {"Keras model with an unsupported layer", "import-keras {tmp}/lstm.keras --out {tmp}/k.pt", 1,
+       "lstm.keras: config.json: layers[2] (LSTM 'lstm') is not a layer type this program has"},
+      {"Keras model and --config", "import-keras tests/data/keras/tiny-cnn.keras --config configs/paper.json --out {tmp}/k.pt", 2,
+       "--config does not apply to tests/data/keras/tiny-cnn.keras"},
+#else
+      {"Keras files in a build without HDF5", "import-keras {tmp}/truncated.weights.h5 --out {tmp}/k.pt", 1,
+       "this build has no HDF5/libzip"},
+#endif
       {"checkpoint's data order out of range", "train --resume {tmp}/bad_order_run --data {tmp}/good", 1,
        "bad_order_run/checkpoint.pt holds a data order that does not index this training split of 60000 samples"},
       {"resume with a data order", "train --resume {tmp}/nope --data-order {tmp}/order_short.json", 2, "drop --config, --set"},

@@ -72,3 +72,23 @@ TEST(FuzzRegressions, KerasInputs) {
   // Deep nesting is refused, not a stack overflow.
   EXPECT_THROW(mnist::parse_keras_weights(std::string(100000, '[') + std::string(100000, ']'), config, "deep"), std::runtime_error);
 }
+
+TEST(FuzzRegressions, KerasFileInputs) {
+#ifndef MNIST_WITH_KERAS_FILES
+  GTEST_SKIP() << "built with -DMNIST_WITH_KERAS_FILES=OFF: no HDF5/libzip";
+#endif
+  const mnist::Config config = mnist::read_keras_model("tests/data/keras/tiny-cnn.keras").config;  // the fuzzer's model
+  const auto files = inputs("keras_files");
+  EXPECT_GE(files.size(), 2u);
+  for (const auto& f : files) {
+    const std::string bytes = slurp(f);
+    try {
+      mnist::parse_keras_model(bytes, f.string());
+    } catch (const std::runtime_error&) {
+    }
+    try {
+      mnist::parse_keras_weights_h5(bytes, config, f.string());
+    } catch (const std::runtime_error&) {
+    }
+  }
+}
