@@ -21,7 +21,13 @@ fs::path temp_name(const fs::path& path) {
 
 // Calls `write(tmp)` with a temporary name beside `path`, then renames it onto `path`; on any
 // failure the temporary is removed and the error propagates.
+// A missing parent folder is created first, as `train --out` creates its run directory.
 void write_atomically(const fs::path& path, const std::function<void(const fs::path& tmp)>& write) {
+  std::error_code ec;
+  if (path.has_parent_path() && !fs::exists(path.parent_path(), ec)) {
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) throw std::runtime_error("cannot create the folder " + path.parent_path().string() + " for " + path.filename().string() + ": " + ec.message());
+  }
   const fs::path tmp = temp_name(path);
   try {
     write(tmp);

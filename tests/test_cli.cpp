@@ -173,6 +173,18 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
   const CommandResult ex = run_mnist("export --run " + run.string() + " --out " + (tmp / "again.pt").string());
   ASSERT_EQ(ex.exit_code, 0) << ex.err;
   EXPECT_TRUE(fs::exists(tmp / "again_weights.pt"));
+#ifdef MNIST_WITH_KERAS_FILES
+  // Out through Keras's .keras file and back in, into folders that do not exist yet: the same model.
+  const fs::path keras_file = tmp / "new" / "folder" / "model.keras";
+  const CommandResult to_keras = run_mnist("export --run " + run.string() + " --out " + keras_file.string());
+  ASSERT_EQ(to_keras.exit_code, 0) << to_keras.err;
+  const fs::path back = tmp / "other" / "folder" / "back.pt";
+  const CommandResult from_keras = run_mnist("import-keras " + keras_file.string() + " --out " + back.string());
+  ASSERT_EQ(from_keras.exit_code, 0) << from_keras.err;
+  const CommandResult be = run_mnist("evaluate --json --model " + back.string());
+  ASSERT_EQ(be.exit_code, 0) << be.err;
+  EXPECT_EQ(json::parse(be.out)["test_loss"], metrics["test_loss"]);
+#endif
 
 #ifdef MNIST_WITH_OPENCV
   // predict: MNIST test digits saved as 280x280 black-on-white PNGs come back as their labels.
