@@ -19,6 +19,7 @@
 #include "data.h"
 #include "errors.h"
 #include "export.h"
+#include "json_input.h"
 #include "keras_import.h"
 #include "metrics.h"
 #include "model.h"
@@ -259,7 +260,7 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
   const fs::path dir(run_dir);
   if (!fs::is_directory(dir) || !fs::exists(dir / "history.json"))
     throw std::runtime_error(run_dir + " is not a run directory (no history.json)");
-  const History history = History::from_json(nlohmann::json::parse(std::ifstream(dir / "history.json"), nullptr, false), (dir / "history.json").string());
+  const History history = History::from_json(read_json_file(dir / "history.json", /*max_depth=*/16), (dir / "history.json").string());
   LoadedModel loaded = load_model(run_dir);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split test = load_split(data_dir, false);

@@ -7,19 +7,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "json_input.h"
+
 namespace mnist {
 namespace {
 namespace fs = std::filesystem;
 
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path.string() + " cannot be read");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    throw std::runtime_error(path.string() + " is not valid JSON");
-  }
-}
 
 std::string cell(std::optional<double> v, const char* fmt) {
   if (!v) return "-";
@@ -48,15 +41,15 @@ RunRecord load_run_record(const std::string& path_arg) {
     if (!fs::exists(history)) throw std::runtime_error(path.string() + " is not a run directory (no history.json)");
     r.name = fs::absolute(path).lexically_normal().filename().string();
     if (r.name.empty()) r.name = fs::absolute(path).lexically_normal().parent_path().filename().string();
-    r.history = History::from_json(read_json(history), history.string());
+    r.history = History::from_json(read_json_file(history, /*max_depth=*/16), history.string());
     if (fs::exists(path / "metrics.json")) {
-      const auto m = read_json(path / "metrics.json");
+      const auto m = read_json_file(path / "metrics.json", /*max_depth=*/16);
       if (m.contains("test_accuracy") && m["test_accuracy"].is_number()) r.test_accuracy = m["test_accuracy"].get<double>();
       if (m.contains("test_loss") && m["test_loss"].is_number()) r.test_loss = m["test_loss"].get<double>();
     }
   } else if (fs::exists(path)) {
     r.name = path.stem().string();
-    r.history = History::from_json(read_json(path), path.string());
+    r.history = History::from_json(read_json_file(path, /*max_depth=*/16), path.string());
   } else {
     throw std::runtime_error(path.string() + " does not exist: pass run directories or Keras History JSON files");
   }

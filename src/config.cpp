@@ -9,21 +9,18 @@
 #include <sstream>
 
 #include "errors.h"
+#include "json_input.h"
 
 namespace mnist {
 namespace {
 
 using nlohmann::json;
 
-// Values as a user wrote them: -1, not -1.0.
-std::string show(const json& v) {
-  if (v.is_number_float() && std::isfinite(v.get<double>())) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.10g", v.get<double>());
-    return buf;
-  }
-  return v.dump();
-}
+// A config is at most five levels deep (model.layers[i].kernel_size[0]); anything far deeper is not one.
+constexpr int kMaxConfigDepth = 32;
+
+// Values as a user wrote them (-1, not -1.0), cut short when long.
+std::string show(const json& v) { return show_json(v); }
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -160,6 +157,14 @@ LayerSpec parse_layer(const json& j, const std::string& path, std::map<std::stri
   require(!layer.name.empty() && layer.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == std::string::npos &&
               !std::isdigit(static_cast<unsigned char>(layer.name[0])),
           r.path("name"), "must be letters, digits and _ (an identifier: it names the layer in exported models)", layer.name);
+  // The name becomes `self.<name>` in the exported TorchScript: Python's keywords cannot be that, and
+  // a TorchScript module already has `forward` and `training`; `torch` names the library there.
+  static const std::set<std::string> kReserved = {
+      "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del", "elif",
+      "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal", "not", "or",
+      "pass", "raise", "return", "try", "while", "with", "yield", "forward", "training", "torch"};
+  require(!kReserved.count(layer.name), r.path("name"),
+          "is reserved in the exported TorchScript (a Python keyword, forward, training or torch): choose another name", layer.name);
   auto activation = [&] { return parse_activation(r.choice("activation", "linear", kActivations)); };
   auto needed = [&](const std::string& key) {
     if (!r.has(key)) throw ConfigError(r.path(key), "missing: a " + layer.type + " layer needs \"" + key + "\"");
@@ -587,7 +592,9 @@ Config parse_config(const json& j) {
 Config parse_config_text(const std::string& text, const std::string& origin) {
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json(text, kMaxConfigDepth);
+  } catch (const JsonTooDeep& e) {
+    throw UsageError("config error in " + origin + ": " + e.what() + "; a config is a few levels deep");
   } catch (const json::exception& e) {
     // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
     std::string what = e.what();
@@ -657,32 +664,35 @@ json to_json(const Config& c) {
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {
   json j = to_json(c);
   for (const auto& a : assignments) {
+    const std::string shown = a.size() <= 100 ? a : a.substr(0, 100) + "...";  // as messages quote it
     const auto eq = a.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw UsageError("--set " + a + ": expected KEY.PATH=VALUE, e.g. --set training.optimizer.learning_rate=0.01");
+      throw UsageError("--set " + shown + ": expected KEY.PATH=VALUE, e.g. --set training.optimizer.learning_rate=0.01");
     const std::string key = a.substr(0, eq), text = a.substr(eq + 1);
     json value;
     try {
-      value = json::parse(text);
+      value = parse_json(text, kMaxConfigDepth);
+    } catch (const JsonTooDeep&) {
+      throw UsageError("--set " + shown + ": the value is not a single value");
     } catch (const json::exception&) {
       value = text;  // bare words are strings: --set training.optimizer.name=sgd
       try {
         (void)value.dump();  // the resolved config is written as JSON, which needs UTF-8 (found by fuzz_config)
       } catch (const json::exception&) {
-        throw UsageError("--set " + a.substr(0, eq) + "=...: the value is not valid UTF-8 text");
+        throw UsageError("--set " + key.substr(0, 100) + "=...: the value is not valid UTF-8 text");
       }
     }
     const auto keys = split_path(key);
     std::string missing;
     json* target = keys.empty() ? nullptr : find_path(j, keys, missing);
-    if (!target) throw UsageError("--set " + a + ": " + (keys.empty() ? "empty key" : missing));
+    if (!target) throw UsageError("--set " + shown + ": " + (keys.empty() ? "empty key" : missing));
     if (target->is_structured() || value.is_structured())
-      throw UsageError("--set " + a + ": " + key + " is not a single value; set its fields one by one");
+      throw UsageError("--set " + shown + ": " + key + " is not a single value; set its fields one by one");
     const bool same_kind = (target->is_number() && value.is_number()) || (target->is_boolean() && value.is_boolean()) ||
                            (target->is_string() && value.is_string());
     if (!same_kind)
-      throw UsageError("--set " + a + ": " + key + " holds " + target->type_name() + " " + target->dump() + ", not " +
-                       value.type_name() + " " + value.dump());
+      throw UsageError("--set " + shown + ": " + key + " holds " + target->type_name() + " " + show(*target) + ", not " +
+                       value.type_name() + " " + show(value));
     if (keys == std::vector<std::string>{"training", "lr_schedule", "name"}) {
       j["training"]["lr_schedule"] = {{"name", value}};  // another schedule: its own fields, given by later --set
       if (value == "exponential_decay") j["training"]["lr_schedule"].update({{"decay_steps", 1000}, {"decay_rate", 0.96}});

@@ -2,6 +2,7 @@
 #include "data.h"
 
 #include "idx.h"
+#include "json_input.h"
 
 #include <zlib.h>
 
@@ -166,17 +167,15 @@ torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n
                                std::to_string(n - 1) + " (the training split's " + std::to_string(n) + " samples)";
   std::ifstream in(file, std::ios::binary);
   if (!in) throw std::runtime_error(what + " cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
   nlohmann::json j;
   try {
-    // Two levels at most, checked while parsing: deeper nesting is refused before it is built.
-    j = nlohmann::json::parse(in, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-      if (depth > 2) throw std::invalid_argument("nested deeper than a list of lists");
-      return true;
-    });
+    j = parse_json(text.str(), /*max_depth=*/2);  // a list of lists; deeper nesting is refused before it is built
+  } catch (const JsonTooDeep&) {
+    throw std::runtime_error(what + " is nested deeper than a list of lists" + expected);
   } catch (const nlohmann::json::exception&) {
     throw std::runtime_error(what + " is not valid JSON" + expected);
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(what + " is " + e.what() + expected);
   }
   if (!j.is_array()) throw std::runtime_error(what + " is not a list" + expected);
   if (static_cast<int64_t>(j.size()) < epochs)

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "errors.h"
+#include "json_input.h"
 
 namespace mnist {
 namespace {
@@ -237,7 +238,9 @@ json compile_config(const TrainingConfig& t) {
 KerasConfig config_from_keras(const std::string& text, const std::string& where) {
   json keras;
   try {
-    keras = json::parse(text);
+    keras = parse_json(text, /*max_depth=*/64);  // Keras nests a layer's dtype policy about eight levels down
+  } catch (const JsonTooDeep& e) {
+    throw std::runtime_error(where + " is " + e.what() + ": not a Keras model config");
   } catch (const json::exception&) {
     throw std::runtime_error(where + " is not valid JSON");
   }

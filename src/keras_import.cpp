@@ -7,6 +7,7 @@
 
 #include "keras_config.h"
 #include "keras_files.h"
+#include "json_input.h"
 #include "model.h"
 
 namespace mnist {
@@ -143,7 +144,9 @@ Params read_keras_weights(const std::filesystem::path& file, const Config& confi
 Params parse_keras_weights(const std::string& text, const Config& config, const std::string& name) {
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json(text, /*max_depth=*/8);  // a list of at most 4-D arrays
+  } catch (const JsonTooDeep&) {
+    throw std::runtime_error(name + " is nested deeper than any Keras weight (8 levels)");
   } catch (const json::exception&) {
     throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
   }

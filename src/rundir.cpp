@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "errors.h"
+#include "json_input.h"
 
 namespace mnist {
 namespace {
@@ -158,8 +159,8 @@ Checkpoint read_checkpoint(const fs::path& path) {
     c.data_order = order.to(torch::kLong);
   }
   try {
-    c.history = History::from_json(nlohmann::json::parse(history_text), what);
-    c.progress = Progress::from_json(nlohmann::json::parse(progress_text));
+    c.history = History::from_json(parse_json(history_text, /*max_depth=*/16), what);
+    c.progress = Progress::from_json(parse_json(progress_text, /*max_depth=*/16));
   } catch (const std::exception& e) {
     throw std::runtime_error(what + " has an unreadable history or progress record (" + e.what() + ")");
   }

@@ -61,6 +61,9 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "range.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}, "training": {"batch_size": 0}})");
   write_file(d / "layer.json", R"({"model": {"layers": [{"type": "Conv3D"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})");
   write_file(d / "activation.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "swish"}]}})");
+  write_file(d / "deep.json", std::string(100000, '[') + std::string(100000, ']'));
+  write_file(d / "deep_under_key.json", "{\"model\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+  write_file(d / "reserved_name.json", R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "name": "training"}]}})");
   write_file(d / "shapes.json", R"({"model": {"layers": [{"type": "Dense", "units": 10, "activation": "softmax"}]}})");
   // Models.
   write_file(d / "not_a_model.pt", "hello");
@@ -119,6 +122,10 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"config unknown layer", "train --config {tmp}/layer.json", 2, "config error at model.layers[0].type: must be one of Flatten, Reshape, Dense"},
       {"config unknown activation", "train --config {tmp}/activation.json", 2, "config error at model.layers[1].activation"},
       {"config shapes", "train --config {tmp}/shapes.json", 2, "config error at model.layers[0]: Dense needs a flat input"},
+      {"config nested 100000 deep", "summary --config {tmp}/deep.json", 2, "config error in {tmp}/deep.json: nested deeper than 32 levels"},
+      {"config nested deep under a key", "summary --config {tmp}/deep_under_key.json", 2, "deep_under_key.json: nested deeper than 32 levels"},
+      {"layer name reserved in TorchScript", "train --config {tmp}/reserved_name.json", 2,
+       "config error at model.layers[1].name: is reserved in the exported TorchScript"},
       {"--set missing path", "train --set training.optimizer.beta=0.5", 2, "no key \"beta\" under training.optimizer"},
       {"--set wrong type", "train --set training.shuffle=maybe", 2, "training.shuffle holds boolean"},
       {"model not a model", "evaluate --model {tmp}/not_a_model.pt", 1, "not_a_model.pt is not a model written by"},

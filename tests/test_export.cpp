@@ -7,6 +7,7 @@
 #include <iostream>
 #include <random>
 
+#include "errors.h"
 #include "export.h"
 #include "helpers.h"
 #include "keras_import.h"
@@ -66,6 +67,48 @@ TEST(Export, TorchScriptRoundTripInCpp) {
     LoadedModel back = load_model((tmp / "model.pt").string());
     EXPECT_TRUE(back.model->forward(x).equal(expected));
   }
+}
+
+// A layer's name reaches the generated TorchScript (`self.<name>`) and names its submodule: every
+// name the config accepts must export, load and run, and the rest is refused when the config is
+// read, never after training. The candidates: Python's keywords and builtins, what a TorchScript
+// module already has, and the names the generated code uses.
+TEST(Export, EveryLayerNameTheConfigAcceptsExports) {
+  const std::vector<std::string> candidates = {
+      "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+      "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+      "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "self", "forward", "training", "torch",
+      "x", "ones", "Tensor", "math", "float", "int", "bool", "str", "list", "dict", "tuple", "print", "range", "len",
+      "super", "object", "type", "isinstance", "annotate", "Optional", "List", "Dict", "Tuple", "Any", "Final", "eval",
+      "train", "parameters", "named_parameters", "modules", "children", "buffers", "attributes", "state_dict", "to",
+      "cpu", "cuda", "double", "half", "apply", "define", "save", "copy", "deepcopy", "graph", "code", "dump",
+      "register_buffer", "register_parameter", "register_module", "register_attribute", "weight", "bias", "running_mean",
+      "dtype", "device", "_private", "__init__", "__dict__", "_c", "dense_forward", "Training", "model", "layers"};
+  TempDir tmp;
+  int accepted = 0;
+  for (const auto& name : candidates) {
+    const std::string text = R"({"model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 4, "name": ")" + name +
+                             R"("}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})";
+    Config config;
+    try {
+      config = parse_config_text(text, "t");
+    } catch (const ConfigError& e) {
+      continue;  // refused up front: fine
+    } catch (const UsageError& e) {
+      continue;
+    }
+    ++accepted;
+    Model model(config.model, kImageShape, 0);
+    try {
+      export_model(*model, config, tmp / "m.pt");
+      torch::jit::Module loaded = torch::jit::load((tmp / "m.pt").string());
+      const torch::Tensor x = torch::rand({2, 1, 28, 28});
+      EXPECT_LE((loaded.forward({x}).toTensor() - model->forward(x)).abs().max().item<float>(), 1e-6) << name;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "layer name \"" << name << "\" passes the config but does not export: " << std::string(e.what()).substr(0, 200);
+    }
+  }
+  EXPECT_GE(accepted, 4);  // dense_forward, Training, model, layers at least
 }
 
 // Our model.pt and model_weights.pt, loaded by Python's torch.jit.load and torch.load (without our

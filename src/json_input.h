@@ -1,0 +1,29 @@
+// json_input: JSON from files and flags a user hands in, parsed with bounded nesting (a document
+// nested 100,000 deep would otherwise exhaust the stack wherever it is walked) and shown in
+// messages at bounded length.
+#pragma once
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace mnist {
+
+// Nesting deeper than a reader allows; what() is "nested deeper than N levels".
+struct JsonTooDeep : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses `text`; throws nlohmann::json::exception on invalid JSON and JsonTooDeep past `max_depth`
+// levels of arrays and objects, before the deeper levels are built.
+nlohmann::json parse_json(const std::string& text, int max_depth);
+
+// The JSON file at `path` (a History, say), parsed as parse_json does; throws std::runtime_error
+// naming the file when it cannot be read, is not JSON or is nested deeper than `max_depth`.
+nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth);
+
+// A value as a message shows it: its JSON text, cut to about `max_chars` with "...".
+std::string show_json(const nlohmann::json& value, size_t max_chars = 80);
+
+}  // namespace mnist
