@@ -21,7 +21,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 Split first(const Split& s, int64_t n) {
   n = std::min(n, s.size());
-  return {s.images.narrow(0, 0, n), s.labels.narrow(0, 0, n)};
+  return {s.images.narrow(0, 0, n), s.labels.narrow(0, 0, n), /*checksum=*/""};
 }
 
 double accuracy_of(const torch::Tensor& predicted, const torch::Tensor& labels) {

@@ -29,7 +29,7 @@ BenchResult run_bench(const Config& config, const Split& train, torch::Device de
   Trainer trainer(model, training, device);
   // fit() evaluates after every epoch (untimed); a small slice keeps that cheap.
   const Split probe{train.images.narrow(0, 0, std::min<int64_t>(1000, train.size())),
-                    train.labels.narrow(0, 0, std::min<int64_t>(1000, train.size()))};
+                    train.labels.narrow(0, 0, std::min<int64_t>(1000, train.size())), /*checksum=*/""};
   const History h = trainer.fit(train, Split{}, probe, FitOptions{}).history;
 
   BenchResult r;

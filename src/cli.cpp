@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <optional>
+#include <thread>
 #include <iostream>
 
 #include "baselines.h"
@@ -19,7 +21,7 @@
 #include "data.h"
 #include "errors.h"
 #include "export.h"
-#include "json_input.h"
+#include "user_input.h"
 #include "keras_import.h"
 #include "metrics.h"
 #include "model.h"
@@ -54,12 +56,30 @@ struct ConfigFlags {
   int64_t seed = -1;   // -1: keep the config's
 };
 
+// A whole number from lo to hi, said plainly when it is not ("--epochs: must be a whole number from 1 to 1000000 (got 0)").
+CLI::Validator whole_number(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& value) -> std::string {
+        try {
+          size_t used = 0;
+          const long long n = std::stoll(value, &used);
+          if (used == value.size() && n >= lo && n <= hi) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) + " (got " + value.substr(0, 40) + ")";
+      },
+      "INT in " + std::to_string(lo) + ".." + std::to_string(hi));
+}
+
+// More threads than this only add switching: four per core of this machine.
+int64_t max_threads() { return 4 * std::max<int64_t>(1, std::thread::hardware_concurrency()); }
+
 void add_config_flags(CLI::App& cmd, ConfigFlags& f, bool training_shorthands) {
   cmd.add_option("--config", f.config, "JSON config file")->capture_default_str();
   cmd.add_option("--set", f.sets, "override one config value, e.g. training.optimizer.learning_rate=0.01 (repeatable)");
   if (training_shorthands) {
-    cmd.add_option("--epochs", f.epochs, "shorthand for --set training.epochs=N")->check(CLI::PositiveNumber);
-    cmd.add_option("--seed", f.seed, "shorthand for --set training.seed=N")->check(CLI::NonNegativeNumber);
+    cmd.add_option("--epochs", f.epochs, "shorthand for --set training.epochs=N")->check(whole_number(1, 1000000));
+    cmd.add_option("--seed", f.seed, "shorthand for --set training.seed=N")->check(whole_number(0, std::numeric_limits<int64_t>::max()));
   }
 }
 
@@ -109,6 +129,32 @@ void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::str
   out.unsetf(std::ios::fixed);
 }
 
+// Refuses a run whose training would not fit in this machine's memory, before anything is written.
+// The estimate: 24 float32 values per parameter (measured: about 22 at the peak of a fused step,
+// 17 of an autograd step, counting the values, gradients, optimizer slots, flat buffers and the
+// update's temporaries), each batch's layer outputs three times over, and an evaluation pass
+// (kEvaluationBytes). CUDA memory is checked by CUDA.
+void check_memory(const ModelImpl& model, const TrainingConfig& t, int64_t samples, torch::Device device) {
+  if (!device.is_cpu()) return;
+  int64_t parameters = 0, activations = 0;
+  for (const auto& [name, tensor] : model.state()) parameters += tensor.numel();
+  for (const auto& layer : model.layers()) {
+    int64_t n = 1;
+    for (int64_t d : layer->output_shape) n *= d;
+    activations += n;
+  }
+  const int64_t batch = std::min(t.batch_size, std::max<int64_t>(samples, 1));
+  const double needed = 4.0 * (24.0 * static_cast<double>(parameters) + 3.0 * static_cast<double>(batch) * static_cast<double>(activations)) +
+                        static_cast<double>(kEvaluationBytes);
+  const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  if (physical > 0 && needed > 0.8 * physical) {
+    char text[256];
+    std::snprintf(text, sizeof text, "training this config needs about %.1f GiB (%.3g parameters, batch %lld); this machine has %.1f GiB",
+                  needed / (1 << 30), static_cast<double>(parameters), static_cast<long long>(batch), physical / (1 << 30));
+    throw UsageError(std::string(text) + ": use fewer units or filters, or a smaller batch_size");
+  }
+}
+
 // `mnist train`'s own flags (the config flags are ConfigFlags).
 struct TrainFlags {
   std::string resume, device = "auto", data, out;
@@ -119,20 +165,29 @@ struct TrainFlags {
 int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t) {
   const std::string &resume = t.resume, &data_flag = t.data, &out_flag = t.out;
   std::optional<Checkpoint> checkpoint;
+  bool restart = false;  // --resume of a run that stopped before its first checkpoint: train it again
   Config config;
   if (!resume.empty()) {
     if (config_flags_given || !out_flag.empty() || !t.initial_weights.empty() || !t.data_order.empty())
       throw UsageError("--resume continues a run with its own config, directory, weights and data order; drop --config, --set, "
                        "--epochs, --seed, --out, --initial-weights and --data-order");
+    remove_temporaries(resume);  // what a killed write left behind
     const fs::path file = fs::path(resume) / "checkpoint.pt";
-    if (!fs::exists(file)) throw std::runtime_error(resume + " holds no checkpoint.pt to resume from");
-    checkpoint = read_checkpoint(file);
-    config = checkpoint->config;
-    if (checkpoint->history.epochs() >= static_cast<size_t>(config.training.epochs) && checkpoint->progress.step == 0) {
+    if (!fs::exists(file)) {
+      if (!fs::exists(fs::path(resume) / "config.json"))
+        throw std::runtime_error(resume + " is not a run directory: it holds neither checkpoint.pt nor config.json");
+      restart = true;
+      config = load_config_file((fs::path(resume) / "config.json").string());
+      std::cout << resume << " holds no checkpoint (it stopped before its first epoch was saved): training it again from its config.json\n";
+    } else {
+      checkpoint = read_checkpoint(file);
+      config = checkpoint->config;
+    }
+    if (checkpoint && checkpoint->history.epochs() >= static_cast<size_t>(config.training.epochs) && checkpoint->progress.step == 0) {
       std::cout << "run " << resume << " already finished all " << config.training.epochs << " epochs; nothing to resume\n";
       return 0;
     }
-    if (early_stopping_state(checkpoint->history, config.training.early_stopping).stop) {
+    if (checkpoint && early_stopping_state(checkpoint->history, config.training.early_stopping).stop) {
       std::cout << "run " << resume << " was ended by early stopping after " << checkpoint->history.epochs()
                 << " epochs; nothing to resume\n";
       return 0;
@@ -145,10 +200,16 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   const std::string data_dir = data_flag.empty() ? default_data_dir(config) : data_flag;
 
   // Load and check everything before creating the run directory, so a bad input leaves nothing behind.
-  auto [train_split, validation] = split_validation(load_split(data_dir, true), config.training.validation_split);
+  const Split all_train = load_split(data_dir, true), test_split = load_split(data_dir, false);
+  check_dataset(all_train, true, config.dataset, data_dir);
+  check_dataset(test_split, false, config.dataset, data_dir);
+  if (checkpoint && !checkpoint->data_checksum.empty() && checkpoint->data_checksum != all_train.checksum)
+    throw UsageError(resume + " was trained on other data (training files' checksum " + checkpoint->data_checksum + "; " + data_dir +
+                     " holds " + all_train.checksum + "): resume it with the --data it was trained on");
+  auto [train_split, validation] = split_validation(all_train, config.training.validation_split);
   const Split train_data = train_split.to(device), val_data = validation.size() ? validation.to(device) : Split{};
-  const Split test_data = load_split(data_dir, false).to(device);
-  Model model = checkpoint                   ? model_with_params(config, checkpoint->params, resume + "/checkpoint.pt")
+  const Split test_data = test_split.to(device);
+  Model model = checkpoint                   ? model_with_params(config, checkpoint->params, resume + "/checkpoint.pt", checkpoint->checksum)
                 : t.initial_weights.empty() ? Model(config.model, kImageShape, config.training.seed)
                                             : model_with_params(config, read_keras_weights(t.initial_weights, config),
                                                                 "--initial-weights " + t.initial_weights);
@@ -160,13 +221,17 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
     throw std::runtime_error(resume + "/checkpoint.pt holds a data order that does not index this training split of " +
                              std::to_string(train_data.size()) + " samples");
 
-  const fs::path run = checkpoint ? fs::path(resume) : create_run_dir(out_flag, config.name);
+  check_memory(*model, config.training, train_data.size(), device);
+  Trainer trainer(model, config.training, device);  // its optimizer state, allocated before the run directory exists
+  const fs::path run = (checkpoint || restart) ? fs::path(resume) : create_run_dir(out_flag, config.name);
   if (!checkpoint) write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");
+  // The checkpoint is the run's record: files derived from it are rewritten from it, in case a kill
+  // left them ahead of it.
+  if (checkpoint) save_history(run, checkpoint->history);
   std::cout << model->summary(config.name) << "Training " << config.name << " on " << train_data.size() << " "
             << config.dataset << " samples" << (val_data.size() ? ", validating on " + std::to_string(val_data.size()) : "")
             << " (" << device.str() << "), run directory " << run.string() << "\n";
 
-  Trainer trainer(model, config.training, device);
   if (data_order.defined()) trainer.set_data_order(data_order);
   if (!t.initial_weights.empty()) std::cout << "Initial weights from " << t.initial_weights << "\n";
   if (!t.data_order.empty()) std::cout << "Data order from " << t.data_order << "\n";
@@ -180,8 +245,8 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   options.log = &std::cout;
   options.progress_bar = ::isatty(STDOUT_FILENO);
   options.on_epoch_end = [&](const History& h) {
+    save_checkpoint(run / "checkpoint.pt", *model, config, trainer, all_train.checksum);  // first: the run's record
     save_history(run, h);
-    save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
   };
   options.stop = &g_stop_requested;
   g_stop_requested = false;
@@ -192,8 +257,8 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   std::signal(SIGTERM, SIG_DFL);
 
   if (fit.interrupted) {
+    save_checkpoint(run / "checkpoint.pt", *model, config, trainer, all_train.checksum);
     save_history(run, fit.history);
-    save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
     const int64_t per_epoch = data_order.defined() ? data_order.size(1) : train_data.size();
     const int64_t steps = (per_epoch + config.training.batch_size - 1) / config.training.batch_size;
     const std::string where = trainer.progress().step == 0
@@ -211,8 +276,8 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
   write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
   if (fit.history.epochs() == 0 || !fit.stopped_early.empty()) {
+    save_checkpoint(run / "checkpoint.pt", *model, config, trainer, all_train.checksum);
     save_history(run, fit.history);
-    save_checkpoint(run / "checkpoint.pt", *model, config, trainer);
   }
 #ifdef MNIST_WITH_OPENCV
   const MistakeSample mistakes = most_confident_mistakes(model, test_data, kGallerySize);
@@ -226,7 +291,11 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   if (fit.history.epochs() > 0)
     std::cout << "final training accuracy (Keras running mean): " << fit.history.accuracy.back() << "\n";
   std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\nrun saved in " << run.string() << "\n";
-  return fit.diverged ? 1 : 0;
+  if (fit.diverged) {  // a failed run: its one line on stderr too, as every failure's
+    std::cerr << "mnist: training stopped: " << fit.stopped_early << "; run saved in " << run.string() << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 int evaluate_cmd(const std::string& model_path, const std::string& data_flag, const std::string& split, bool json,
@@ -234,6 +303,7 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
   LoadedModel loaded = load_model(model_path);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split data = load_split(data_dir, split == "train");
+  check_dataset(data, split == "train", loaded.config.dataset, data_dir);
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
   const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset), split);
   if (!out.empty()) {
@@ -264,6 +334,7 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
   LoadedModel loaded = load_model(run_dir);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split test = load_split(data_dir, false);
+  check_dataset(test, false, loaded.config.dataset, data_dir);
   const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
   save_history(dir, history);
@@ -434,7 +505,7 @@ int run_cli(int argc, char** argv) {
                         "start from these Keras weights: FILE.json (model.get_weights() list), FILE.weights.h5 or FILE.keras");
   train_cmd->add_option("--data-order", train_only.data_order,
                         "train on these samples in this order instead of shuffling: a JSON list per epoch of indices into the training split");
-  train_cmd->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
+  train_cmd->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(whole_number(0, max_threads()));
 
   std::string model_path;
   bool json = false;
@@ -493,11 +564,11 @@ int run_cli(int argc, char** argv) {
   auto* bench_app = app.add_subcommand("bench", "seconds per training epoch (median after warm-up), steps/s, peak memory");
   add_config_flags(*bench_app, bench_flags, false);
   bench_app->add_option("--device", device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
-  bench_app->add_option("--epochs", bench_epochs, "timed epochs")->check(CLI::PositiveNumber)->capture_default_str();
-  bench_app->add_option("--warmup", bench_warmup, "untimed epochs first (default: 1 on the CPU, 2 on CUDA)")->check(CLI::NonNegativeNumber);
-  bench_app->add_option("--batch-size", bench_batch, "override training.batch_size")->check(CLI::PositiveNumber);
+  bench_app->add_option("--epochs", bench_epochs, "timed epochs")->check(whole_number(1, 10000))->capture_default_str();
+  bench_app->add_option("--warmup", bench_warmup, "untimed epochs first (default: 1 on the CPU, 2 on CUDA)")->check(whole_number(0, 10000));
+  bench_app->add_option("--batch-size", bench_batch, "override training.batch_size")->check(whole_number(1, 60000));
   bench_app->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
-  bench_app->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(CLI::NonNegativeNumber);
+  bench_app->add_option("--threads", threads, "CPU threads for LibTorch (0: LibTorch's default)")->check(whole_number(0, max_threads()));
   bench_app->add_flag("--json", json, "one JSON document (key seconds_per_epoch)");
 
   BaselineOptions baseline_options;
@@ -510,7 +581,7 @@ int run_cli(int argc, char** argv) {
   baselines_app->add_option("--svm-samples", baseline_options.svm_samples,
                              "train the SVM on the first N images only (0: all; its fit time grows with N squared)")
       ->check(CLI::Range(int64_t{0}, int64_t{60000}))->capture_default_str();
-  baselines_app->add_option("--threads", threads, "CPU threads for LibTorch and OpenCV (0: their defaults)")->check(CLI::NonNegativeNumber);
+  baselines_app->add_option("--threads", threads, "CPU threads for LibTorch and OpenCV (0: their defaults)")->check(whole_number(0, max_threads()));
   baselines_app->add_flag("--json", json, "a JSON list of {method, accuracy, fit_seconds, predict_seconds, train_samples}");
 
   try {

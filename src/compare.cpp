@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "json_input.h"
+#include "user_input.h"
 
 namespace mnist {
 namespace {

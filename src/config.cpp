@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "errors.h"
-#include "json_input.h"
+#include "user_input.h"
 
 namespace mnist {
 namespace {
@@ -18,6 +18,7 @@ using nlohmann::json;
 
 // A config is at most five levels deep (model.layers[i].kernel_size[0]); anything far deeper is not one.
 constexpr int kMaxConfigDepth = 32;
+constexpr int64_t kMaxConfigBytes = int64_t{1} << 20;  // a config is a few KB
 
 // Values as a user wrote them (-1, not -1.0), cut short when long.
 std::string show(const json& v) { return show_json(v); }
@@ -455,7 +456,7 @@ TrainingConfig parse_training(const json& j) {
   t.epochs = r.integer("epochs", t.epochs);
   require(t.epochs >= 1 && t.epochs <= 100000, r.path("epochs"), "must be between 1 and 100000", t.epochs);
   t.batch_size = r.integer("batch_size", t.batch_size);
-  require(t.batch_size >= 1 && t.batch_size <= 1000000, r.path("batch_size"), "must be between 1 and 1000000", t.batch_size);
+  require(t.batch_size >= 1 && t.batch_size <= 60000, r.path("batch_size"), "must be between 1 and 60000 (the training set; one batch holds at most all of it)", t.batch_size);
   t.shuffle = r.boolean("shuffle", t.shuffle);
   t.validation_split = r.number("validation_split", t.validation_split);
   require(t.validation_split >= 0 && t.validation_split < 1, r.path("validation_split"), "must be in [0, 1)",
@@ -609,11 +610,13 @@ Config parse_config_text(const std::string& text, const std::string& origin) {
 }
 
 Config load_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError("config file " + path + " cannot be read: check the --config path");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config_text(ss.str(), path);
+  std::string text;
+  try {
+    text = read_user_file(path, "config file", kMaxConfigBytes);
+  } catch (const std::runtime_error& e) {
+    throw UsageError(std::string(e.what()) + ": check the --config path");
+  }
+  return parse_config_text(text, path);
 }
 
 json to_json(const Config& c) {

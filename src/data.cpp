@@ -1,8 +1,9 @@
 // data: IDX validation, gzip handling, the built-in MNIST loader, and Keras's validation split.
 #include "data.h"
 
+#include "errors.h"
 #include "idx.h"
-#include "json_input.h"
+#include "user_input.h"
 
 #include <zlib.h>
 
@@ -128,6 +129,31 @@ void check_plain(const PlainFiles& files, bool train) {
   check_labels_in_range(files.dir() / labels, files.user_path(labels), count);
 }
 
+// CRC-32 of the files, one after the other, as 8 hex digits.
+std::string files_checksum(const std::vector<fs::path>& files) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::vector<char> buf(1 << 20);
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0)
+      crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(in.gcount()));
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
+  return hex;
+}
+
+// The published splits, by the CRC-32 of their uncompressed IDX files (images, then labels).
+struct KnownSplit {
+  const char* dataset;
+  bool train;
+  const char* checksum;
+};
+constexpr KnownSplit kKnownSplits[] = {{"mnist", true, "2705307c"},
+                                       {"mnist", false, "481227ec"},
+                                       {"fashion-mnist", true, "c5355358"},
+                                       {"fashion-mnist", false, "137d213c"}};
+
 fs::path require_dir(const std::string& dir) {
   if (!fs::is_directory(dir))
     throw std::runtime_error("data directory " + dir + " does not exist" + kFix);
@@ -146,8 +172,23 @@ Split load_split(const std::string& dir, bool train) {
   check_plain(files, train);
   using torch::data::datasets::MNIST;
   MNIST mnist(files.dir().string(), train ? MNIST::Mode::kTrain : MNIST::Mode::kTest);
+  const auto [images, labels] = split_names(train);
   // The loader already returns float32 pixel / 255 in [1, 28, 28] per image, the paper's x / 255.
-  return {mnist.images(), mnist.targets().to(torch::kLong)};
+  return {mnist.images(), mnist.targets().to(torch::kLong), files_checksum({files.dir() / images, files.dir() / labels})};
+}
+
+std::string identify_dataset(const Split& split, bool train) {
+  for (const auto& known : kKnownSplits)
+    if (known.train == train && split.checksum == known.checksum) return known.dataset;
+  return "";
+}
+
+void check_dataset(const Split& split, bool train, const std::string& dataset, const std::string& data_dir) {
+  const std::string found = identify_dataset(split, train);
+  if (found.empty() || found == dataset) return;
+  const std::string shown = found == "mnist" ? "MNIST" : "Fashion-MNIST";
+  throw UsageError("data directory " + data_dir + " holds " + shown + ", but the model's config is for " + dataset +
+                   ": pass --data with " + dataset + "'s files (default: data/" + dataset + "), or a config for " + found);
 }
 
 std::pair<Split, Split> split_validation(const Split& all, double validation_split) {
@@ -155,23 +196,25 @@ std::pair<Split, Split> split_validation(const Split& all, double validation_spl
   const int64_t n = all.size();
   const auto split_at = static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - validation_split)));
   if (split_at <= 0 || split_at >= n)
-    throw std::runtime_error("validation_split " + std::to_string(validation_split) + " leaves " +
+    throw UsageError("config error at training.validation_split: " + std::to_string(validation_split) + " leaves " +
                              std::to_string(split_at) + " of " + std::to_string(n) + " samples for training; choose a value that keeps both parts non-empty");
-  return {Split{all.images.narrow(0, 0, split_at), all.labels.narrow(0, 0, split_at)},
-          Split{all.images.narrow(0, split_at, n - split_at), all.labels.narrow(0, split_at, n - split_at)}};
+  return {Split{all.images.narrow(0, 0, split_at), all.labels.narrow(0, 0, split_at), /*checksum=*/""},
+          Split{all.images.narrow(0, split_at, n - split_at), all.labels.narrow(0, split_at, n - split_at), /*checksum=*/""}};
 }
 
 torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n) {
   const std::string what = "--data-order " + file;
   const std::string expected = "; expected a JSON list with one list per epoch, all of one length, of distinct indices in 0.." +
                                std::to_string(n - 1) + " (the training split's " + std::to_string(n) + " samples)";
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw std::runtime_error(what + " cannot be read");
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text;
+  try {
+    text = read_user_file(file, "--data-order", /*max_bytes=*/int64_t{1} << 30);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(e.what() + expected);
+  }
   nlohmann::json j;
   try {
-    j = parse_json(text.str(), /*max_depth=*/2);  // a list of lists; deeper nesting is refused before it is built
+    j = parse_json(text, /*max_depth=*/2);  // a list of lists; deeper nesting is refused before it is built
   } catch (const JsonTooDeep&) {
     throw std::runtime_error(what + " is nested deeper than a list of lists" + expected);
   } catch (const nlohmann::json::exception&) {

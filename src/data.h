@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+
 #include <torch/torch.h>
 
 namespace mnist {
@@ -19,9 +20,16 @@ inline constexpr const char* kTestLabels = "t10k-labels-idx1-ubyte";
 struct Split {
   torch::Tensor images;  // float32 [N, 1, 28, 28], pixel / 255 (the paper's normalisation)
   torch::Tensor labels;  // int64 [N]
+  std::string checksum;  // CRC-32 of the two IDX files as loaded (8 hex digits): which data this is
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
-  Split to(torch::Device device) const { return {images.to(device), labels.to(device)}; }
+  Split to(torch::Device device) const { return {images.to(device), labels.to(device), checksum}; }
 };
+
+// "mnist" or "fashion-mnist" when `split` is that dataset's published split (by its checksum), else
+// "" (other data in the same format). Throws UsageError when it is the other of the two datasets
+// than `dataset`, naming `data_dir` and the fix: a model is never trained or scored on the wrong one.
+std::string identify_dataset(const Split& split, bool train);
+void check_dataset(const Split& split, bool train, const std::string& dataset, const std::string& data_dir);
 
 // Throws std::runtime_error naming the file and the fix when `dir` does not hold a valid pair of
 // IDX files for the split (missing, truncated, wrong magic, wrong count, labels out of 0..9).

@@ -9,6 +9,7 @@
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include "rundir.h"
+#include "user_input.h"
 
 namespace mnist {
 namespace {
@@ -99,7 +100,8 @@ std::filesystem::path export_model(ModelImpl& model, const Config& config, const
   torch::jit::ExtraFilesMap extra = {{"format", kExportFormat},
                                      {"config.json", to_json(config).dump(2)},
                                      {"classes.json", nlohmann::json(class_names(config.dataset)).dump()},
-                                     {"preprocessing.json", preprocessing_json(config)}};
+                                     {"preprocessing.json", preprocessing_json(config)},
+                                     {"checksum", model.state_checksum()}};
   std::ostringstream module_bytes;  // in memory first: see save_checkpoint
   m.save(module_bytes, extra);
   write_file_atomic(path, module_bytes.str());
@@ -111,9 +113,12 @@ std::filesystem::path export_model(ModelImpl& model, const Config& config, const
   return weights;
 }
 
-Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what) {
+Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what,
+                        const std::string& checksum) {
   Model model(config.model, kImageShape, config.training.seed);
   model->load_state(params, what);
+  if (!checksum.empty() && model->state_checksum() != checksum)
+    throw std::runtime_error(what + " is damaged: its weights do not match the checksum written with them (" + checksum + ")");
   return model;
 }
 
@@ -122,7 +127,8 @@ LoadedModel load_model(const std::string& path_arg) {
   if (std::filesystem::is_directory(path)) path /= "checkpoint.pt";
   const std::string what = "model file " + path.string();
   if (!std::filesystem::exists(path)) throw std::runtime_error(what + " does not exist: pass a model.pt, a checkpoint.pt or a run directory");
-  torch::jit::ExtraFilesMap extra = {{"format", ""}, {"config.json", ""}};
+  require_regular_file(path, "model file");
+  torch::jit::ExtraFilesMap extra = {{"format", ""}, {"config.json", ""}, {"checksum", ""}};
   torch::jit::Module m;
   try {
     m = torch::jit::load(path.string(), torch::kCPU, extra);
@@ -131,7 +137,7 @@ LoadedModel load_model(const std::string& path_arg) {
   }
   if (extra["format"] != kExportFormat) {  // not an export: a training checkpoint
     Checkpoint c = read_checkpoint(path);
-    return {c.config, model_with_params(c.config, c.params, what)};
+    return {c.config, model_with_params(c.config, c.params, what, c.checksum)};
   }
   Config config;
   try {
@@ -142,7 +148,7 @@ LoadedModel load_model(const std::string& path_arg) {
   std::map<std::string, torch::Tensor> params;
   for (const auto& p : m.named_parameters(/*recurse=*/true)) params[p.name] = p.value;
   for (const auto& b : m.named_buffers(/*recurse=*/true)) params[b.name] = b.value;
-  return {config, model_with_params(config, params, what)};
+  return {config, model_with_params(config, params, what, extra["checksum"])};
 }
 
 }  // namespace mnist

@@ -44,7 +44,10 @@ struct LoadedModel {
 // fit its config.
 LoadedModel load_model(const std::string& path);
 
-// A model of `config` holding `params` (by name, as ModelImpl::state()); `what` names the source in errors.
-Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what);
+// A model of `config` holding `params` (by name, as ModelImpl::state()); `what` names the source in
+// errors. With `checksum` (ModelImpl::state_checksum() of the model that was saved), a model whose
+// values do not match it is refused as damaged.
+Model model_with_params(const Config& config, const std::map<std::string, torch::Tensor>& params, const std::string& what,
+                        const std::string& checksum = "");
 
 }  // namespace mnist

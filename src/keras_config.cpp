@@ -6,7 +6,7 @@
 #include <ctime>
 
 #include "errors.h"
-#include "json_input.h"
+#include "user_input.h"
 
 namespace mnist {
 namespace {

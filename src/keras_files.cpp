@@ -179,7 +179,7 @@ class Wire {
   }
   void floats(const std::vector<float>& f) {
     u64(f.size());
-    bytes_.append(reinterpret_cast<const char*>(f.data()), f.size() * sizeof(float));
+    if (!f.empty()) bytes_.append(reinterpret_cast<const char*>(f.data()), f.size() * sizeof(float));
   }
   std::string& bytes() { return bytes_; }
 
@@ -212,6 +212,7 @@ class Unwire {
     return static_cast<size_t>(n);
   }
   void take(void* out, size_t n) {
+    if (n == 0) return;  // an empty array's data() may be null, which memcpy must not be given
     if (n > bytes_.size() - at_) throw std::runtime_error("cut short");
     std::memcpy(out, bytes_.data() + at_, n);
     at_ += n;

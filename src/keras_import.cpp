@@ -7,7 +7,7 @@
 
 #include "keras_config.h"
 #include "keras_files.h"
-#include "json_input.h"
+#include "user_input.h"
 #include "model.h"
 
 namespace mnist {
@@ -108,20 +108,6 @@ json nested_list(const float* values, const std::vector<int64_t>& shape, size_t 
   return out;
 }
 
-// A file's bytes, refusing what is not a regular file (a FIFO would block) or is too large.
-std::string read_bytes(const std::filesystem::path& file, const std::string& what, int64_t max_bytes) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) throw std::runtime_error(what + " " + file.string() + " is not a readable file");
-  const auto size = std::filesystem::file_size(file, ec);
-  if (ec || size > static_cast<uintmax_t>(max_bytes))
-    throw std::runtime_error(what + " " + file.string() + " is larger than any model here (" + std::to_string(max_bytes) + " bytes)");
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  if (!in) throw std::runtime_error(what + " " + file.string() + " cannot be read");
-  return bytes.str();
-}
-
 }  // namespace
 
 bool is_keras_model_file(const std::filesystem::path& file) { return file.extension() == ".keras"; }
@@ -129,16 +115,16 @@ bool is_keras_weights_h5_file(const std::filesystem::path& file) { return file.e
 
 Params read_keras_weights(const std::filesystem::path& file, const Config& config) {
   if (is_keras_model_file(file)) {
-    const std::string bytes = read_bytes(file, "Keras model file", kMaxWeightsBytes);
+    const std::string bytes = read_user_file(file, "Keras model file", kMaxWeightsBytes);
     const auto entries = read_zip_entries(bytes, {"model.weights.h5"}, file.string(), kMaxWeightsBytes);
     if (!entries.count("model.weights.h5")) throw std::runtime_error(file.string() + " holds no model.weights.h5: not a Keras 3 .keras file");
     return parse_keras_weights_h5(entries.at("model.weights.h5"), config, file.string() + ": model.weights.h5");
   }
   if (is_keras_weights_h5_file(file))
-    return parse_keras_weights_h5(read_bytes(file, "Keras weights file", kMaxWeightsBytes), config, file.string());
+    return parse_keras_weights_h5(read_user_file(file, "Keras weights file", kMaxWeightsBytes), config, file.string());
   if (file.extension() != ".json")
     throw std::runtime_error("Keras weights file " + file.string() + ": name it .json (get_weights() list), .weights.h5 or .keras");
-  return parse_keras_weights(read_bytes(file, "Keras weights file", kMaxWeightsBytes), config, file.string());
+  return parse_keras_weights(read_user_file(file, "Keras weights file", kMaxWeightsBytes), config, file.string());
 }
 
 Params parse_keras_weights(const std::string& text, const Config& config, const std::string& name) {
@@ -213,7 +199,7 @@ Params parse_keras_weights_h5(const std::string& bytes, const Config& config, co
 }
 
 KerasModel read_keras_model(const std::filesystem::path& file) {
-  return parse_keras_model(read_bytes(file, "Keras model file", kMaxWeightsBytes), file.string());
+  return parse_keras_model(read_user_file(file, "Keras model file", kMaxWeightsBytes), file.string());
 }
 
 KerasModel parse_keras_model(const std::string& bytes, const std::string& name) {

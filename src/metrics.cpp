@@ -1,6 +1,8 @@
 // metrics: evaluation passes and classification reports.
 #include "metrics.h"
 
+#include <algorithm>
+
 #include "loss.h"
 
 namespace mnist {
@@ -9,7 +11,19 @@ torch::Tensor confusion_matrix(const torch::Tensor& predicted, const torch::Tens
   return torch::bincount(truth * classes + predicted, /*weights=*/{}, classes * classes).view({classes, classes}).to(torch::kCPU);
 }
 
+int64_t evaluation_batch_size(const ModelImpl& model) {
+  int64_t widest = 1;
+  for (const auto& layer : model.layers()) {
+    int64_t n = 1;
+    for (int64_t d : layer->output_shape) n *= d;
+    widest = std::max(widest, n);
+  }
+  // Two float32 outputs of that width are alive at once (a layer's input and its output).
+  return std::clamp<int64_t>(kEvaluationBytes / (2 * 4 * widest), 32, 10000);
+}
+
 Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size) {
+  if (batch_size <= 0) batch_size = evaluation_batch_size(*model);
   const Activation output = model->output_activation(), argmax_of = accuracy_activation(output, training);
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
@@ -43,7 +57,11 @@ MistakeSample most_confident_mistakes(Model& model, const Split& split, int64_t 
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  const torch::Tensor out = model->forward(split.images);
+  std::vector<torch::Tensor> passes;  // in passes of evaluation_batch_size: a wide model's full pass would not fit
+  const int64_t step = evaluation_batch_size(*model);
+  for (int64_t start = 0; start < split.size(); start += step)
+    passes.push_back(model->forward(split.images.narrow(0, start, std::min(step, split.size() - start))));
+  const torch::Tensor out = torch::cat(passes);
   model->train(was_training);
   const auto [confidence, predicted] = out.max(1);
   const torch::Tensor wrong = predicted.ne(split.labels).nonzero().squeeze(1);

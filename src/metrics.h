@@ -26,7 +26,13 @@ struct Evaluation {
 // means). Accuracy, predictions and the confusion matrix are sparse_categorical_accuracy's argmax:
 // of the model's OUTPUTS (ties between saturated sigmoids resolve to the lower class, as in Keras),
 // or of the logits under training.accuracy_argmax = "logits" (Keras 3.8 and earlier on TensorFlow).
-Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size = 10000);
+// batch_size 0: evaluation_batch_size(model).
+Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size = 0);
+
+// Samples per evaluation pass: 10,000, or fewer for a model so wide that a pass's widest layer
+// output would pass kEvaluationBytes (which bounds the memory an evaluation takes).
+inline constexpr int64_t kEvaluationBytes = int64_t{256} << 20;
+int64_t evaluation_batch_size(const ModelImpl& model);
 
 struct Mistake {
   torch::Tensor image;  // [1, 28, 28] on the CPU, values in [0, 1]

@@ -1,6 +1,10 @@
 // model: config layers -> Layer modules in Keras order, the forward pass, state and summary.
 #include "model.h"
 
+#include <zlib.h>
+
+#include <cstdio>
+
 #include <algorithm>
 #include <iomanip>
 #include <sstream>
@@ -74,8 +78,22 @@ void ModelImpl::load_state(const std::map<std::string, torch::Tensor>& values, c
     if (it->second.sizes() != tensor.sizes())
       throw std::runtime_error(what + ": tensor " + name + " has shape " + c10::str(it->second.sizes()) +
                                " but its config needs " + c10::str(tensor.sizes()));
+    if (!torch::isfinite(it->second).all().item<bool>())
+      throw std::runtime_error(what + ": tensor " + name + " holds non-finite values (NaN or inf): the file is damaged, or its model had diverged");
     tensor.copy_(it->second);
   }
+}
+
+std::string ModelImpl::state_checksum() const {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (const auto& [name, tensor] : state()) {
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(name.data()), static_cast<uInt>(name.size()));
+    const torch::Tensor t = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(t.data_ptr<float>()), static_cast<uInt>(t.numel() * sizeof(float)));
+  }
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc));
+  return hex;
 }
 
 void ModelImpl::reseed_noise(torch::Device device, uint64_t seed) {

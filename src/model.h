@@ -31,8 +31,11 @@ class ModelImpl : public torch::nn::Module {
 
   // Everything a saved model needs: the parameters and the BatchNormalization moving statistics.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
-  // Copies `values` (every name state() has, with the same shapes) in; throws naming `what`.
+  // Copies `values` (every name state() has, with the same shapes, finite) in; throws naming `what`.
   void load_state(const std::map<std::string, torch::Tensor>& values, const std::string& what);
+  // CRC-32 of state()'s names and float32 values, as 8 hex digits: written beside saved weights and
+  // compared when they are read back, so that a damaged file is refused rather than evaluated.
+  std::string state_checksum() const;
 
   // Dropout's masks for the coming step come from this seed (rng.h); a model without Dropout
   // ignores it.

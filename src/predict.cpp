@@ -1,11 +1,18 @@
 // predict: MNIST-style preprocessing of image files.
 #include "predict.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <optional>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include "user_input.h"
 
 namespace mnist {
 namespace fs = std::filesystem;
@@ -53,10 +60,102 @@ cv::Mat prepare_digit(const cv::Mat& gray_in, const std::string& what) {
   return out;
 }
 
+namespace {
+
+// Bounds on an image file, far beyond a photo of a digit: larger files are refused before decoding.
+constexpr int64_t kMaxImageBytes = int64_t{64} << 20;
+constexpr int64_t kMaxImagePixels = 50'000'000;
+// Larger images are reduced to this longer side before the preprocessing (whose cost grows faster
+// than the pixel count): the digit ends as 20x20 pixels anyway.
+constexpr int kWorkingSide = 1024;
+
+uint32_t big_endian(const std::string& b, size_t at, int n) {
+  uint32_t v = 0;
+  for (int i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(b[at + static_cast<size_t>(i)]);
+  return v;
+}
+uint32_t little_endian(const std::string& b, size_t at, int n) {
+  uint32_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[at + static_cast<size_t>(i)]);
+  return v;
+}
+
+// Width and height from a PNG, JPEG or BMP header (the formats predict takes), read before OpenCV
+// decodes anything; nullopt for anything else or a header cut short.
+std::optional<std::pair<int64_t, int64_t>> header_size(const std::string& b) {
+  if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 && b.compare(12, 4, "IHDR") == 0)
+    return std::pair<int64_t, int64_t>{big_endian(b, 16, 4), big_endian(b, 20, 4)};
+  if (b.size() >= 26 && b.compare(0, 2, "BM") == 0) {
+    const auto height = static_cast<int32_t>(little_endian(b, 22, 4));  // negative: stored top-down
+    return std::pair<int64_t, int64_t>{static_cast<int32_t>(little_endian(b, 18, 4)), std::abs(static_cast<int64_t>(height))};
+  }
+  if (b.size() >= 4 && static_cast<unsigned char>(b[0]) == 0xFF && static_cast<unsigned char>(b[1]) == 0xD8) {
+    // JPEG: walk the markers to the first start-of-frame (SOF0..SOF15 but DHT C4, JPG C8, DAC CC).
+    for (size_t at = 2; at + 9 <= b.size();) {
+      if (static_cast<unsigned char>(b[at]) != 0xFF) return std::nullopt;
+      const unsigned marker = static_cast<unsigned char>(b[at + 1]);
+      if (marker == 0xFF) {  // fill byte
+        ++at;
+        continue;
+      }
+      const uint32_t length = big_endian(b, at + 2, 2);
+      if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC)
+        return std::pair<int64_t, int64_t>{big_endian(b, at + 7, 2), big_endian(b, at + 5, 2)};
+      if (length < 2) return std::nullopt;
+      at += 2 + length;
+    }
+  }
+  return std::nullopt;
+}
+
+// Sends this process's stderr to /dev/null while it lives: OpenCV and libpng print their own lines
+// about a bad file (and libpng warnings about good ones); the one line about it is ours.
+class QuietStderr {
+ public:
+  QuietStderr() {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    const int null = ::open("/dev/null", O_WRONLY);
+    if (saved_ >= 0 && null >= 0) ::dup2(null, 2);
+    if (null >= 0) ::close(null);
+  }
+  ~QuietStderr() {
+    std::fflush(stderr);
+    if (saved_ >= 0) {
+      ::dup2(saved_, 2);
+      ::close(saved_);
+    }
+  }
+  QuietStderr(const QuietStderr&) = delete;
+  QuietStderr& operator=(const QuietStderr&) = delete;
+
+ private:
+  int saved_;
+};
+
+}  // namespace
+
 torch::Tensor load_digit(const fs::path& file) {
-  if (!fs::exists(file)) throw std::runtime_error("image " + file.string() + " does not exist");
-  const cv::Mat gray = cv::imread(file.string(), cv::IMREAD_GRAYSCALE);
-  if (gray.empty()) throw std::runtime_error("image " + file.string() + " cannot be decoded (PNG, JPEG or BMP expected)");
+  const std::string bytes = read_user_file(file, "image", kMaxImageBytes);
+  const std::string cannot = "image " + file.string() + " cannot be decoded (PNG, JPEG or BMP expected)";
+  const auto size = header_size(bytes);
+  if (!size) throw std::runtime_error(cannot);
+  const auto [width, height] = *size;
+  if (width < 1 || height < 1 || width > kMaxImagePixels || height > kMaxImagePixels || width * height > kMaxImagePixels)
+    throw std::runtime_error("image " + file.string() + " is " + std::to_string(width) + "x" + std::to_string(height) +
+                             " pixels; images here are at most " + std::to_string(kMaxImagePixels / 1000000) + " megapixels");
+  cv::Mat gray;
+  try {
+    QuietStderr quiet;
+    gray = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())), cv::IMREAD_GRAYSCALE);
+  } catch (const cv::Exception&) {
+    gray.release();
+  }
+  if (gray.empty()) throw std::runtime_error(cannot);
+  if (std::max(gray.rows, gray.cols) > kWorkingSide) {
+    const double scale = static_cast<double>(kWorkingSide) / std::max(gray.rows, gray.cols);
+    cv::resize(gray, gray, {}, scale, scale, cv::INTER_AREA);
+  }
   const cv::Mat digit = prepare_digit(gray, file.string());
   return torch::from_blob(digit.data, {1, 28, 28}, torch::kU8).to(torch::kFloat32).div(255.0);
 }
@@ -76,7 +175,7 @@ std::vector<fs::path> collect_images(const std::vector<std::string>& args) {
       std::sort(found.begin(), found.end());
       files.insert(files.end(), found.begin(), found.end());
     } else if (fs::exists(p)) {
-      files.push_back(p);
+      files.push_back(p);  // load_digit refuses what is not a regular file
     } else {
       throw std::runtime_error("image " + a + " does not exist");
     }

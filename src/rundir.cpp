@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "errors.h"
-#include "json_input.h"
+#include "user_input.h"
 
 namespace mnist {
 namespace {
@@ -66,6 +66,14 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
   });
 }
 
+void remove_temporaries(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos && e.is_regular_file(ec)) fs::remove(e.path(), ec);
+  }
+}
+
 void check_out_dir(const std::string& out) {
   const fs::path dir(out);
   if (!out.empty() && fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
@@ -97,7 +105,7 @@ void save_history(const fs::path& dir, const History& history) {
   write_file_atomic(dir / "history.csv", history.to_csv());
 }
 
-void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer) {
+void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer, const std::string& data_checksum) {
   const History& history = trainer.history();
   const Progress& progress = trainer.progress();
   const KerasOptimizer& optimizer = trainer.optimizer();
@@ -107,6 +115,8 @@ void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& confi
   archive.write("history", c10::IValue(history.to_json().dump()));
   archive.write("progress", c10::IValue(progress.to_json().dump()));
   for (const auto& [name, tensor] : model.state()) archive.write("model." + name, tensor.detach().to(torch::kCPU).clone());
+  archive.write("checksum", c10::IValue(model.state_checksum()));
+  if (!data_checksum.empty()) archive.write("data_checksum", c10::IValue(data_checksum));
   for (const auto& [name, tensor] : trainer.best_state()) archive.write("best." + name, tensor.detach().to(torch::kCPU).clone());
   const auto state = optimizer.state();
   for (size_t i = 0; i < state.size(); ++i) archive.write("optimizer." + std::to_string(i), state[i].to(torch::kCPU));
@@ -121,6 +131,7 @@ void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& confi
 
 Checkpoint read_checkpoint(const fs::path& path) {
   const std::string what = "model file " + path.string();
+  require_regular_file(path, "model file");
   torch::serialize::InputArchive archive;
   std::string format, config_text, history_text, progress_text;
   try {
@@ -134,6 +145,10 @@ Checkpoint read_checkpoint(const fs::path& path) {
   }
   if (format != kCheckpointFormat) throw std::runtime_error(what + " has format \"" + format + "\", expected " + kCheckpointFormat);
   Checkpoint c;
+  c10::IValue checksum;
+  if (archive.try_read("checksum", checksum) && checksum.isString()) c.checksum = checksum.toStringRef();
+  c10::IValue data_checksum;
+  if (archive.try_read("data_checksum", data_checksum) && data_checksum.isString()) c.data_checksum = data_checksum.toStringRef();
   try {
     c.config = parse_config_text(config_text, path.string());
   } catch (const UsageError& e) {

@@ -18,6 +18,8 @@ namespace mnist {
 namespace fs = std::filesystem;
 
 void write_file_atomic(const fs::path& path, const std::string& content);
+// Removes the temporaries (".NAME.tmp-PID") that a process killed while writing left in `dir`.
+void remove_temporaries(const fs::path& dir);
 
 // `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.
 // `out` given: created if missing; refused (UsageError) if it exists and is not empty.
@@ -31,7 +33,8 @@ void save_history(const fs::path& dir, const History& history);
 // A self-contained checkpoint: the resolved config, the model's tensors by name, and the
 // trainer's optimizer state, history, position and early-stopping best weights, so `mnist
 // evaluate --model checkpoint.pt` needs nothing else and `train --resume` continues exactly.
-void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer);
+// `data_checksum`: Split::checksum of the training data, which a resumed run must train on again.
+void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer, const std::string& data_checksum = "");
 
 struct Checkpoint {
   Config config;
@@ -41,6 +44,8 @@ struct Checkpoint {
   History history;
   Progress progress;
   torch::Tensor data_order;  // Trainer::data_order(): undefined unless the run took a given order
+  std::string checksum;      // ModelImpl::state_checksum() of the saved model (empty in older checkpoints)
+  std::string data_checksum; // Split::checksum of the training data (empty in older checkpoints)
 };
 // Reads a checkpoint written by save_checkpoint. Throws std::runtime_error naming the file.
 Checkpoint read_checkpoint(const fs::path& path);

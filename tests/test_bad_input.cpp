@@ -1,8 +1,10 @@
 // Every bad input a user can hand the program, as one table: the binary must exit with the right
 // code and one line naming the thing at fault, never a trace, and leave no half-written file.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "config.h"
+#include "data.h"
 #include "export.h"
 #include "keras_config.h"
 #include "keras_files.h"
@@ -80,6 +82,29 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "garbage.png", "\x89PNG but not really");
   write_file(d / "empty.png", "");
   write_file(d / "file_not_dir", "x");
+  // FIFOs where files are expected (reading one would block), and images whose headers claim too much.
+  ASSERT_EQ(::mkfifo((d / "fifo.png").c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo((d / "fifo.json").c_str(), 0600), 0);
+  {
+    std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16);
+    for (uint32_t v : {60000u, 60000u}) put_u32(png, v);
+    write_file(d / "huge.png", png + std::string("\x08\0\0\0\0\0\0\0\0", 9));
+    std::string truncated("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16);
+    for (uint32_t v : {28u, 28u}) put_u32(truncated, v);
+    write_file(d / "truncated.png", truncated + std::string("\x08\0\0\0\0\0\0\0\0\0\0\0\x40IDAT", 16));
+  }
+  // Another synthetic data set (one pixel differs), and a run trained on {tmp}/good to resume on it.
+  std::string other_images = images;
+  other_images[1000] ^= 1;
+  data_dir("other", other_images, labels);
+  {
+    mnist::Config c = small;
+    c.training.epochs = 2;
+    mnist::Model m(c.model, mnist::kImageShape, 0);
+    mnist::Trainer trainer(m, c.training, torch::kCPU);
+    fs::create_directories(d / "good_run");
+    mnist::save_checkpoint(d / "good_run" / "checkpoint.pt", *m, c, trainer, mnist::load_split((d / "good").string(), true).checksum);
+  }
   // Data orders (the training split of {tmp}/good has 60000 samples) and initial weights.
   write_file(d / "order_not_json.json", "[[0, 1");
   write_file(d / "order_deep.json", std::string(100000, '[') + std::string(100000, ']'));
@@ -126,6 +151,12 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"config nested deep under a key", "summary --config {tmp}/deep_under_key.json", 2, "deep_under_key.json: nested deeper than 32 levels"},
       {"layer name reserved in TorchScript", "train --config {tmp}/reserved_name.json", 2,
        "config error at model.layers[1].name: is reserved in the exported TorchScript"},
+      {"config is a FIFO", "train --config {tmp}/fifo.json", 2, "config file {tmp}/fifo.json is not a regular file"},
+      {"--threads beyond the machine", "train --threads 100000", 2, "--threads: must be a whole number from 0 to"},
+      {"--epochs 0", "train --epochs 0", 2, "--epochs: must be a whole number from 1 to 1000000 (got 0)"},
+      {"bench --batch-size 0", "bench --batch-size 0", 2, "--batch-size: must be a whole number from 1 to 60000 (got 0)"},
+      {"validation_split leaving nothing", "train --epochs 1 --data {tmp}/good --set training.validation_split=0.99999", 2,
+       "config error at training.validation_split"},
       {"--set missing path", "train --set training.optimizer.beta=0.5", 2, "no key \"beta\" under training.optimizer"},
       {"--set wrong type", "train --set training.shuffle=maybe", 2, "training.shuffle holds boolean"},
       {"model not a model", "evaluate --model {tmp}/not_a_model.pt", 1, "not_a_model.pt is not a model written by"},
@@ -135,6 +166,10 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
 #ifdef MNIST_WITH_OPENCV
       {"image undecodable", "predict --model {tmp}/good.pt {tmp}/garbage.png", 1, "garbage.png cannot be decoded"},
       {"image empty", "predict --model {tmp}/good.pt {tmp}/empty.png", 1, "empty.png cannot be decoded"},
+      {"image is a FIFO", "predict --model {tmp}/good.pt {tmp}/fifo.png", 1, "image {tmp}/fifo.png is not a regular file"},
+      {"image header 60000x60000", "predict --model {tmp}/good.pt {tmp}/huge.png", 1,
+       "image {tmp}/huge.png is 60000x60000 pixels; images here are at most 50 megapixels"},
+      {"image truncated after its header", "predict --model {tmp}/good.pt {tmp}/truncated.png", 1, "truncated.png cannot be decoded"},
 #else
       {"predict in a build without OpenCV", "predict --model {tmp}/good.pt {tmp}/garbage.png", 2, "predict needs OpenCV"},
 #endif
@@ -151,7 +186,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
        "epoch 2's list has 1 indices where epoch 1's has 2"},
       {"data order not a number", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_string.json", 1,
        "epoch 1's list has a string at position 1"},
-      {"data order missing", "train --epochs 1 --data {tmp}/good --data-order {tmp}/nope.json", 1, "--data-order {tmp}/nope.json cannot be read"},
+      {"data order missing", "train --epochs 1 --data {tmp}/good --data-order {tmp}/nope.json", 1, "--data-order {tmp}/nope.json does not exist"},
       {"initial weights mismatch", "train --epochs 1 --data {tmp}/good --initial-weights {tmp}/weights_wrong.json", 1,
        "weights_wrong.json holds 1 arrays; the config needs 4"},
 #ifdef MNIST_WITH_KERAS_FILES
@@ -169,6 +204,8 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
 #endif
       {"checkpoint's data order out of range", "train --resume {tmp}/bad_order_run --data {tmp}/good", 1,
        "bad_order_run/checkpoint.pt holds a data order that does not index this training split of 60000 samples"},
+      {"resume on other data", "train --resume {tmp}/good_run --data {tmp}/other", 2,
+       "{tmp}/good_run was trained on other data (training files' checksum"},
       {"resume with a data order", "train --resume {tmp}/nope --data-order {tmp}/order_short.json", 2, "drop --config, --set"},
       {"output dir not empty", "train --epochs 1 --data {tmp}/good --out {tmp}/good", 2, "already exists and is not an empty directory"},
       {"output dir not writable", "train --epochs 1 --data {tmp}/good --out {tmp}/file_not_dir/run", 1, "cannot create run directory"},

@@ -57,7 +57,7 @@ TEST(Cli, BadConfigsAndFlagsExitTwoWithOneLine) {
                         "config error at training.optimiser: unknown key");
   expect_one_line_error(run_mnist("train --config " + (tmp / "shape.json").string()), 2,
                         "config error at model.layers[0]: Dense needs a flat input");
-  expect_one_line_error(run_mnist("train --config " + (tmp / "missing.json").string()), 2, "cannot be read");
+  expect_one_line_error(run_mnist("train --config " + (tmp / "missing.json").string()), 2, "does not exist");
   expect_one_line_error(run_mnist("train --set training.optimizer.learning_rate=-1"), 2,
                         "config error at training.optimizer.learning_rate: must be > 0 (got -1)");
   expect_one_line_error(run_mnist("train --set training.nope=1"), 2, "no key \"nope\" under training");
@@ -92,6 +92,59 @@ TEST(Cli, BadDataAndModelFilesExitOneWithOneLine) {
   expect_one_line_error(run_mnist("import-keras " + (tmp / "w.json").string() + " --out " + (tmp / "m.pt").string()), 1,
                         "holds 1 arrays; the config needs 4 in this order");
   EXPECT_FALSE(fs::exists(tmp / "m.pt"));
+}
+
+TEST(Cli, TheOtherDatasetsFilesAreRefused) {
+  // A model of an MNIST config scored on Fashion-MNIST's files (recognised by their checksum), and the reverse.
+  TempDir tmp;
+  for (const std::string dataset : {"mnist", "fashion-mnist"}) {
+    const mnist::Config config = mnist::parse_config_text(
+        R"({"dataset": ")" + dataset + R"(", "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})", "t");
+    mnist::Model model(config.model, mnist::kImageShape, 0);
+    mnist::export_model(*model, config, tmp / (dataset + ".pt"));
+    const std::string other = dataset == "mnist" ? "fashion-mnist" : "mnist";
+    if (!fs::exists("data/" + other + "/t10k-images-idx3-ubyte") && !fs::exists("data/" + other + "/t10k-images-idx3-ubyte.gz")) {
+      GTEST_SKIP() << "data/" << other << " is not here (scripts/fetch-data.sh all)";
+    }
+    expect_one_line_error(run_mnist("evaluate --model " + (tmp / (dataset + ".pt")).string() + " --data data/" + other), 2,
+                          "data directory data/" + other + " holds " + (other == "mnist" ? "MNIST" : "Fashion-MNIST") +
+                              ", but the model's config is for " + dataset);
+  }
+}
+
+TEST(Cli, ARunKilledBeforeItsFirstCheckpointTrainsAgainOnResume) {
+  // What a SIGKILL during the first epoch's checkpoint write leaves: config.json, a history that
+  // ran ahead of the checkpoint, and the checkpoint's temporary. --resume trains the run again.
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const fs::path run = tmp / "run";
+  fs::create_directories(run);
+  write_file(run / "config.json", R"({"name": "killed", "model": {"layers": [{"type": "Flatten"},
+      {"type": "Dense", "units": 10, "activation": "softmax"}]}, "training": {"epochs": 1}})");
+  write_file(run / "history.json", R"({"loss": [0.5], "accuracy": [0.9]})");
+  write_file(run / ".checkpoint.pt.tmp-12345", "half a checkpoint");
+  const CommandResult r = run_mnist("train --resume " + run.string() + " --data " + tmp.path.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("holds no checkpoint (it stopped before its first epoch was saved)"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(run / "checkpoint.pt"));
+  EXPECT_FALSE(fs::exists(run / ".checkpoint.pt.tmp-12345"));
+  EXPECT_EQ(json::parse(slurp(run / "history.json"))["loss"].size(), 1u);
+  // A folder that is no run at all is named as such.
+  fs::create_directories(tmp / "empty");
+  expect_one_line_error(run_mnist("train --resume " + (tmp / "empty").string()), 1, "is not a run directory");
+}
+
+TEST(Cli, ATrainingThatCannotFitInMemoryIsRefusedBeforeItStarts) {
+  // A hidden layer wide enough that 24 float32 values per parameter pass this machine's memory.
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  const auto units = static_cast<int64_t>(physical / (4.0 * 24.0 * 784.0));
+  const fs::path run = tmp / "run";
+  expect_one_line_error(run_mnist("train --epochs 1 --data " + tmp.path.string() + " --out " + run.string() +
+                                  " --set model.layers[1].units=" + std::to_string(units)),
+                        2, "training this config needs about");
+  EXPECT_FALSE(fs::exists(run));  // nothing written
 }
 
 TEST(Cli, SummaryPrintsTheKerasTableAndResolvedConfig) {
@@ -298,7 +351,7 @@ TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_NE(again.out.find("already finished all 2 epochs"), std::string::npos) << again.out;
   expect_one_line_error(run_mnist("train --resume " + interrupted.string() + " --epochs 5"), 2, "--resume continues a run");
-  expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "holds no checkpoint.pt");
+  expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "is not a run directory: it holds neither checkpoint.pt nor config.json");
 }
 
 // Lock-step replay, the way scripts/keras_lockstep.py drives it: a run started from given weights

@@ -5,12 +5,15 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <random>
 
 #include "errors.h"
 #include "export.h"
 #include "helpers.h"
 #include "keras_import.h"
+#include "train.h"
+#include "rundir.h"
 #ifdef MNIST_WITH_OPENCV  // predict reads images with OpenCV
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -66,6 +69,47 @@ TEST(Export, TorchScriptRoundTripInCpp) {
     // load_model reads an export back into the same model.
     LoadedModel back = load_model((tmp / "model.pt").string());
     EXPECT_TRUE(back.model->forward(x).equal(expected));
+  }
+}
+
+// A model file read back is the model that was written: a flipped bit in a weight, in an export or a
+// checkpoint, fails the checksum written with it, and non-finite weights are refused outright.
+TEST(Export, DamagedOrNonFiniteWeightsAreRefused) {
+  TempDir tmp;
+  const Config config = small_config();
+  Model model(config.model, kImageShape, 0);
+  {
+    torch::NoGradGuard no_grad;
+    model->state().back().second.fill_(1234.5f);  // dense_1.bias: a value whose bytes are easy to find
+  }
+  export_model(*model, config, tmp / "model.pt");
+  Trainer trainer(model, config.training, torch::kCPU);
+  save_checkpoint(tmp / "checkpoint.pt", *model, config, trainer);
+  const std::string pattern("\x00\x50\x9a\x44", 4);  // 1234.5f, little-endian
+  for (const char* name : {"model.pt", "checkpoint.pt"}) {
+    ASSERT_NO_THROW(load_model((tmp / name).string())) << name;
+    std::string bytes = slurp(tmp / name);
+    const size_t at = bytes.find(pattern);
+    ASSERT_NE(at, std::string::npos) << name;
+    bytes[at + 1] ^= 0x01;  // 1234.5 -> 1234.50012: still a finite float
+    write_file(tmp / (std::string("flipped-") + name), bytes);
+    try {
+      load_model((tmp / (std::string("flipped-") + name)).string());
+      ADD_FAILURE() << name << ": a flipped weight was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("is damaged: its weights do not match the checksum"), std::string::npos) << e.what();
+    }
+  }
+  {
+    torch::NoGradGuard no_grad;
+    model->state().front().second[0][0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  export_model(*model, config, tmp / "nan.pt");
+  try {
+    load_model((tmp / "nan.pt").string());
+    ADD_FAILURE() << "NaN weights were accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor dense.weight holds non-finite values"), std::string::npos) << e.what();
   }
 }
 

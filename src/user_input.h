@@ -1,7 +1,8 @@
-// json_input: JSON from files and flags a user hands in, parsed with bounded nesting (a document
+// user_input: JSON from files and flags a user hands in, parsed with bounded nesting (a document
 // nested 100,000 deep would otherwise exhaust the stack wherever it is walked) and shown in
 // messages at bounded length.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -9,6 +10,12 @@
 #include <nlohmann/json.hpp>
 
 namespace mnist {
+
+// The bytes of `file`; throws std::runtime_error "<what> <file> does not exist / is not a regular file /
+// is larger than <max_bytes> bytes / cannot be read".
+std::string read_user_file(const std::filesystem::path& file, const std::string& what, int64_t max_bytes);
+// Throws the same unless `file` is an existing regular file (for readers that take a path, such as LibTorch's).
+void require_regular_file(const std::filesystem::path& file, const std::string& what);
 
 // Nesting deeper than a reader allows; what() is "nested deeper than N levels".
 struct JsonTooDeep : std::runtime_error {
