@@ -2,7 +2,8 @@
 // src/keras_config.cpp): each input is read as a .keras archive and as a .weights.h5 file for the
 // model of tests/data/keras/tiny-cnn.keras, whose files seed the corpus. libhdf5 reads in a child
 // process (keras_files.h): what it does on a corrupt file, crashes included, reaches this target as
-// our one-line error (a sanitizer report from the child still shows in the fuzzer's log).
+// our one-line error. A sanitizer report from the child still shows in the fuzzer's log, but the
+// child does not report it as this target's crash.
 #include <cstdint>
 #include <stdexcept>
 #include <string>
