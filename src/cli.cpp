@@ -138,11 +138,7 @@ void check_memory(const ModelImpl& model, const TrainingConfig& t, int64_t sampl
   if (!device.is_cpu()) return;
   int64_t parameters = 0, activations = 0;
   for (const auto& [name, tensor] : model.state()) parameters += tensor.numel();
-  for (const auto& layer : model.layers()) {
-    int64_t n = 1;
-    for (int64_t d : layer->output_shape) n *= d;
-    activations += n;
-  }
+  for (const auto& layer : model.layers()) activations += numel(layer->output_shape);
   const int64_t batch = std::min(t.batch_size, std::max<int64_t>(samples, 1));
   const double needed = 4.0 * (24.0 * static_cast<double>(parameters) + 3.0 * static_cast<double>(batch) * static_cast<double>(activations)) +
                         static_cast<double>(kEvaluationBytes);

@@ -8,9 +8,10 @@
 #include "errors.h"
 
 namespace mnist {
-namespace {
 
 int64_t numel(const Shape& s) { return std::accumulate(s.begin(), s.end(), int64_t{1}, std::multiplies<>()); }
+
+namespace {
 
 std::string ints(const std::vector<int64_t>& v) {
   std::string out = "[";

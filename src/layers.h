@@ -19,6 +19,7 @@ namespace mnist {
 
 using Shape = std::vector<int64_t>;
 std::string format_shape(const Shape& s);  // Keras style: "(None, 28, 28, 16)"
+int64_t numel(const Shape& s);             // values per sample: the product of the dimensions
 
 // One array of Keras's layer.get_weights(), and the LibTorch tensor it becomes.
 struct KerasWeight {

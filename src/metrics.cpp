@@ -13,11 +13,7 @@ torch::Tensor confusion_matrix(const torch::Tensor& predicted, const torch::Tens
 
 int64_t evaluation_batch_size(const ModelImpl& model) {
   int64_t widest = 1;
-  for (const auto& layer : model.layers()) {
-    int64_t n = 1;
-    for (int64_t d : layer->output_shape) n *= d;
-    widest = std::max(widest, n);
-  }
+  for (const auto& layer : model.layers()) widest = std::max(widest, numel(layer->output_shape));
   // Two float32 outputs of that width are alive at once (a layer's input and its output).
   return std::clamp<int64_t>(kEvaluationBytes / (2 * 4 * widest), 32, 10000);
 }
