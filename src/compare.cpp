@@ -39,8 +39,7 @@ RunRecord load_run_record(const std::string& path_arg) {
   if (fs::is_directory(path)) {
     const fs::path history = path / "history.json";
     if (!fs::exists(history)) throw std::runtime_error(path.string() + " is not a run directory (no history.json)");
-    r.name = fs::absolute(path).lexically_normal().filename().string();
-    if (r.name.empty()) r.name = fs::absolute(path).lexically_normal().parent_path().filename().string();
+    r.name = fs::weakly_canonical(path).filename().string();  // runs/latest is named for the run it links to
     r.history = History::from_json(read_json_file(history, /*max_depth=*/16), history.string());
     if (fs::exists(path / "metrics.json")) {
       const auto m = read_json_file(path / "metrics.json", /*max_depth=*/16);
@@ -50,6 +49,8 @@ RunRecord load_run_record(const std::string& path_arg) {
   } else if (fs::exists(path)) {
     r.name = path.stem().string();
     r.history = History::from_json(read_json_file(path, /*max_depth=*/16), path.string());
+    r.test_accuracy = last(r.history.test_accuracy);  // per-epoch test keys, as scripts/keras_reference.py writes
+    r.test_loss = last(r.history.test_loss);
   } else {
     throw std::runtime_error(path.string() + " does not exist: pass run directories or Keras History JSON files");
   }

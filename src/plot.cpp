@@ -204,6 +204,7 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
   Figure fig(960, 600);
   const int left = 95, right = 30, top = 60, bottom = 75;
   const cv::Rect plot(left, top, fig.image.cols - left - right, fig.image.rows - top - bottom);
+  const int inset = 8;  // points keep this far from the axes' box: a marker (radius 4) is never cut
   size_t epochs = 1;
   double lo = INFINITY, hi = -INFINITY;
   for (const auto& s : series) {
@@ -212,16 +213,72 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
       if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
   }
   if (!std::isfinite(lo)) lo = 0, hi = 1;
-  // Show the detail: pad the data range by 5% and let the nice-number axis round it outward.
+  // Show the detail: pad the data range by 5% and let the nice-number axis round it outward, but
+  // not below 0 for data that never is (a loss, an accuracy), nor above 1 for fractions.
   const double pad = (hi - lo) * 0.05;
   Axis y = nice_axis(lo - pad, hi + pad, 7);
-  if (fraction) y.lo = std::max(y.lo, 0.0), y.hi = std::min(y.hi, 1.0);
-  Axis x = nice_axis(epochs == 1 ? 0.0 : 1.0, static_cast<double>(epochs), 10);
+  if (lo >= 0) y.lo = std::max(y.lo, 0.0);
+  if (fraction) y.hi = std::min(y.hi, 1.0);
+  // Epochs from 0 (before training) to a whole round number at or past the last, at least 4.
+  const double last = static_cast<double>(std::max<size_t>(epochs, 4));
+  Axis x = nice_axis(0, last, 10);
   x.step = std::max(1.0, x.step);
-  x.lo = std::max(0.0, std::floor(x.lo / x.step) * x.step);
+  x.lo = 0;
+  x.hi = std::ceil(last / x.step) * x.step;
 
-  auto px = [&](double e) { return plot.x + (e - x.lo) / (x.hi - x.lo) * plot.width; };
-  auto py = [&](double v) { return plot.y + plot.height - (v - y.lo) / (y.hi - y.lo) * plot.height; };
+  // The legend's size, from its labels.
+  int legend_w = 0;
+  for (const auto& s : series) legend_w = std::max(legend_w, text_size(s.label, 0.5).width);
+  legend_w += 60;
+  const int legend_h = 12 + 24 * static_cast<int>(series.size());
+  const bool markers = epochs <= 30;
+  const int radius = 4;  // a marker's radius; a point without one covers less
+
+  // Lay out the data, then the legend in the first corner no curve crosses (top right, bottom
+  // right, top left, bottom left). When every corner is crossed, the data moves down to leave a
+  // band for the legend at the top.
+  cv::Rect data;
+  std::vector<std::vector<cv::Point>> curves;
+  cv::Rect box;
+  for (const int headroom : {0, legend_h + 2 * inset}) {
+    data = cv::Rect(plot.x + inset, plot.y + inset + headroom, plot.width - 2 * inset, plot.height - 2 * inset - headroom);
+    curves.clear();
+    for (const auto& s : series) {
+      std::vector<cv::Point> points;
+      for (size_t i = 0; i < s.values.size(); ++i) {
+        if (!std::isfinite(s.values[i])) continue;
+        const double ex = data.x + (static_cast<double>(i + 1) - x.lo) / (x.hi - x.lo) * data.width;
+        const double ey = data.y + data.height - (s.values[i] - y.lo) / (y.hi - y.lo) * data.height;
+        points.emplace_back(static_cast<int>(std::lround(ex)), static_cast<int>(std::lround(ey)));
+      }
+      curves.push_back(std::move(points));
+    }
+    // How many of the curves' segments and points a box would cover.
+    auto covered = [&](const cv::Rect& b) {
+      const cv::Rect around(b.x - radius, b.y - radius, b.width + 2 * radius, b.height + 2 * radius);
+      int count = 0;
+      for (const auto& points : curves)
+        for (size_t i = 0; i < points.size(); ++i) {
+          cv::Point a = points[i], c = i + 1 < points.size() ? points[i + 1] : points[i];
+          count += around.contains(points[i]) || (i + 1 < points.size() && cv::clipLine(around, a, c));
+        }
+      return count;
+    };
+    const int x_right = plot.x + plot.width - legend_w - 10, x_left = plot.x + 10;
+    const int y_top = plot.y + 10, y_bottom = plot.y + plot.height - legend_h - 10;
+    const cv::Rect corners[] = {{x_right, y_top, legend_w, legend_h},
+                                {x_right, y_bottom, legend_w, legend_h},
+                                {x_left, y_top, legend_w, legend_h},
+                                {x_left, y_bottom, legend_w, legend_h}};
+    int least = -1;
+    for (const cv::Rect& corner : corners) {
+      const int c = covered(corner);
+      if (least < 0 || c < least) least = c, box = corner;
+    }
+    if (least == 0) break;
+  }
+  auto px = [&](double e) { return data.x + (e - x.lo) / (x.hi - x.lo) * data.width; };
+  auto py = [&](double v) { return data.y + data.height - (v - y.lo) / (y.hi - y.lo) * data.height; };
 
   fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.7), kBlack, Figure::Align::center);
   for (double t : y.ticks()) {
@@ -242,38 +299,24 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
   fig.text("Epoch", plot.x + plot.width / 2, fig.image.rows - 18, 0.6, kBlack, Figure::Align::center);
   fig.vertical_text(y_label, 20, plot.y + plot.height / 2, 0.6, kBlack);
 
-  const bool markers = epochs <= 30;
-  cv::Mat clip = fig.image(plot);
-  for (const auto& s : series) {
-    const cv::Scalar color = kPalette[s.color % 10];
-    std::vector<cv::Point2d> points;
-    for (size_t i = 0; i < s.values.size(); ++i)
-      if (std::isfinite(s.values[i])) points.emplace_back(px(static_cast<double>(i + 1)) - plot.x, py(s.values[i]) - plot.y);
+  for (size_t k = 0; k < series.size(); ++k) {
+    const cv::Scalar color = kPalette[series[k].color % 10];
+    const std::vector<cv::Point>& points = curves[k];
     for (size_t i = 1; i < points.size(); ++i) {
-      if (s.dashed)
-        dashed_line(clip, points[i - 1], points[i], color, 2);
+      if (series[k].dashed)
+        dashed_line(fig.image, points[i - 1], points[i], color, 2);
       else
-        cv::line(clip, points[i - 1], points[i], color, 2, cv::LINE_AA);
+        cv::line(fig.image, points[i - 1], points[i], color, 2, cv::LINE_AA);
     }
     if (markers || points.size() == 1)
-      for (const auto& p : points) cv::circle(clip, p, 4, color, cv::FILLED, cv::LINE_AA);
+      for (const auto& p : points) cv::circle(fig.image, p, radius, color, cv::FILLED, cv::LINE_AA);
   }
+  fig.curves = curves;
+  fig.marker_radius = markers ? radius : 0;
+  fig.x_axis = x;
+  fig.y_axis = y;
 
-  // Legend in whichever right-hand corner the data leaves emptier.
-  int legend_w = 0;
-  for (const auto& s : series) legend_w = std::max(legend_w, text_size(s.label, 0.5).width);
-  legend_w += 60;
-  const int legend_h = 12 + 24 * static_cast<int>(series.size());
-  auto points_in = [&](const cv::Rect& box) {
-    int count = 0;
-    for (const auto& s : series)
-      for (size_t i = 0; i < s.values.size(); ++i)
-        count += box.contains(cv::Point(static_cast<int>(px(static_cast<double>(i + 1))), static_cast<int>(py(s.values[i]))));
-    return count;
-  };
-  const cv::Rect top_right(plot.x + plot.width - legend_w - 10, plot.y + 10, legend_w, legend_h);
-  const cv::Rect bottom_right(top_right.x, plot.y + plot.height - legend_h - 10, legend_w, legend_h);
-  const cv::Rect box = points_in(bottom_right) < points_in(top_right) ? bottom_right : top_right;
+  fig.legend = box;
   cv::rectangle(fig.image, box, kWhite, cv::FILLED);
   cv::rectangle(fig.image, box, kAxis, 1);
   for (size_t i = 0; i < series.size(); ++i) {

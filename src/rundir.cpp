@@ -80,6 +80,21 @@ void check_out_dir(const std::string& out) {
     throw UsageError("--out " + out + ": already exists and is not an empty directory; choose a new path (runs are never overwritten)");
 }
 
+namespace {
+// runs/latest: a relative symbolic link to the newest run directory under `runs_root`, replaced
+// atomically (made under a temporary name, renamed over the old link). Where links cannot be made,
+// or a user's own file or directory is called "latest", it is left alone: the run itself goes on.
+void point_latest_at(const fs::path& runs_root, const fs::path& run_name) {
+  const fs::path link = runs_root / "latest", temporary = runs_root / (".latest.tmp-" + std::to_string(::getpid()));
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(link, ec)) && !fs::is_symlink(fs::symlink_status(link, ec))) return;
+  fs::remove(temporary, ec);
+  fs::create_directory_symlink(run_name, temporary, ec);
+  if (!ec) fs::rename(temporary, link, ec);
+  if (ec) fs::remove(temporary, ec);
+}
+}  // namespace
+
 fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root) {
   std::error_code ec;
   check_out_dir(out);
@@ -94,7 +109,10 @@ fs::path create_run_dir(const std::string& out, const std::string& name, const f
   const std::string base = name + "-" + timestamp();
   for (int i = 1; i < 1000; ++i) {
     const fs::path dir = runs_root / (i == 1 ? base : base + "-" + std::to_string(i));
-    if (fs::create_directory(dir, ec)) return dir;  // atomic: fails if another run took the name
+    if (fs::create_directory(dir, ec)) {  // atomic: fails if another run took the name
+      point_latest_at(runs_root, dir.filename());
+      return dir;
+    }
     if (ec) throw std::runtime_error("cannot create run directory " + dir.string() + ": " + ec.message());
   }
   throw std::runtime_error("cannot find a free run directory name under " + runs_root.string());

@@ -21,7 +21,8 @@ void write_file_atomic(const fs::path& path, const std::string& content);
 // Removes the temporaries (".NAME.tmp-PID") that a process killed while writing left in `dir`.
 void remove_temporaries(const fs::path& dir);
 
-// `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.
+// `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory;
+// `runs_root`/latest then links to it.
 // `out` given: created if missing; refused (UsageError) if it exists and is not empty.
 // Throws UsageError for an --out that create_run_dir would refuse; call it before slow work.
 void check_out_dir(const std::string& out);

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "data.h"
@@ -198,11 +200,21 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
 #else
   for (const char* f : figures) EXPECT_EQ(slurp(run / f).substr(0, 4), png_magic) << f;
 
-  // `plot` redraws them from the run directory's files.
+  // `plot` redraws them from the run directory's files; with --out, elsewhere, leaving the run as it was.
   for (const char* f : figures) fs::remove(run / f);
   const CommandResult p = run_mnist("plot " + run.string());
   ASSERT_EQ(p.exit_code, 0) << p.err;
   for (const char* f : figures) EXPECT_TRUE(fs::exists(run / f)) << f;
+  const auto run_files = [&] {
+    std::map<std::string, std::string> files;
+    for (const auto& entry : fs::directory_iterator(run)) files[entry.path().filename().string()] = slurp(entry.path());
+    return files;
+  };
+  const auto before = run_files();
+  const CommandResult po = run_mnist("plot " + run.string() + " --out " + (tmp / "figures" / "new").string());
+  ASSERT_EQ(po.exit_code, 0) << po.err;
+  for (const char* f : figures) EXPECT_EQ(slurp(tmp / "figures" / "new" / f), slurp(run / f)) << f;
+  EXPECT_TRUE(before == run_files());
 #endif
 
   // `compare` lays the run beside a Keras History file.
@@ -216,6 +228,17 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
 #else
   EXPECT_FALSE(fs::exists(tmp / "cmp.png"));
 #endif
+  // Without --out it prints the table and writes nothing.
+  const auto listing = [](const fs::path& dir) {
+    std::set<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir)) names.insert(entry.path().filename().string());
+    return names;
+  };
+  const auto cwd_before = listing(fs::current_path());
+  const CommandResult table_only = run_mnist("compare " + run.string() + " " + (tmp / "keras.json").string());
+  ASSERT_EQ(table_only.exit_code, 0) << table_only.err;
+  EXPECT_NE(table_only.out.find("keras "), std::string::npos) << table_only.out;
+  EXPECT_TRUE(listing(fs::current_path()) == cwd_before);
 
   // The exported TorchScript model evaluates like the checkpoint.
   ASSERT_TRUE(fs::exists(run / "model.pt"));
@@ -252,6 +275,9 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
   }
   const CommandResult pr = run_mnist("predict --json --top 2 --model " + (run / "model.pt").string() + " " + (tmp / "digits").string());
   ASSERT_EQ(pr.exit_code, 0) << pr.err;
+  // The paper's head is a sigmoid: its outputs are said to be that, not probabilities.
+  EXPECT_EQ(json::parse(pr.out)["output_activation"], "sigmoid");
+  EXPECT_EQ(json::parse(pr.out)["outputs_are"], "sigmoid outputs");
   const json predictions = json::parse(pr.out)["predictions"];
   ASSERT_EQ(predictions.size(), 10u);
   int correct = 0;
@@ -260,6 +286,7 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
     const int i = std::stoi(image.substr(image.rfind("digit") + 5));
     correct += p["predicted"].get<int64_t>() == test.labels[i].item<int64_t>();
     EXPECT_EQ(p["top"].size(), 2u);
+    EXPECT_GE(p["top"][0]["output"].get<double>(), p["top"][1]["output"].get<double>());
   }
   EXPECT_EQ(predictions[0]["predicted"], test.labels[0].item<int64_t>());  // digit0.png sorts first
   EXPECT_GE(correct, 9) << pr.out;
@@ -283,6 +310,8 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
     const CommandResult ph = run_mnist("predict --json --model " + (run / "model.pt").string() + " " + (tmp / "photo.jpg").string());
     ASSERT_EQ(ph.exit_code, 0) << ph.err;
     EXPECT_EQ(json::parse(ph.out)["predictions"][0]["predicted"], test.labels[1].item<int64_t>()) << ph.out;
+    const CommandResult text = run_mnist("predict --model " + (run / "model.pt").string() + " " + (tmp / "photo.jpg").string());
+    EXPECT_NE(text.out.find(": " + std::to_string(test.labels[1].item<int64_t>()) + "  (sigmoid outputs: "), std::string::npos) << text.out;
   }
 
 #endif
@@ -352,6 +381,54 @@ TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
   EXPECT_NE(again.out.find("already finished all 2 epochs"), std::string::npos) << again.out;
   expect_one_line_error(run_mnist("train --resume " + interrupted.string() + " --epochs 5"), 2, "--resume continues a run");
   expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "is not a run directory: it holds neither checkpoint.pt nor config.json");
+}
+
+// runs/latest follows the newest run made under runs/, and leaves a user's own "latest" alone.
+TEST(RunDir, LatestLinksToTheNewestRun) {
+  TempDir tmp;
+  const fs::path first = mnist::create_run_dir("", "quick", tmp.path), second = mnist::create_run_dir("", "quick", tmp.path);
+  ASSERT_NE(first, second);
+  ASSERT_TRUE(fs::is_symlink(tmp / "latest"));
+  EXPECT_EQ(fs::read_symlink(tmp / "latest"), second.filename());  // relative: the runs folder can move
+  EXPECT_TRUE(fs::equivalent(tmp / "latest", second));
+  mnist::create_run_dir((tmp / "elsewhere").string(), "quick", tmp.path);  // --out: not under runs/
+  EXPECT_EQ(fs::read_symlink(tmp / "latest"), second.filename());
+  for (const auto& entry : fs::directory_iterator(tmp.path))  // no temporary link left behind
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+  TempDir own;
+  fs::create_directory(own / "latest");
+  write_file(own / "latest" / "notes.txt", "mine");
+  mnist::create_run_dir("", "quick", own.path);
+  EXPECT_FALSE(fs::is_symlink(own / "latest"));
+  EXPECT_EQ(slurp(own / "latest" / "notes.txt"), "mine");
+}
+
+// SIGTERM before training begins (here: pending from the start, delivered as soon as `train`
+// installs its handlers, so the data loads after it) ends the command with one line and writes nothing.
+TEST(Cli, SigtermWhileTheDataLoadsSaysSoAndWritesNothing) {
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const fs::path run = tmp / "run";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    freopen((tmp / "out.log").c_str(), "w", stdout);
+    freopen((tmp / "err.log").c_str(), "w", stderr);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, nullptr);
+    kill(getpid(), SIGTERM);  // pending, and still pending in the program exec'd below
+    execl(MNIST_BINARY, MNIST_BINARY, "train", "--epochs", "1", "--data", tmp.path.c_str(), "--out", run.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string err = slurp(tmp / "err.log");
+  ASSERT_TRUE(WIFEXITED(status)) << err;
+  EXPECT_EQ(WEXITSTATUS(status), 143) << err;
+  EXPECT_EQ(err, "mnist: interrupted (SIGTERM) before training began; nothing was written\n");
+  EXPECT_FALSE(fs::exists(run));
 }
 
 // Lock-step replay, the way scripts/keras_lockstep.py drives it: a run started from given weights

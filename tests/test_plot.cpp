@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include <opencv2/imgproc.hpp>
+
 #include "compare.h"
 #include "config.h"
 #include "helpers.h"
@@ -17,6 +19,8 @@ namespace {
 double luminance(const cv::Vec3b& bgr) { return 0.0722 * bgr[0] + 0.7152 * bgr[1] + 0.2126 * bgr[2]; }
 
 // Every text box lies inside the image and no two boxes intersect; the canvas is at least 640x480.
+// Curve figures: every point, with its marker, lies inside the axes' box (none cut in half by
+// the border), the legend lies inside it too, and no curve's point or segment crosses the legend.
 void expect_clean_layout(const Figure& f, const std::string& what) {
   EXPECT_GE(f.image.cols, 640) << what;
   EXPECT_GE(f.image.rows, 480) << what;
@@ -26,6 +30,21 @@ void expect_clean_layout(const Figure& f, const std::string& what) {
     for (size_t j = i + 1; j < f.text_boxes.size(); ++j)
       EXPECT_EQ((f.text_boxes[i] & f.text_boxes[j]).area(), 0) << what << ": text boxes " << i << " and " << j << " overlap";
   }
+  if (f.curves.empty()) return;
+  const cv::Rect inside(f.plot_area.x + 1, f.plot_area.y + 1, f.plot_area.width - 2, f.plot_area.height - 2);  // within the border line
+  EXPECT_EQ((f.legend & inside), f.legend) << what << ": the legend leaves the axes";
+  const int r = std::max(f.marker_radius, 1);
+  for (size_t k = 0; k < f.curves.size(); ++k)
+    for (size_t i = 0; i < f.curves[k].size(); ++i) {
+      const cv::Point p = f.curves[k][i];
+      const cv::Rect mark(p.x - r, p.y - r, 2 * r + 1, 2 * r + 1);
+      EXPECT_EQ((mark & inside), mark) << what << ": curve " << k << " point " << i << " is cut by the axes' box";
+      EXPECT_EQ((mark & f.legend).area(), 0) << what << ": the legend covers curve " << k << " point " << i;
+      if (i + 1 < f.curves[k].size()) {
+        cv::Point a = p, b = f.curves[k][i + 1];
+        EXPECT_FALSE(cv::clipLine(f.legend, a, b)) << what << ": the legend covers curve " << k << " between points " << i << " and " << i + 1;
+      }
+    }
 }
 
 std::vector<std::vector<int64_t>> diagonal(int64_t on, int64_t off) {
@@ -133,6 +152,26 @@ TEST(Plot, AxisRangeContainsTheDataAndOneEpochWorks) {
   expect_clean_layout(loss, "loss curves");
 }
 
+TEST(Plot, ShortRunsHaveTicksToReadAndLossesStayAboveZero) {
+  // A 2-epoch run's figures: a loss falling steeply, accuracies rising to the top.
+  const Figure loss = plot_curves("quick: loss per epoch", "Loss",
+                                  {{"loss (training, running mean)", {0.3412, 0.0101}, 0, false}, {"val_loss", {0.1533, 0.0981}, 1, false}}, false);
+  EXPECT_GE(loss.y_axis.lo, 0.0);  // a loss is never negative; its axis does not pretend it can be
+  EXPECT_GE(loss.x_axis.ticks().size(), 4u);
+  expect_clean_layout(loss, "loss, 2 epochs");
+  const Figure acc = plot_curves("quick: accuracy per epoch", "Accuracy",
+                                 {{"accuracy (training, running mean)", {0.9012, 0.9998}, 0, false}, {"val_accuracy", {0.9533, 1.0}, 1, false}}, true);
+  EXPECT_LE(acc.y_axis.hi, 1.0);
+  EXPECT_EQ(acc.marker_radius, 4);
+  expect_clean_layout(acc, "accuracy, 2 epochs, reaching 1.0");
+  // Curves through every corner: the legend makes room above the data instead of covering it.
+  std::vector<double> zigzag;
+  for (int e = 0; e < 20; ++e) zigzag.push_back(e % 2 ? 0.99 : 0.01);
+  expect_clean_layout(plot_curves("zigzag", "Accuracy", {{"zigzag", zigzag, 0, false}}, true), "zigzag through every corner");
+  // A negative series keeps a negative axis.
+  EXPECT_LT(plot_curves("signed", "Value", {{"v", {-1.0, 2.0}, 0, false}}, false).y_axis.lo, -1.0 + 1e-12);
+}
+
 TEST(Plot, LongNamesStayInsideTheCanvas) {
   expect_clean_layout(plot_confusion(diagonal(1000, 12), class_names("fashion-mnist"), "Fashion-MNIST confusion", true),
                       "fashion heatmap");
@@ -168,6 +207,15 @@ TEST(Compare, TableOfTwoHistoryFiles) {
   EXPECT_NE(table.find("keras       3     0.9996    0.9996         0.9750         -          -      0.0020        -"), std::string::npos) << table;
   EXPECT_NE(table.find("old         2     0.7500    0.7500              -         -          -      0.5000    3.000"), std::string::npos) << table;
   expect_clean_layout(comparison_chart(runs), "comparison chart");
+  // A History file with per-epoch test keys gives its last; a link to a run is named for the run.
+  write_file(tmp / "with-test.json", R"({"accuracy": [0.9], "loss": [0.3], "test_accuracy": [0.95], "test_loss": [0.12]})");
+  EXPECT_EQ(load_run_record((tmp / "with-test.json").string()).test_accuracy, 0.95);
+  EXPECT_EQ(load_run_record((tmp / "with-test.json").string()).test_loss, 0.12);
+  fs::create_directory(tmp / "quick-20261202-150958");
+  write_file(tmp / "quick-20261202-150958" / "history.json", R"({"accuracy": [0.9], "loss": [0.3]})");
+  fs::create_directory_symlink("quick-20261202-150958", tmp / "latest");
+  EXPECT_EQ(load_run_record((tmp / "latest").string()).name, "quick-20261202-150958");
+  EXPECT_EQ(load_run_record((tmp / "latest").string() + "/").name, "quick-20261202-150958");
   write_file(tmp / "bad.json", R"({"accuracy": [0.9, "x"]})");
   try {
     load_run_record((tmp / "bad.json").string());
