@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -174,8 +175,21 @@ void catch_stop_signals() {
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
 }
 
+// Where a run's wall time goes: metrics.json's "seconds" and the run's last line.
+struct RunSeconds {
+  double loading = 0, training = 0, evaluation = 0, checkpoints = 0, figures = 0, exporting = 0;
+  nlohmann::json to_json(double total) const {
+    return {{"loading", loading}, {"training", training},   {"evaluation", evaluation}, {"checkpoints", checkpoints},
+            {"figures", figures}, {"export", exporting}, {"total", total}};
+  }
+};
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
 int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t) {
   const std::string &resume = t.resume, &data_flag = t.data, &out_flag = t.out;
+  const auto start = Clock::now();
+  RunSeconds seconds;
   catch_stop_signals();
   std::optional<Checkpoint> checkpoint;
   bool restart = false;  // --resume of a run that stopped before its first checkpoint: train it again
@@ -262,11 +276,17 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   options.log = &std::cout;
   options.progress_bar = ::isatty(STDOUT_FILENO);
   options.on_epoch_end = [&](const History& h) {
+    const auto written = Clock::now();
     save_checkpoint(run / "checkpoint.pt", *model, config, trainer, all_train.checksum);  // first: the run's record
     save_history(run, h);
+    seconds.checkpoints += seconds_since(written);
   };
   options.stop = &g_stop_requested;
+  seconds.loading = seconds_since(start);
+  const auto fit_start = Clock::now();
   const FitResult fit = trainer.fit(train_data, val_data, test_data, options);
+  seconds.evaluation = fit.evaluation_seconds;
+  seconds.training = seconds_since(fit_start) - fit.evaluation_seconds - seconds.checkpoints;
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
@@ -284,27 +304,40 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
     return 128 + static_cast<int>(g_signal);
   }
 
+  auto phase = Clock::now();
   const Evaluation test_eval = evaluate(model, test_data, config.training);
-  nlohmann::json metrics = metrics_json(test_eval, class_names(config.dataset));
-  metrics["epochs_completed"] = fit.history.epochs();
-  if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
-  write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
+  seconds.evaluation += seconds_since(phase);
+  phase = Clock::now();
   if (fit.history.epochs() == 0 || !fit.stopped_early.empty()) {
     save_checkpoint(run / "checkpoint.pt", *model, config, trainer, all_train.checksum);
     save_history(run, fit.history);
   }
+  seconds.checkpoints += seconds_since(phase);
+  phase = Clock::now();
 #ifdef MNIST_WITH_OPENCV
   const MistakeSample mistakes = most_confident_mistakes(model, test_data, kGallerySize);
   save_run_figures(run, config.name, fit.history, test_eval, class_names(config.dataset), &mistakes);
 #else
   figures_skipped("figures");
 #endif
+  seconds.figures = seconds_since(phase);
+  phase = Clock::now();
   export_model(*model, config, run / "model.pt");
+  seconds.exporting = seconds_since(phase);
+  const double total = seconds_since(start);
+  nlohmann::json metrics = metrics_json(test_eval, class_names(config.dataset));
+  metrics["epochs_completed"] = fit.history.epochs();
+  if (!fit.stopped_early.empty()) metrics["stopped_early"] = fit.stopped_early;
+  metrics["seconds"] = seconds.to_json(total);
+  write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
 
   std::cout << std::fixed << std::setprecision(4);
   if (fit.history.epochs() > 0)
     std::cout << "final training accuracy (Keras running mean): " << fit.history.accuracy.back() << "\n";
-  std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\nrun saved in " << run.string() << "\n";
+  std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\n" << std::setprecision(1)
+            << "time: " << total << " s (loading " << seconds.loading << ", training " << seconds.training << ", evaluation "
+            << seconds.evaluation << ", checkpoints " << seconds.checkpoints << ", figures " << seconds.figures << ", export "
+            << seconds.exporting << ")\nrun saved in " << run.string() << "\n";
   if (fit.diverged) {  // a failed run: its one line on stderr too, as every failure's
     std::cerr << "mnist: training stopped: " << fit.stopped_early << "; run saved in " << run.string() << "\n";
     return 1;

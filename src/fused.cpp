@@ -5,6 +5,8 @@
 #include <cmath>
 #include <numeric>
 
+#include <ATen/Parallel.h>
+
 #ifdef MNIST_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -113,36 +115,59 @@ MNIST_INLINE void row_combination(float* out, const float* init, const float* w,
   }
 }
 
+// Both cores: the loops below split their output rows over LibTorch's intra-op threads
+// (--threads), each row computed whole by one thread in the order a single thread uses, so a run
+// trains the same bits whatever the thread count. A split costs a few microseconds, so work is
+// split only in pieces of at least kMinWork multiply-adds (at batch 32, the paper's first layer is
+// split, its second is not).
+constexpr int64_t kMinWork = 32768;
+
+// Calls body(begin, end) on pieces of [0, n), rows of about `work_per_row` multiply-adds each.
+template <typename Body>
+void split_rows(int64_t n, int64_t work_per_row, const Body& body) {
+  at::parallel_for(0, n, std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, work_per_row)), body);
+}
+
 // Z = bias + X W for a batch whose inputs X are sparse rows (the images' non-zero pixels, or a
-// hidden layer's non-zero activations: ReLU's zeros are skipped like the pixels).
-MNIST_CLONES void sparse_forward(float* z, const float* w, const float* bias, int64_t out, const int64_t* rows, int64_t len,
-                                 const SparseRows& x) {
-  for (int64_t i = 0; i < len; ++i) {
+// hidden layer's non-zero activations: ReLU's zeros are skipped like the pixels). Rows [begin, end).
+MNIST_CLONES void sparse_forward_rows(float* z, const float* w, const float* bias, int64_t out, const int64_t* rows, int64_t begin,
+                                      int64_t end, const SparseRows& x) {
+  for (int64_t i = begin; i < end; ++i) {
     const int64_t first = x.start[rows[i]];
     row_combination(z + i * out, bias, w, out, out, x.index.data() + first, x.value.data() + first, x.start[rows[i] + 1] - first);
   }
+}
+void sparse_forward(float* z, const float* w, const float* bias, int64_t out, const int64_t* rows, int64_t len, const SparseRows& x) {
+  const int64_t terms = x.start[rows[0] + 1] - x.start[rows[0]];  // a row's non-zeros, judged by the first
+  split_rows(len, out * terms, [&](int64_t begin, int64_t end) { sparse_forward_rows(z, w, bias, out, rows, begin, end, x); });
 }
 
 // dW = X^T dZ for the same sparse X. The batch's non-zeros are first regrouped by input (a counting
 // sort into `by_input`, samples in batch order), so each row of dW is one row_combination of the
 // rows of dZ, summed in registers and stored once; rows of inputs the batch never has are stored
 // as zeros by the same call.
-MNIST_CLONES void sparse_weight_grad(float* dw, int64_t in, int64_t out, const float* dz, const int64_t* rows, int64_t len,
-                                     const SparseRows& x, SparseRows& by_input) {
+// Rows [begin, end) of dW, from the regrouped non-zeros: input k's are by_input[start[k] .. start[k + 1]).
+MNIST_CLONES void weight_grad_rows(float* dw, int64_t out, const float* dz, const SparseRows& by_input, int64_t begin, int64_t end) {
+  const int64_t* start = by_input.start.data();
+  for (int64_t k = begin; k < end; ++k)
+    row_combination(dw + k * out, nullptr, dz, out, out, by_input.index.data() + start[k], by_input.value.data() + start[k],
+                    start[k + 1] - start[k]);
+}
+void sparse_weight_grad(float* dw, int64_t in, int64_t out, const float* dz, const int64_t* rows, int64_t len, const SparseRows& x,
+                        SparseRows& by_input) {
   int64_t* start = by_input.start.data();
-  std::fill(start, start + in + 1, 0);
-  for (int64_t i = 0; i < len; ++i)
-    for (int64_t e = x.start[rows[i]]; e < x.start[rows[i] + 1]; ++e) ++start[x.index[e] + 1];
-  for (int64_t k = 0; k < in; ++k) start[k + 1] += start[k];
+  std::fill(start, start + in + 2, 0);
+  for (int64_t i = 0; i < len; ++i)  // counted at k + 2, so that after the sums below and the moves start[k] ends where k's begin
+    for (int64_t e = x.start[rows[i]]; e < x.start[rows[i] + 1]; ++e) ++start[x.index[e] + 2];
+  for (int64_t k = 0; k < in; ++k) start[k + 2] += start[k + 1];
   for (int64_t i = 0; i < len; ++i)
     for (int64_t e = x.start[rows[i]]; e < x.start[rows[i] + 1]; ++e) {
-      const int64_t slot = start[x.index[e]]++;  // moves each start to the next input's
+      const int64_t slot = start[x.index[e] + 1]++;  // moves start[k + 1] from where k's begin to where they end
       by_input.index[slot] = static_cast<int32_t>(i);
       by_input.value[slot] = x.value[e];
     }
-  for (int64_t k = 0, first = 0; k < in; first = start[k++])
-    row_combination(dw + k * out, nullptr, dz, out, out, by_input.index.data() + first, by_input.value.data() + first,
-                    start[k] - first);
+  const int64_t per_row = std::max<int64_t>(1, start[in] / std::max<int64_t>(1, in)) * out;
+  split_rows(in, per_row, [&](int64_t begin, int64_t end) { weight_grad_rows(dw, out, dz, by_input, begin, end); });
 }
 
 // A hidden layer's activations [len, n] as sparse rows 0..len-1, without a branch per entry
@@ -162,11 +187,17 @@ MNIST_CLONES void pack_rows(const float* a, int64_t n, int64_t len, SparseRows& 
 }
 
 // dA = dZ W^T: each row of dA combines the rows of W^T (`wt`, [out, in]) with weights dZ[i].
-MNIST_CLONES void input_grad(float* da, const float* dz, const float* w, float* wt, int64_t in, int64_t out, int64_t len,
-                             const int32_t* iota) {
+MNIST_CLONES void transpose(float* wt, const float* w, int64_t in, int64_t out) {
   for (int64_t k = 0; k < in; ++k)
     for (int64_t j = 0; j < out; ++j) wt[j * in + k] = w[k * out + j];
-  for (int64_t i = 0; i < len; ++i) row_combination(da + i * in, nullptr, wt, in, in, iota, dz + i * out, out);
+}
+MNIST_CLONES void input_grad_rows(float* da, const float* dz, const float* wt, int64_t in, int64_t out, const int32_t* iota,
+                                  int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) row_combination(da + i * in, nullptr, wt, in, in, iota, dz + i * out, out);
+}
+void input_grad(float* da, const float* dz, const float* w, float* wt, int64_t in, int64_t out, int64_t len, const int32_t* iota) {
+  transpose(wt, w, in, out);
+  split_rows(len, in * out, [&](int64_t begin, int64_t end) { input_grad_rows(da, dz, wt, in, out, iota, begin, end); });
 }
 
 // db = the sum of dZ's rows: a row combination with weights 1.
@@ -291,7 +322,7 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
     const auto in = static_cast<size_t>(layers_[l].in);
     inputs_[l] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in)};
   }
-  by_input_ = {std::vector<int64_t>(wide + 1), std::vector<int32_t>(batch * wide), std::vector<float>(batch * wide)};
+  by_input_ = {std::vector<int64_t>(wide + 2), std::vector<int32_t>(batch * wide), std::vector<float>(batch * wide)};
   delta_.resize(batch * wide + slack);
   delta_in_.resize(batch * wide + slack);
   wt_.resize(static_cast<size_t>(largest) + slack);
@@ -457,8 +488,11 @@ void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* coeffic
   *loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
                                     output_, probs_.data(), correct);
   backward(rows, len);
-  adam_update(params_.data_ptr<float>(), grads_.data_ptr<float>(), m_.data_ptr<float>(), v_.data_ptr<float>(),
-              grads_.numel(), optimizer_.adam_step(coefficients));
+  // Adam is elementwise: each piece of the buffers is updated as a single thread would.
+  float *p = params_.data_ptr<float>(), *g = grads_.data_ptr<float>(), *m = m_.data_ptr<float>(), *v = v_.data_ptr<float>();
+  const AdamStep adam = optimizer_.adam_step(coefficients);
+  split_rows(grads_.numel(), /*work_per_row=*/1,
+             [&](int64_t begin, int64_t end) { adam_update(p + begin, g + begin, m + begin, v + begin, end - begin, adam); });
 }
 
 }  // namespace mnist

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "float_env.h"
 #include "loss.h"
 
 namespace mnist {
@@ -19,6 +20,7 @@ int64_t evaluation_batch_size(const ModelImpl& model) {
 }
 
 Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size) {
+  const FlushDenormals as_tensorflow;  // float_env.h
   if (batch_size <= 0) batch_size = evaluation_batch_size(*model);
   const Activation output = model->output_activation(), argmax_of = accuracy_activation(output, training);
   torch::NoGradGuard no_grad;

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "augment.h"
+#include "float_env.h"
 #include "loss.h"
 #include "metrics.h"
 #include "rng.h"
@@ -323,6 +324,7 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
 }
 
 FitResult Trainer::fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options) {
+  const FlushDenormals as_tensorflow;  // float_env.h
   FitResult result;
   History& h = history_;
   const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size;
@@ -369,8 +371,10 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
       break;
     }
 
+    const auto evaluation_start = Clock::now();
     const Evaluation test_eval = evaluate(model_, test, config_);
     const Evaluation val_eval = has_validation ? evaluate(model_, validation, config_) : test_eval;
+    result.evaluation_seconds += seconds_since(evaluation_start);
     h.loss.push_back(loss);
     h.accuracy.push_back(accuracy);
     h.val_loss.push_back(val_eval.loss);

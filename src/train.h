@@ -65,6 +65,7 @@ struct FitResult {
   std::string stopped_early;  // empty when every epoch ran; else why training stopped
   bool diverged = false;      // stopped on a non-finite loss (a failure; early stopping is not)
   bool interrupted = false;   // options.stop was set
+  double evaluation_seconds = 0;  // evaluating the validation and test sets after each epoch
 };
 
 // What keras.callbacks.EarlyStopping has concluded after the history's epochs. A pure function

@@ -113,6 +113,32 @@ TEST(Fused, TrainsWhatTheAutogradStepTrains) {
   }
 }
 
+// The fused step splits its loops over LibTorch's threads row by row; each row is summed as one
+// thread sums it, so the weights, Adam's slots and the metrics are the same bits whatever the
+// thread count. The model is wide enough (192 and 80 units, batch 32) that every split happens.
+TEST(Fused, TrainsTheSameBitsWhateverTheThreadCount) {
+  const std::string layers = R"({"type": "Flatten"}, {"type": "Dense", "units": 192, "activation": "relu"},
+                                {"type": "Dense", "units": 80, "activation": "tanh"}, {"type": "Dense", "units": 10, "activation": "sigmoid"})";
+  Config config = config_with(layers, "");
+  config.training.batch_size = 32;
+  const int before = torch::get_num_threads();
+  std::vector<Trained> runs;
+  for (const int threads : {1, 2, 3}) {
+    torch::set_num_threads(threads);
+    runs.push_back(train(config, true));
+  }
+  torch::set_num_threads(before);
+  ASSERT_EQ(runs[0].step, "fused");
+  for (size_t r = 1; r < runs.size(); ++r) {
+    SCOPED_TRACE(std::to_string(r + 1) + " threads");
+    EXPECT_TRUE(torch::equal(runs[r].params, runs[0].params));
+    EXPECT_TRUE(torch::equal(runs[r].m, runs[0].m));
+    EXPECT_TRUE(torch::equal(runs[r].v, runs[0].v));
+    EXPECT_EQ(runs[r].history.loss, runs[0].history.loss);
+    EXPECT_EQ(runs[r].history.accuracy, runs[0].history.accuracy);
+  }
+}
+
 TEST(Fused, SaturatedSigmoidTiesCountAsKerasCountsThem) {
   // Output bias +100: every sigmoid output is exactly 1.0f, argmax ties resolve to class 0, and
   // the running accuracy is the share of class-0 labels (1 in 10), on both steps. Under
