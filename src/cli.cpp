@@ -1,4 +1,5 @@
-// cli: subcommands train, evaluate, summary.
+// cli: the `mnist` command line (CLI11): one function per subcommand (train, evaluate, plot, compare,
+// export, import-keras, predict, bench, baselines, summary); errors go up to main() as exceptions.
 #include "cli.h"
 
 #include <pthread.h>
@@ -334,7 +335,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   std::cout << std::fixed << std::setprecision(4);
   if (fit.history.epochs() > 0)
     std::cout << "final training accuracy (Keras running mean): " << fit.history.accuracy.back() << "\n";
-  std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\n" << std::setprecision(1)
+  std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\n" << std::setprecision(2)
             << "time: " << total << " s (loading " << seconds.loading << ", training " << seconds.training << ", evaluation "
             << seconds.evaluation << ", checkpoints " << seconds.checkpoints << ", figures " << seconds.figures << ", export "
             << seconds.exporting << ")\nrun saved in " << run.string() << "\n";

@@ -5,7 +5,7 @@
 // per layer, top down, the gradient of its input and a kernel that computes each parameter's
 // gradient and applies Keras's Adam update to it at once. Every kernel is one thread per output
 // value, with no shared memory, written as a functor of the thread's index: fused_cuda.cu runs
-// them as CUDA kernels, and tests/test_fused_kernels.cpp runs the very same step (fused_step
+// them as CUDA kernels, and tests/test_fused.cpp runs the very same step (fused_step
 // below, with a loop for a launcher) on the CPU against the CPU's fused step.
 // Buffers are in Keras's [in, out] kernel layout, like the CPU fused step's (fused.h).
 #pragma once

@@ -2,7 +2,8 @@
 """A peer `mnist bench` is measured against: the paper's model in PyTorch, eager or torch.compile'd.
 
 Same model (784-100 relu-10), same loss as the paper's run (softmax cross-entropy on the logits:
-Keras/TF semantics), Adam with Keras's epsilon, batch 32, data resident as tensors, batches by
+Keras/TF semantics), torch.optim.Adam with Keras's epsilon value 1e-7 (where PyTorch adds it, after the
+bias correction: the same work per step), batch 32, data resident as tensors, batches by
 randperm + indexing, and Keras-style running metrics accumulated on the device (no per-step .item()).
 On CUDA: data, permutation and metrics on the GPU, torch.optim.Adam's default (foreach) update.
 --compile MODE: the model through torch.compile(mode=MODE) ("default", "reduce-overhead",
