@@ -208,8 +208,13 @@ bool Trainer::early_stop() {
   return true;
 }
 
+void Trainer::run_kernels_on_cpu() {
+  if (fused_) fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_, /*kernels_on_cpu=*/true);
+  kernels_on_cpu_ = fused_ != nullptr;
+}
+
 std::string Trainer::step_kind() const {
-  const std::string step = fused_ ? "fused" : "autograd (" + fused_reason_ + ")";
+  const std::string step = fused_ ? (kernels_on_cpu_ ? "fused (kernels, serially on the CPU)" : "fused") : "autograd (" + fused_reason_ + ")";
   return graph_ ? step + ", cuda graph" : step;
 }
 

@@ -106,6 +106,10 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
+  // Tests: the fused step runs its CUDA kernels' code (fused_kernels.h) serially on the CPU, so
+  // this trainer's own loop checks that code without a GPU. Before fit(); no-op without a fused step.
+  void run_kernels_on_cpu();
+
   KerasOptimizer& optimizer() { return optimizer_; }
   // Which step trains this run: "fused" (fused.h), "autograd (<why not fused>)", either followed
   // by ", cuda graph" when CUDA replays each epoch as one graph. Final once fit() has seen the data.
@@ -144,6 +148,7 @@ class Trainer {
   std::unique_ptr<FusedDenseStep> fused_;  // set when the fused step covers this model
   std::unique_ptr<EpochGraph> graph_;      // set on CUDA when a graph covers this run
   std::string fused_reason_;               // why the fused step does not cover this run
+  bool kernels_on_cpu_ = false;            // run_kernels_on_cpu()
   bool warmed_up_ = false;                 // an epoch ran eagerly on the graph's stream
   at::Generator augment_gen_;
   Split bound_;  // the training data the buffers (and a captured graph) were made for

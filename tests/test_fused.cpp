@@ -39,12 +39,15 @@ struct Trained {
   std::string step;
 };
 
-Trained train(const Config& config, bool fused) {
-  const Split data = sparse_synthetic(200, 1), test = sparse_synthetic(50, 2);  // 200 = 12 batches of 16 + one of 8
+// Trains through Trainer::fit on the fused step (`kernels`: its CUDA kernels' code, serially on the
+// CPU) or on the autograd step.
+Trained train(const Config& config, bool fused, bool kernels = false, const Split& data = sparse_synthetic(200, 1),
+              const Split& test = sparse_synthetic(50, 2)) {  // 200 = 12 batches of 16 + one of 8
   TrainingConfig t = config.training;
   t.fused = fused;
   Model model(config.model, kImageShape, 7);
   Trainer trainer(model, t, torch::kCPU);
+  if (kernels) trainer.run_kernels_on_cpu();
   Trained r;
   r.step = trainer.step_kind();
   r.history = trainer.fit(data, Split{}, test, FitOptions{}).history;
@@ -235,51 +238,6 @@ TEST(Fused, PaperConfigOnMnistMatchesTheAutogradStepAfterOneEpoch) {
   EXPECT_NEAR(fused.test_accuracy[0], reference.test_accuracy[0], 2.0 / 10000);
 }
 
-namespace {
-
-// FusedDenseStep driven as Trainer drives it, for config.training.epochs epochs, with the CPU
-// loops or with the CUDA kernels' code (fused_kernels.h) run serially on the CPU.
-struct Driven {
-  torch::Tensor params, m;
-  std::vector<double> losses, hits;  // per epoch: summed loss, correct predictions
-};
-
-Driven drive_fused(const Config& config, const Split& data, uint64_t init_seed, bool kernels) {
-  const TrainingConfig& t = config.training;
-  Model model(config.model, kImageShape, init_seed);
-  KerasOptimizer opt(model->parameters(), t.optimizer);
-  FusedDenseStep step(model, opt, t, kernels);
-  step.bind(data);
-  const int64_t n = data.size(), steps = (n + t.batch_size - 1) / t.batch_size;
-  torch::Tensor loss = torch::zeros({}), correct = torch::zeros({}, torch::kLong);
-  Driven r;
-  for (int64_t epoch = 0; epoch < t.epochs; ++epoch) {
-    step.load();
-    const torch::Tensor order = epoch_permutation(n, t.seed, epoch);
-    const int64_t iterations = opt.iterations();
-    const torch::Tensor table = opt.step_table(steps, [&](int64_t i) {
-      return t.lr_schedule.name == "constant"
-                 ? opt.learning_rate()
-                 : scheduled_learning_rate(t.lr_schedule, t.optimizer.learning_rate, iterations + i, steps * t.epochs);
-    });
-    loss.zero_();
-    correct.zero_();
-    for (int64_t s = 0; s < steps; ++s) {
-      step.step(order.data_ptr<int64_t>() + s * t.batch_size, std::min(t.batch_size, n - s * t.batch_size),
-                table.data_ptr<float>() + 2 * s, loss.data_ptr<float>(), correct.data_ptr<int64_t>());
-      opt.count_steps(1);
-    }
-    step.store();
-    r.losses.push_back(loss.item<double>());
-    r.hits.push_back(correct.item<double>());
-  }
-  r.params = opt.flat_params().clone();
-  r.m = opt.state()[0];
-  return r;
-}
-
-}  // namespace
-
 // The CUDA kernels' code (fused_kernels.h), run serially on the CPU, against the CPU's loops: two
 // epochs of every covered case. The CUDA launcher (fused_cuda.cu) adds only the kernels' launch
 // to what this checks.
@@ -290,15 +248,16 @@ TEST(Fused, KernelFormulationTrainsWhatTheCpuLoopsTrain) {
   for (const Case& c : covered_cases()) {
     SCOPED_TRACE(c.name);
     const Config config = config_with(c.layers, c.training);
-    const Split data = sparse_synthetic(200, 1);
-    const Driven got = drive_fused(config, data, 7, true), want = drive_fused(config, data, 7, false);
+    const Trained got = train(config, true, /*kernels=*/true), want = train(config, true);
+    ASSERT_EQ(got.step, "fused (kernels, serially on the CPU)");
+    ASSERT_EQ(want.step, "fused");
     // Dense sums in another order than the sparse rows' (and FMA contraction differs): float
     // rounding, as between the CPU step and autograd.
     EXPECT_LT(relative_error(got.params, want.params), 5e-6);
     EXPECT_LT(relative_error(got.m, want.m), 5e-6);
-    for (size_t e = 0; e < got.losses.size(); ++e) {
-      EXPECT_NEAR(got.losses[e], want.losses[e], 1e-5 * want.losses[e]) << "epoch " << e + 1;
-      EXPECT_NEAR(got.hits[e], want.hits[e], 1.0) << "epoch " << e + 1;  // at most one near-tie flips
+    for (size_t e = 0; e < got.history.epochs(); ++e) {
+      EXPECT_NEAR(got.history.loss[e], want.history.loss[e], 1e-5 * want.history.loss[e]) << "epoch " << e + 1;
+      EXPECT_NEAR(got.history.accuracy[e], want.history.accuracy[e], 1.0 / 200) << "epoch " << e + 1;  // at most one near-tie flips
     }
     std::vector<torch::Tensor> initial;
     for (const auto& p : Model(config.model, kImageShape, 7)->parameters()) initial.push_back(p.detach().reshape(-1));
@@ -312,13 +271,13 @@ TEST(Fused, KernelFormulationMatchesTheCpuLoopsOnAPaperEpoch) {
   if (!std::filesystem::exists("data/mnist/train-images-idx3-ubyte"))
     GTEST_SKIP() << "data/mnist is missing: scripts/test.sh fetches it (scripts/fetch-data.sh)";
   const Split data = load_split("data/mnist", true);
+  const Split probe{data.images.narrow(0, 0, 100), data.labels.narrow(0, 0, 100), ""};  // fit's per-epoch evaluation, kept cheap
   Config config = load_config_file("configs/paper.json");
   config.training.epochs = 1;
-  const Driven got = drive_fused(config, data, config.training.seed, true);
-  const Driven want = drive_fused(config, data, config.training.seed, false);
+  const Trained got = train(config, true, /*kernels=*/true, data, probe), want = train(config, true, false, data, probe);
   const torch::Tensor diff = got.params - want.params;
   EXPECT_LT(diff.norm().item<double>(), 1e-5 * want.params.norm().item<double>());
   EXPECT_LT(diff.abs().max().item<double>(), 1e-4);
-  EXPECT_NEAR(got.losses[0], want.losses[0], 1e-5 * want.losses[0]);
-  EXPECT_NEAR(got.hits[0], want.hits[0], 2.0);
+  EXPECT_NEAR(got.history.loss[0], want.history.loss[0], 1e-5 * want.history.loss[0]);
+  EXPECT_NEAR(got.history.accuracy[0], want.history.accuracy[0], 2.0 / 60000);
 }
