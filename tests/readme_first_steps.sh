@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# readme_first_session.sh MNIST_BINARY: runs the README's "A first session" block as written, line by
+# readme_first_steps.sh MNIST_BINARY: runs the README's "First steps" block as written, line by
 # line, in a fresh folder that holds only what a clone holds (configs/, docs/, data/ linked from the
 # repository) and the binary under test as build/mnist. `scripts/run.sh ARGS` is run as `build/mnist
 # ARGS`: the set-up it does first is what built the binary. Checks that every command succeeds, that
@@ -11,11 +11,11 @@ binary=$1
 [ -f "$root/data/mnist/train-images-idx3-ubyte" ] || { echo "data/mnist is missing: scripts/fetch-data.sh fetches it"; exit 77; }
 
 # The fenced block after the heading, one command per line, comments dropped.
-mapfile -t commands < <(awk '/^## A first session/ {in_section = 1; next}
+mapfile -t commands < <(awk '/^## First steps/ {in_section = 1; next}
                              /^## / {in_section = 0}
                              in_section && /^```/ {fenced = !fenced; next}
                              in_section && fenced' "$root/README.md" | sed 's/[[:space:]]*#.*$//')
-[ ${#commands[@]} -eq 5 ] || { echo "README: expected 5 commands under 'A first session', found ${#commands[@]}"; exit 1; }
+[ ${#commands[@]} -eq 5 ] || { echo "README: expected 5 commands under 'First steps', found ${#commands[@]}"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -27,7 +27,7 @@ for command in "${commands[@]}"; do
   echo "\$ $command"
   read -r -a words <<<"$command"
   [ "${words[0]}" != scripts/run.sh ] || words[0]=build/mnist
-  [ "${words[0]}" = build/mnist ] || { echo "README: a first-session command that is not build/mnist or scripts/run.sh: $command"; exit 1; }
+  [ "${words[0]}" = build/mnist ] || { echo "README: a first-steps command that is not build/mnist or scripts/run.sh: $command"; exit 1; }
   "${words[@]}" >out.txt 2>&1 || { cat out.txt; echo "FAILED: $command"; exit 1; }
   tail -n 3 out.txt
 done
@@ -48,4 +48,4 @@ printed=$(cat out.txt)
 rest=${printed#"$head, "}  # the runners-up: "1 0.975, 3 0.768)"
 runners_up='^[0-9] [01][.][0-9]{3}, [0-9] [01][.][0-9]{3}[)]$'
 [ "$rest" != "$printed" ] && [[ $rest =~ $runners_up ]] || { echo "README quotes '$quoted'; predict printed '$printed'"; exit 1; }
-echo "the first session ran as written"
+echo "the first steps ran as written"
