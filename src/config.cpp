@@ -100,13 +100,12 @@ void require(bool ok, const std::string& path, const std::string& rule, const js
   if (!ok) throw ConfigError(path, rule + " (got " + show(got) + ")");
 }
 
-const std::vector<std::string> kActivations = {"linear", "relu", "sigmoid", "softmax", "tanh"};
-
-Activation parse_activation(const std::string& s) {
-  if (s == "relu") return Activation::relu;
-  if (s == "sigmoid") return Activation::sigmoid;
-  if (s == "softmax") return Activation::softmax;
-  if (s == "tanh") return Activation::tanh;
+Activation activation(ObjectReader& r) {
+  std::vector<std::string> names;
+  for (const auto& a : kActivations) names.emplace_back(a.name);
+  const std::string name = r.choice("activation", "linear", names);
+  for (const auto& a : kActivations)
+    if (name == a.name) return a.activation;
   return Activation::linear;
 }
 
@@ -166,7 +165,6 @@ LayerSpec parse_layer(const json& j, const std::string& path, std::map<std::stri
       "pass", "raise", "return", "try", "while", "with", "yield", "forward", "training", "torch"};
   require(!kReserved.count(layer.name), r.path("name"),
           "is reserved in the exported TorchScript (a Python keyword, forward, training or torch): choose another name", layer.name);
-  auto activation = [&] { return parse_activation(r.choice("activation", "linear", kActivations)); };
   auto needed = [&](const std::string& key) {
     if (!r.has(key)) throw ConfigError(r.path(key), "missing: a " + layer.type + " layer needs \"" + key + "\"");
   };
@@ -196,7 +194,7 @@ LayerSpec parse_layer(const json& j, const std::string& path, std::map<std::stri
     needed("units");
     d.units = r.integer("units", 0);
     require(d.units >= 1 && d.units <= (1 << 20), r.path("units"), "must be between 1 and 1048576", d.units);
-    d.activation = activation();
+    d.activation = activation(r);
     d.use_bias = r.boolean("use_bias", true);
     layer.params = d;
     keys.insert(keys.end(), {"units", "activation", "use_bias"});
@@ -209,7 +207,7 @@ LayerSpec parse_layer(const json& j, const std::string& path, std::map<std::stri
     c.kernel_size = pair(r, "kernel_size", c.kernel_size);
     c.strides = pair(r, "strides", c.strides);
     c.padding = padding(r);
-    c.activation = activation();
+    c.activation = activation(r);
     c.use_bias = r.boolean("use_bias", true);
     layer.params = c;
     keys.insert(keys.end(), {"filters", "kernel_size", "strides", "padding", "activation", "use_bias"});
@@ -241,7 +239,7 @@ LayerSpec parse_layer(const json& j, const std::string& path, std::map<std::stri
     keys.insert(keys.end(), {"momentum", "epsilon", "center", "scale"});
   } else {  // Activation
     needed("activation");
-    layer.params = ActivationSpec{activation()};
+    layer.params = ActivationSpec{activation(r)};
     keys.push_back("activation");
   }
   r.reject_unknown(keys);
@@ -557,17 +555,6 @@ json* find_path(json& root, const std::vector<std::string>& keys, std::string& m
 }
 
 }  // namespace
-
-std::string to_string(Activation a) {
-  switch (a) {
-    case Activation::relu: return "relu";
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::softmax: return "softmax";
-    case Activation::tanh: return "tanh";
-    case Activation::linear: break;
-  }
-  return "linear";
-}
 
 std::vector<std::string> class_names(const std::string& dataset) {
   if (dataset == "fashion-mnist")

@@ -10,10 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "activation.h"
+
 namespace mnist {
 
-enum class Activation { linear, relu, sigmoid, softmax, tanh };
-std::string to_string(Activation a);
 
 enum class Padding { valid, same };
 using Pair = std::array<int64_t, 2>;  // (height, width), as Keras's kernel_size / strides / pool_size

@@ -14,17 +14,6 @@
 namespace mnist {
 namespace {
 
-std::string activation_source(Activation a) {
-  switch (a) {
-    case Activation::relu: return "torch.relu(x)";
-    case Activation::sigmoid: return "torch.sigmoid(x)";
-    case Activation::softmax: return "torch.softmax(x, -1)";
-    case Activation::tanh: return "torch.tanh(x)";
-    case Activation::linear: break;
-  }
-  return "x";
-}
-
 // A layer with tensors becomes a submodule under its Keras name whose forward is the layer's own
 // script, so its tensors are "conv2d.weight", "batch_normalization.running_mean", ... TorchScript
 // cannot resolve torch.nn.functional without Python, so the scripts use aten ops.
@@ -57,7 +46,7 @@ std::string torchscript_forward(const ModelImpl& model) {
   std::string src = "def forward(self, x: Tensor) -> Tensor:\n  if x.dim() == 3:\n    x = x.unsqueeze(1)\n";
   for (const auto& layer : model.layers()) {
     src += has_tensors(*layer) ? "  x = self." + layer->name + ".forward(x)\n" : layer->script();
-    if (layer->activation != Activation::linear) src += "  x = " + activation_source(layer->activation) + "\n";
+    if (layer->activation != Activation::linear) src += "  x = " + std::string(info(layer->activation).torchscript) + "\n";
   }
   return src + "  return x\n";
 }

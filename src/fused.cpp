@@ -17,37 +17,17 @@
 namespace mnist {
 namespace {
 
+// a = f(z) over a row, and dA -> dZ in place from the outputs A: activation.h's formulas, one loop
+// per activation.
 MNIST_INLINE void activate_rows(float* z, int64_t n, Activation a) {
-  switch (a) {
-    case Activation::relu:
-      for (int64_t j = 0; j < n; ++j) z[j] = z[j] > 0 ? z[j] : 0;
-      break;
-    case Activation::sigmoid:
-      for (int64_t j = 0; j < n; ++j) z[j] = 1.0f / (1.0f + std::exp(-z[j]));
-      break;
-    case Activation::tanh:
-      for (int64_t j = 0; j < n; ++j) z[j] = std::tanh(z[j]);
-      break;
-    default:
-      break;  // linear (softmax is never a hidden activation here)
-  }
+  with_activation(a, [&](auto act) {
+    for (int64_t j = 0; j < n; ++j) z[j] = activate<decltype(act)::value>(z[j]);
+  });
 }
-
-// dA -> dZ in place, from the layer's outputs A (every supported derivative is a function of A).
-MNIST_INLINE void activation_backward(float* __restrict d, const float* __restrict a, int64_t n, Activation act) {
-  switch (act) {
-    case Activation::relu:
-      for (int64_t j = 0; j < n; ++j) d[j] = a[j] > 0 ? d[j] : 0;
-      break;
-    case Activation::sigmoid:
-      for (int64_t j = 0; j < n; ++j) d[j] *= a[j] * (1 - a[j]);
-      break;
-    case Activation::tanh:
-      for (int64_t j = 0; j < n; ++j) d[j] *= 1 - a[j] * a[j];
-      break;
-    default:
-      break;
-  }
+MNIST_INLINE void activation_grad_rows(float* __restrict d, const float* __restrict a, int64_t n, Activation act) {
+  with_activation(act, [&](auto constant) {
+    for (int64_t j = 0; j < n; ++j) d[j] = activation_grad<decltype(constant)::value>(d[j], a[j]);
+  });
 }
 
 // Every loop below but the activations and the loss is one pattern: an output row that is a
@@ -206,50 +186,23 @@ MNIST_CLONES void bias_grad(float* db, const float* dz, int64_t out, int64_t len
 }
 
 MNIST_CLONES void hidden_activation(float* z, int64_t n, Activation a) { activate_rows(z, n, a); }
-MNIST_CLONES void hidden_backward(float* d, const float* a, int64_t n, Activation act) { activation_backward(d, a, n, act); }
+MNIST_CLONES void hidden_backward(float* d, const float* a, int64_t n, Activation act) { activation_grad_rows(d, a, n, act); }
 
-// Softmax cross-entropy with Keras's label smoothing, mean over the batch: replaces the logits by
-// d loss / d logits and returns the summed loss; counts where the argmax of the model's output
-// (the logits through `output`, as Keras's accuracy sees them) is the label. `out`: `classes` floats.
+// Softmax cross-entropy with Keras's label smoothing, mean over the batch (cross_entropy.h):
+// replaces the logits by d loss / d logits and returns the summed loss; counts where Keras's
+// accuracy finds the label (activation.h's predicted_class on the model's output activation).
 float softmax_cross_entropy(float* z, const int64_t* labels, const int64_t* rows, int64_t len, int64_t classes, double smoothing,
-                            Activation output, float* out, int64_t* correct) {
-  const float off = static_cast<float>(smoothing / static_cast<double>(classes));
-  const float on = static_cast<float>(1.0 - smoothing) + off;
+                            Activation output, int64_t* correct) {
+  const SmoothedTargets targets = smoothed_targets(smoothing, classes);
   const float inv_len = 1.0f / static_cast<float>(len);
   float loss_sum = 0;
   for (int64_t i = 0; i < len; ++i) {
     float* zi = z + i * classes;
     const int64_t y = labels[rows[i]];
-    std::copy(zi, zi + classes, out);
-    if (output == Activation::softmax) {  // argmax(softmax) can still tie where exp underflows
-      const float mx = *std::max_element(out, out + classes);
-      for (int64_t c = 0; c < classes; ++c) out[c] = std::exp(out[c] - mx);
-    } else {
-      activate_rows(out, classes, output);  // sigmoid ties where it saturates to 1, as in Keras
-    }
-    *correct += std::max_element(out, out + classes) - out == y;
-    const float mx = *std::max_element(zi, zi + classes);
-    float sum = 0, dot = 0;
-    for (int64_t c = 0; c < classes; ++c) sum += std::exp(zi[c] - mx);
-    const float lse = mx + std::log(sum);
-    for (int64_t c = 0; c < classes; ++c) {
-      const float t = c == y ? on : off;
-      dot += t * zi[c];
-      zi[c] = (std::exp(zi[c] - lse) - t) * inv_len;
-    }
-    loss_sum += lse - dot;
+    *correct += predicted_class(zi, classes, output) == y;
+    loss_sum += softmax_cross_entropy(zi, zi, classes, y, targets, inv_len);
   }
   return loss_sum;
-}
-
-kernels::Act kernel_act(Activation a) {
-  switch (a) {
-    case Activation::relu: return kernels::Act::relu;
-    case Activation::sigmoid: return kernels::Act::sigmoid;
-    case Activation::tanh: return kernels::Act::tanh;
-    case Activation::softmax: return kernels::Act::softmax;
-    default: return kernels::Act::linear;
-  }
 }
 
 }  // namespace
@@ -261,7 +214,6 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
 #else
   if (!device.is_cpu()) return "it runs on the CPU only (this build's Torch has no CUDA)";
 #endif
-  if (config.optimizer.name != "adam" && config.optimizer.name != "adamw") return "it implements adam and adamw only";
   if (config.augmentation.enabled()) return "augmentation needs the autograd step";
   const auto& layers = model->layers();
   const bool logits_loss = config.loss.from_logits ? model->output_activation() == Activation::linear
@@ -280,7 +232,6 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
 FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config, bool kernels_on_cpu)
     : optimizer_(optimizer),
       kernels_(kernels_on_cpu || optimizer.flat_params().is_cuda()),
-      adam_(config.optimizer),
       loss_(config.loss),
       output_(accuracy_activation(model->output_activation(), config)) {
   const float* base = optimizer_.flat_params().data_ptr<float>();
@@ -326,7 +277,6 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
   delta_.resize(batch * wide + slack);
   delta_in_.resize(batch * wide + slack);
   wt_.resize(static_cast<size_t>(largest) + slack);
-  probs_.resize(static_cast<size_t>(layers_.back().out));
   iota_.resize(std::max(batch, wide));
   std::iota(iota_.begin(), iota_.end(), 0);
   batch_rows_.resize(batch);
@@ -387,26 +337,21 @@ void FusedDenseStep::load() {
   if (!params_.defined()) {
     params_ = torch::zeros({n + kSlack}, optimizer_.flat_params().options());
     grads_ = torch::zeros({n}, params_.options());
-    m_ = torch::zeros({n}, params_.options());
-    v_ = torch::zeros({n}, params_.options());
+    for (auto& slot : slots_) slot = torch::zeros({n}, params_.options());
     if (kernels_) point_kernel_layers();
   }
   params_.narrow(0, 0, n).copy_(to_keras_layout(optimizer_.flat_params()));
-  m_.copy_(to_keras_layout(slots[0]));
-  v_.copy_(to_keras_layout(slots[1]));
+  for (size_t k = 0; k < slots_.size(); ++k) slots_[k].copy_(to_keras_layout(slots[k]));
 }
 
 void FusedDenseStep::point_kernel_layers() {
-  float *p = params_.data_ptr<float>(), *m = m_.data_ptr<float>(), *v = v_.data_ptr<float>();
+  float* p = params_.data_ptr<float>();
   float* acts = kernel_acts_.data_ptr<float>();
   const int64_t batch = sample_loss_.numel();
   kernel_layers_.clear();
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& L = layers_[i];
-    const bool bias = L.bias >= 0;
-    kernel_layers_.push_back({p + L.weight, m + L.weight, v + L.weight, bias ? p + L.bias : nullptr,
-                            bias ? m + L.bias : nullptr, bias ? v + L.bias : nullptr, L.in, L.out,
-                            kernel_act(L.activation), acts, acts + batch * L.out});
+  for (const Layer& L : layers_) {
+    kernel_layers_.push_back({p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, L.weight, L.bias, L.in, L.out, L.activation, acts,
+                              acts + batch * L.out});
     acts += 2 * batch * L.out;
   }
 }
@@ -415,8 +360,7 @@ void FusedDenseStep::store() {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> slots = optimizer_.state();
   optimizer_.flat_params().copy_(to_torch_layout(params_.narrow(0, 0, grads_.numel())));
-  slots[0] = to_torch_layout(m_);
-  slots[1] = to_torch_layout(v_);
+  for (size_t k = 0; k < slots_.size(); ++k) slots[k] = to_torch_layout(slots_[k]);
   optimizer_.load_state(slots);
 }
 
@@ -455,20 +399,18 @@ void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
   }
 }
 
-void FusedDenseStep::step_kernels(const int64_t* rows, int64_t len, const float* coefficients, float* loss_sum, int64_t* correct) {
-  const auto classes = static_cast<double>(layers_.back().out);
-  const float off = static_cast<float>(loss_.label_smoothing / classes);
+void FusedDenseStep::step_kernels(const int64_t* rows, int64_t len, const float* row, float* loss_sum, int64_t* correct) {
   const kernels::Step s{bound_.data_ptr<float>(),
                         bound_labels_.data_ptr<int64_t>(),
                         rows,
                         len,
                         layers_.front().in,
                         &kernel_layers_,
-                        kernels::Adam{coefficients, static_cast<float>(1.0 - adam_.beta_1), static_cast<float>(1.0 - adam_.beta_2),
-                                      static_cast<float>(adam_.epsilon), static_cast<float>(optimizer_.weight_decay())},
-                        static_cast<float>(1.0 - loss_.label_smoothing) + off,
-                        off,
-                        kernel_act(output_),
+                        {params_.data_ptr<float>(), slots_[0].data_ptr<float>(), slots_[1].data_ptr<float>(), slots_[2].data_ptr<float>()},
+                        optimizer_.rule(),
+                        row,
+                        smoothed_targets(loss_.label_smoothing, layers_.back().out),
+                        output_,
                         sample_loss_.data_ptr<float>(),
                         sample_hit_.data_ptr<int64_t>(),
                         loss_sum,
@@ -481,18 +423,20 @@ void FusedDenseStep::step_kernels(const int64_t* rows, int64_t len, const float*
 #endif
 }
 
-void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* coefficients, float* loss_sum, int64_t* correct) {
-  if (kernels_) return step_kernels(rows, len, coefficients, loss_sum, correct);
+void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* row, float* loss_sum, int64_t* correct) {
+  if (kernels_) return step_kernels(rows, len, row, loss_sum, correct);
   forward(rows, len);
   const Layer& last = layers_.back();
-  *loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing,
-                                    output_, probs_.data(), correct);
+  *loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing, output_, correct);
   backward(rows, len);
-  // Adam is elementwise: each piece of the buffers is updated as a single thread would.
-  float *p = params_.data_ptr<float>(), *g = grads_.data_ptr<float>(), *m = m_.data_ptr<float>(), *v = v_.data_ptr<float>();
-  const AdamStep adam = optimizer_.adam_step(coefficients);
-  split_rows(grads_.numel(), /*work_per_row=*/1,
-             [&](int64_t begin, int64_t end) { adam_update(p + begin, g + begin, m + begin, v + begin, end - begin, adam); });
+  // The update is elementwise: each piece of the buffers is updated as a single thread would.
+  float *p = params_.data_ptr<float>(), *g = grads_.data_ptr<float>();
+  float *a = slots_[0].data_ptr<float>(), *b = slots_[1].data_ptr<float>(), *c = slots_[2].data_ptr<float>();
+  const UpdateRule& rule = optimizer_.rule();
+  const StepRow scalars{row[0], row[1]};
+  split_rows(grads_.numel(), /*work_per_row=*/1, [&](int64_t begin, int64_t end) {
+    apply_update(rule, scalars, p + begin, g + begin, a + begin, b + begin, c + begin, end - begin);
+  });
 }
 
 }  // namespace mnist

@@ -7,44 +7,118 @@
 
 namespace mnist {
 
-// Keras's Adam, keras/src/optimizers/adam.py (AdamW's decay first, keras/src/optimizers/optimizer.py):
-//   m += (g - m) * (1 - beta_1);  v += (g^2 - v) * (1 - beta_2);  p -= (m * alpha_t) / (sqrt(v) + eps)
-// Each operation rounds on its own, in that order (the build does not contract a * b + c into an
-// FMA), so the tensor version below gets the same bits.
-MNIST_CLONES void adam_update(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
-                              int64_t n, const AdamStep& s) {
-  const auto wd = static_cast<float>(s.weight_decay), lr = static_cast<float>(s.decay_rate), w1 = static_cast<float>(s.one_minus_beta_1),
-             w2 = static_cast<float>(s.one_minus_beta_2), step = static_cast<float>(-s.alpha), eps = static_cast<float>(s.epsilon);
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
-    const float mi = m[i] + (gi - m[i]) * w1;
-    const float vi = v[i] + (gi * gi - v[i]) * w2;
-    m[i] = mi;
-    v[i] = vi;
-    const float decayed = p[i] - (p[i] * wd) * lr;  // adam: wd = lr = 0, and p - 0 is p
-    p[i] = decayed + (mi * step) / (std::sqrt(vi) + eps);
+// One loop per rule, so that each vectorises. The rule is copied to a local, which no store
+// through p, g or the slots can alias.
+MNIST_CLONES void apply_update(const UpdateRule& rule, StepRow row, float* __restrict p, const float* __restrict g,
+                               float* __restrict slot_a, float* __restrict slot_b, float* __restrict slot_c, int64_t n) {
+  const UpdateRule r = rule;
+  switch (r.kind) {
+    case UpdateKind::adam:
+      for (int64_t i = 0; i < n; ++i) adam(r, row, p[i], slot_a[i], slot_b[i], g[i]);
+      break;
+    case UpdateKind::sgd:
+      for (int64_t i = 0; i < n; ++i) sgd(r, row, p[i], slot_a[i], g[i]);
+      break;
+    case UpdateKind::rmsprop:
+      for (int64_t i = 0; i < n; ++i) rmsprop(r, row, p[i], slot_a[i], slot_b[i], slot_c[i], g[i]);
+      break;
   }
 }
 
-void adam_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
-                 const torch::Tensor& row, double one_minus_beta_1, double one_minus_beta_2, double epsilon,
-                 double weight_decay, torch::Tensor t1, torch::Tensor t2) {
+// update_rules.h's rules as tensor ops, for any device and float dtype: the same operations in
+// the same order (never an op that fuses a product into a sum, such as add with alpha or
+// addcmul), so float32 tensors get the loop's bits. The per-step scalars are 1-element tensors on
+// the device (a step_table row), never host values; t1 and t2 are scratch shaped like p.
+void apply_update(const BasicUpdateRule<double>& r, const torch::Tensor& row, const torch::Tensor& p, const torch::Tensor& g,
+                  const torch::Tensor& slot_a, const torch::Tensor& slot_b, const torch::Tensor& slot_c, torch::Tensor t1,
+                  torch::Tensor t2) {
   const torch::Tensor rate = row.narrow(0, 0, 1), decay_rate = row.narrow(0, 1, 1);
-  if (weight_decay != 0) {  // AdamW: p -= (p wd) lr, before Adam's update
-    torch::mul_out(t1, p, weight_decay).mul_(decay_rate);
-    p.sub_(t1);
+  switch (r.kind) {
+    case UpdateKind::adam: {
+      const torch::Tensor &m = slot_a, &v = slot_b;
+      if (r.weight_decay != 0) {  // AdamW: p -= (p weight_decay) learning_rate
+        torch::mul_out(t1, p, r.weight_decay).mul_(decay_rate);
+        p.sub_(t1);
+      }
+      torch::sub_out(t1, g, m).mul_(r.one_minus_beta_1);
+      m.add_(t1);
+      torch::mul_out(t1, g, g).sub_(v).mul_(r.one_minus_beta_2);
+      v.add_(t1);
+      torch::sqrt_out(t1, v).add_(r.epsilon);
+      torch::mul_out(t2, m, rate).div_(t1);
+      p.add_(t2);
+      return;
+    }
+    case UpdateKind::sgd: {
+      const torch::Tensor& m = slot_a;
+      torch::mul_out(t1, g, rate);  // g (-lr)
+      if (r.momentum == 0) {
+        p.add_(t1);
+        return;
+      }
+      m.mul_(r.momentum).add_(t1);
+      if (r.nesterov) {
+        torch::mul_out(t2, m, r.momentum).add_(t1);
+        p.add_(t2);
+      } else {
+        p.add_(m);
+      }
+      return;
+    }
+    case UpdateKind::rmsprop: {
+      const torch::Tensor &v = slot_a, &mo = slot_b, &a = slot_c;
+      torch::mul_out(t1, g, g).mul_(r.one_minus_rho);
+      v.mul_(r.rho).add_(t1);
+      if (r.centered) {
+        torch::mul_out(t1, g, r.one_minus_rho);
+        a.mul_(r.rho).add_(t1);
+        torch::mul_out(t1, a, a);
+        torch::sub_out(t2, v, t1).add_(r.epsilon);
+      } else {
+        torch::add_out(t2, v, r.epsilon);
+      }
+      t2.sqrt_();
+      torch::mul_out(t1, g, rate).neg_().div_(t2);  // (lr g) / sqrt(...)
+      if (r.momentum > 0) {
+        mo.mul_(r.momentum).add_(t1);
+        p.sub_(mo);
+      } else {
+        p.sub_(t1);
+      }
+      return;
+    }
   }
-  torch::sub_out(t1, g, m).mul_(one_minus_beta_1);
-  m.add_(t1);  // m += (g - m) (1 - beta_1)
-  torch::mul_out(t1, g, g).sub_(v).mul_(one_minus_beta_2);
-  v.add_(t1);  // v += (g^2 - v) (1 - beta_2)
-  torch::sqrt_out(t1, v).add_(epsilon);
-  torch::mul_out(t2, m, rate).div_(t1);
-  p.add_(t2);  // p += (m (-alpha_t)) / (sqrt(v) + eps)
 }
+
+namespace {
+
+UpdateKind update_kind(const std::string& name) {
+  if (name == "sgd") return UpdateKind::sgd;
+  if (name == "rmsprop") return UpdateKind::rmsprop;
+  return UpdateKind::adam;  // adam, adamw
+}
+
+// The config's constants in the variables' dtype T, as Keras casts them.
+template <class T>
+BasicUpdateRule<T> update_rule(const OptimizerConfig& c) {
+  BasicUpdateRule<T> r;
+  r.kind = update_kind(c.name);
+  r.one_minus_beta_1 = static_cast<T>(1.0 - c.beta_1);
+  r.one_minus_beta_2 = static_cast<T>(1.0 - c.beta_2);
+  r.epsilon = static_cast<T>(c.epsilon);
+  r.weight_decay = c.name == "adamw" ? static_cast<T>(c.weight_decay) : T(0);
+  r.momentum = static_cast<T>(c.momentum);
+  r.nesterov = c.nesterov;
+  r.rho = static_cast<T>(c.rho);
+  r.one_minus_rho = static_cast<T>(1.0 - c.rho);
+  r.centered = c.centered;
+  return r;
+}
+
+}  // namespace
 
 KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config)
-    : config_(std::move(config)), learning_rate_(config_.learning_rate) {
+    : config_(std::move(config)), rule_(update_rule<float>(config_)), learning_rate_(config_.learning_rate) {
   TORCH_CHECK(!params.empty(), "KerasOptimizer needs parameters");
   int64_t total = 0;
   for (const auto& p : params) total += p.numel();
@@ -90,7 +164,7 @@ float keras_adam_alpha_float32(double learning_rate, double beta_1, double beta_
 torch::Tensor KerasOptimizer::step_table(int64_t count, const std::function<double(int64_t)>& learning_rate) const {
   torch::Tensor table = torch::empty({count, 2}, torch::kDouble);
   auto row = table.accessor<double, 2>();
-  const bool adam = config_.name == "adam" || config_.name == "adamw";
+  const bool adam = rule_.kind == UpdateKind::adam;
   const bool in_double = params_.scalar_type() == torch::kDouble;
   for (int64_t i = 0; i < count; ++i) {
     const double lr = learning_rate(i);
@@ -99,13 +173,9 @@ torch::Tensor KerasOptimizer::step_table(int64_t count, const std::function<doub
                          : in_double ? keras_adam_alpha<double>(lr, config_.beta_1, config_.beta_2, t)
                                      : keras_adam_alpha<float>(lr, config_.beta_1, config_.beta_2, t);
     row[i][0] = -alpha;
-    row[i][1] = config_.name == "adamw" ? lr : 0.0;
+    row[i][1] = rule_.weight_decay != 0 ? lr : 0.0;
   }
   return table.to(params_.scalar_type());
-}
-
-AdamStep KerasOptimizer::adam_step(const float* row) const {
-  return {-static_cast<double>(row[0]), 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon, weight_decay(), row[1]};
 }
 
 void KerasOptimizer::step() {
@@ -113,55 +183,18 @@ void KerasOptimizer::step() {
   count_steps(1);
 }
 
-// Tensor ops whose per-step scalars are 1-element tensors (`rate`, `decay_rate`), never host values.
-// p + q * rate rounds as Keras's p - lr * q does: multiplying by -1 or 1 is exact.
+BasicUpdateRule<double> KerasOptimizer::rule_in_double() const { return update_rule<double>(config_); }
+
+// Float32 on the CPU: the rule's loop; anything else: its tensor form.
 void KerasOptimizer::step(const torch::Tensor& row) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor& g = grads_;
-  const bool adam = config_.name == "adam" || config_.name == "adamw";
-  if (adam && params_.is_cpu() && params_.scalar_type() == torch::kFloat) {
-    adam_update(params_.data_ptr<float>(), g.data_ptr<float>(), slot_a_.data_ptr<float>(), slot_b_.data_ptr<float>(),
-                params_.numel(), adam_step(row.data_ptr<float>()));
+  if (params_.is_cpu() && params_.scalar_type() == torch::kFloat) {
+    const float* r = row.data_ptr<float>();
+    apply_update(rule_, StepRow{r[0], r[1]}, params_.data_ptr<float>(), grads_.data_ptr<float>(), slot_a_.data_ptr<float>(),
+                 slot_b_.data_ptr<float>(), slot_c_.data_ptr<float>(), params_.numel());
     return;
   }
-  if (adam) {
-    adam_update(params_, g, slot_a_, slot_b_, row, 1.0 - config_.beta_1, 1.0 - config_.beta_2, config_.epsilon,
-                weight_decay(), scratch_, scratch_2_);
-    return;
-  }
-  const torch::Tensor rate = row.narrow(0, 0, 1);
-  if (config_.name == "sgd") {
-    if (config_.momentum == 0) {
-      params_.addcmul_(g, rate);
-    } else {  // m = momentum * m - lr * g; nesterov: p += momentum * m - lr * g, else p += m
-      slot_a_.mul_(config_.momentum).addcmul_(g, rate);
-      if (config_.nesterov) {
-        params_.add_(slot_a_, config_.momentum).addcmul_(g, rate);
-      } else {
-        params_.add_(slot_a_);
-      }
-    }
-    return;
-  }
-  // rmsprop: v = rho v + (1 - rho) g^2; increment = lr g / sqrt(v + eps) (centered: v - mean_g^2 + eps)
-  torch::mul_out(scratch_, g, g);
-  slot_a_.mul_(config_.rho).add_(scratch_, 1.0 - config_.rho);
-  if (config_.centered) {
-    slot_c_.mul_(config_.rho).add_(g, 1.0 - config_.rho);
-    torch::mul_out(scratch_, slot_c_, slot_c_);
-    torch::sub_out(scratch_, slot_a_, scratch_);
-    scratch_.add_(config_.epsilon);
-  } else {
-    torch::add_out(scratch_, slot_a_, config_.epsilon);
-  }
-  scratch_.sqrt_();
-  torch::div_out(scratch_, g, scratch_);
-  if (config_.momentum > 0) {  // momentum = momentum * m + increment; p -= momentum
-    slot_b_.mul_(config_.momentum).addcmul_(scratch_, rate, -1.0);
-    params_.sub_(slot_b_);
-  } else {
-    params_.addcmul_(scratch_, rate);
-  }
+  apply_update(rule_in_double(), row, params_, grads_, slot_a_, slot_b_, slot_c_, scratch_, scratch_2_);
 }
 
 double scheduled_learning_rate(const ScheduleConfig& s, double initial, int64_t step, int64_t total_steps) {

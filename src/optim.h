@@ -17,34 +17,28 @@
 #include <torch/torch.h>
 
 #include "config.h"
+#include "update_rules.h"
 
 namespace mnist {
 
-// One Adam/AdamW step's coefficients, Keras's bias corrections folded into alpha.
-struct AdamStep {
-  double alpha, one_minus_beta_1, one_minus_beta_2, epsilon;
-  double weight_decay, decay_rate;  // AdamW's weight_decay and this step's learning rate; 0 and 0 for adam
-};
+// The optimizer's rule (update_rules.h) over floats [0, n) of flat CPU buffers: parameters,
+// gradients and the rule's slots (those it does not use are not touched), one loop per rule.
+void apply_update(const UpdateRule& rule, StepRow row, float* p, const float* g, float* slot_a, float* slot_b, float* slot_c,
+                  int64_t n);
 
-// The Keras Adam update of n floats in place, one pass on the CPU, each operation rounded to float32
-// where Keras rounds it (AdamW's decay is its own assignment, p -= (p wd) lr, before Adam's):
-//   p -= (p weight_decay) decay_rate;  m += (g - m) one_minus_beta_1;  v += (g^2 - v) one_minus_beta_2;
-//   p -= (m alpha) / (sqrt(v) + eps)
-void adam_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamStep& s);
+// The same rule as tensor ops, for any device and float dtype, in the same order of operations
+// (float32 tensors get the loop's bits: the constants are cast to the tensors' dtype). Its
+// per-step scalars come from `row`, a step_table row on the parameters' device; t1 and t2 are
+// scratch shaped like p.
+void apply_update(const BasicUpdateRule<double>& rule, const torch::Tensor& row, const torch::Tensor& p, const torch::Tensor& g,
+                  const torch::Tensor& slot_a, const torch::Tensor& slot_b, const torch::Tensor& slot_c, torch::Tensor t1,
+                  torch::Tensor t2);
 
 // Adam's bias-corrected step size alpha_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) at step t,
 // computed as Keras computes it for float32 variables: every operand and operation in float32. It
 // differs from the exact value by up to 1e-5 relative in the first thousand steps, always the same
 // way (1 - beta_2^t cancels), so an exact alpha_t drifts away from Keras's training.
 float keras_adam_alpha_float32(double learning_rate, double beta_1, double beta_2, int64_t t);
-
-// The same update on tensors of any device and float dtype, in the same order of operations, so
-// float32 tensors on the CPU get the same bits. Its per-step scalars are 1-element tensors (a
-// step_table row: rate = -alpha_t, decay_rate), never host values; t1 and t2 are scratch shaped like p.
-// Keras's order, p -= (m alpha_t) / (sqrt(v) + eps): the product first, then the quotient.
-void adam_update(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
-                 const torch::Tensor& row, double one_minus_beta_1, double one_minus_beta_2, double epsilon,
-                 double weight_decay, torch::Tensor t1, torch::Tensor t2);
 
 class KerasOptimizer {
  public:
@@ -65,16 +59,16 @@ class KerasOptimizer {
   // One update of the parameters from their gradients, its scalars from `row` (a row of
   // step_table, on the parameters' device). Does not count the step: see count_steps.
   void step(const torch::Tensor& row);
-  // The Adam coefficients of a step_table row (on the CPU): for the fused step's adam_update.
-  AdamStep adam_step(const float* row) const;
+  // The optimizer's rule (update_rules.h) for float32 parameters: what the fused step applies to
+  // each parameter; rule_in_double() for the tensor form.
+  const UpdateRule& rule() const { return rule_; }
+  BasicUpdateRule<double> rule_in_double() const;
   // Steps taken since the start: Keras's `iterations`, from which the next table starts.
   void count_steps(int64_t count) { iterations_ += count; }
   // One step at the current learning rate: step_table, step and count_steps in one call.
   void step();
 
   int64_t iterations() const { return iterations_; }
-  // AdamW's weight_decay; 0 for every other optimizer.
-  double weight_decay() const { return config_.name == "adamw" ? config_.weight_decay : 0.0; }
   double learning_rate() const { return learning_rate_; }
   void set_learning_rate(double lr) { learning_rate_ = lr; }  // schedules and ReduceLROnPlateau
 
@@ -87,6 +81,7 @@ class KerasOptimizer {
 
  private:
   OptimizerConfig config_;
+  UpdateRule rule_;
   torch::Tensor params_, grads_;
   torch::Tensor slot_a_, slot_b_, slot_c_;  // adam: m, v; rmsprop: velocity, momentum, average_gradient; sgd: momentum
   torch::Tensor scratch_, scratch_2_;

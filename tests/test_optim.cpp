@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "model.h"
 #include "optim.h"
@@ -156,13 +157,30 @@ TEST(Optim, KerasAdamWDecaysTheWeightsBeforeTheAdamStep) {
   }
 }
 
-// Float parameters on the CPU take the one-pass adam_update (the fused step uses it too); double
-// parameters take the tensor ops that CUDA runs. Both are Keras's rule: they agree to float precision.
-TEST(Optim, FloatCpuAdamPassMatchesTheTensorOpsRule) {
-  for (const char* name : {"adam", "adamw"}) {
-    OptimizerConfig cfg;
-    cfg.name = name;
-    cfg.weight_decay = 0.05;
+// Every optimizer configuration the rules distinguish.
+std::vector<std::pair<std::string, OptimizerConfig>> every_rule() {
+  std::vector<std::pair<std::string, OptimizerConfig>> out;
+  auto add = [&](const std::string& what, const std::function<void(OptimizerConfig&)>& set) {
+    OptimizerConfig c;
+    set(c);
+    out.emplace_back(what, c);
+  };
+  add("adam", [](OptimizerConfig&) {});
+  add("adamw", [](OptimizerConfig& c) { c.name = "adamw"; c.weight_decay = 0.05; });
+  add("sgd", [](OptimizerConfig& c) { c.name = "sgd"; c.learning_rate = 0.01; });
+  add("sgd, momentum", [](OptimizerConfig& c) { c.name = "sgd"; c.learning_rate = 0.01; c.momentum = 0.9; });
+  add("sgd, nesterov", [](OptimizerConfig& c) { c.name = "sgd"; c.learning_rate = 0.01; c.momentum = 0.9; c.nesterov = true; });
+  add("rmsprop", [](OptimizerConfig& c) { c.name = "rmsprop"; });
+  add("rmsprop, centered", [](OptimizerConfig& c) { c.name = "rmsprop"; c.centered = true; });
+  add("rmsprop, momentum", [](OptimizerConfig& c) { c.name = "rmsprop"; c.momentum = 0.5; });
+  return out;
+}
+
+// Float parameters on the CPU take the rule's loop (update_rules.h, as the fused step does);
+// double parameters take the tensor ops that CUDA runs. Both are Keras's rule: they agree to
+// float precision.
+TEST(Optim, FloatCpuLoopMatchesTheTensorOpsRuleInDouble) {
+  for (const auto& [name, cfg] : every_rule()) {
     auto gen = at::detail::createCPUGenerator(3);
     const torch::Tensor p0 = torch::randn({1000}, gen, torch::kDouble), g = torch::randn({5, 1000}, gen, torch::kDouble) * 1e-3;
     torch::Tensor pd = p0.clone().requires_grad_(), pf = p0.to(torch::kFloat).requires_grad_();
@@ -176,39 +194,54 @@ TEST(Optim, FloatCpuAdamPassMatchesTheTensorOpsRule) {
       of.step();
     }
     const auto moved = (pd - p0).detach(), diff = (pf.detach().to(torch::kDouble) - pd.detach()).abs();
-    EXPECT_GT(moved.abs().mean().item<double>(), 1e-3) << name;  // five steps of lr 1e-3 moved the weights
+    EXPECT_GT(moved.abs().max().item<double>(), 1e-5) << name;  // five steps moved the weights
     EXPECT_LT(diff.max().item<double>(), 1e-6) << name;         // float rounding of values of order 1
   }
 }
 
-// The tensor ops (the autograd step's Adam on CUDA and for doubles) and the CPU's one-pass loop
-// compute Keras's Adam in the same order of operations: on float32 they agree bit for bit. One
-// step from parameters of the step's own size, so that any other rounding shows in p. The one
-// allowed difference is sqrt's: PyTorch's CPU sqrt goes through MKL where LibTorch has it, which
-// is not correctly rounded (CUDA's sqrtf and the loop's are), so p may differ only where
-// torch::sqrt(v) differs from the correctly rounded root.
-TEST(Optim, AdamTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
-  for (const bool decay : {false, true}) {
-    auto gen = at::detail::createCPUGenerator(decay ? 6 : 5);
+// The tensor ops (the autograd step's update on CUDA and for doubles) and the CPU's loop compute
+// each rule in the same order of operations: on float32 they agree bit for bit. One step from
+// parameters of the step's own size, so that any other rounding shows in p. The one allowed
+// difference is sqrt's: PyTorch's CPU sqrt goes through MKL where LibTorch has it, which is not
+// correctly rounded (CUDA's sqrtf and the loop's are), so p (and rmsprop's momentum) may differ
+// only where torch::sqrt differs from the correctly rounded root.
+TEST(Optim, UpdateRulesTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
+  int seed = 5;
+  for (const auto& [name, cfg] : every_rule()) {
+    auto gen = at::detail::createCPUGenerator(++seed);
     const int64_t n = 4099;  // not a multiple of any vector width: the loops' tails run too
-    torch::Tensor p = torch::randn({n}, gen) * 1e-3, m = torch::randn({n}, gen) * 1e-2, v = torch::rand({n}, gen) * 1e-4;
+    torch::Tensor p = torch::randn({n}, gen) * 1e-3, a = torch::randn({n}, gen) * 1e-2, b = torch::rand({n}, gen) * 1e-4,
+                  c = torch::randn({n}, gen) * 1e-3;
+    if (cfg.name == "rmsprop") a = torch::rand({n}, gen) * 1e-4;  // velocity >= 0 (and > the mean gradient's square)
     const torch::Tensor g = torch::randn({n}, gen) * 1e-2;
-    torch::Tensor p2 = p.clone(), m2 = m.clone(), v2 = v.clone(), t1 = torch::empty({n}), t2 = torch::empty({n});
-    const double alpha = 1e-3 * std::sqrt(1 - std::pow(0.999, 3)) / (1 - std::pow(0.9, 3));  // step 3
-    const double weight_decay = decay ? 0.004 : 0.0;
-    const torch::Tensor row = torch::tensor({-alpha, decay ? 1e-3 : 0.0}, torch::kFloat);
-    adam_update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), n,
-                AdamStep{-static_cast<double>(row[0].item<float>()), 0.1, 0.001, 1e-7, weight_decay, row[1].item<float>()});
-    adam_update(p2, g, m2, v2, row, 0.1, 0.001, 1e-7, weight_decay, t1, t2);
-    EXPECT_TRUE(torch::equal(m, m2)) << "decay " << decay;
-    EXPECT_TRUE(torch::equal(v, v2)) << "decay " << decay;
-    const torch::Tensor exact_root = v.to(torch::kDouble).sqrt().to(torch::kFloat);  // correctly rounded
-    const torch::Tensor sqrt_differs = torch::sqrt(v).ne(exact_root), p_differs = p.ne(p2);
-    EXPECT_EQ(p_differs.logical_and(sqrt_differs.logical_not()).sum().item<int64_t>(), 0)
-        << "decay " << decay << ": p differs where sqrt does not (max diff " << (p - p2).abs().max().item<float>() << ")";
-    if (sqrt_differs.any().item<bool>())
-      std::cout << "note: this LibTorch's CPU sqrt is not correctly rounded at " << sqrt_differs.sum().item<int64_t>()
-                << " of " << n << " values; p differs at " << p_differs.sum().item<int64_t>() << " of them\n";
+    torch::Tensor p2 = p.clone(), a2 = a.clone(), b2 = b.clone(), c2 = c.clone(), t1 = torch::empty({n}), t2 = torch::empty({n});
+    auto param = p.clone().requires_grad_();
+    KerasOptimizer optimizer({param}, cfg);
+    const torch::Tensor row = optimizer.step_table(3, [&](int64_t) { return cfg.learning_rate; })[2];  // step 3
+    const StepRow scalars{row[0].item<float>(), row[1].item<float>()};
+    apply_update(optimizer.rule(), scalars, p.data_ptr<float>(), g.data_ptr<float>(), a.data_ptr<float>(), b.data_ptr<float>(),
+                 c.data_ptr<float>(), n);
+    apply_update(optimizer.rule_in_double(), row, p2, g, a2, b2, c2, t1, t2);
+    EXPECT_FALSE(torch::equal(p, p2.clone().zero_())) << name;
+    // Where the rule takes a square root: of v (adam), of the denominator (rmsprop); none (sgd).
+    torch::Tensor root = torch::ones({n});
+    if (cfg.name == "adam" || cfg.name == "adamw") root = b.clone();
+    if (cfg.name == "rmsprop") root = cfg.centered ? (a - c * c) + static_cast<float>(cfg.epsilon) : a + static_cast<float>(cfg.epsilon);
+    const torch::Tensor sqrt_differs = torch::sqrt(root).ne(root.to(torch::kDouble).sqrt().to(torch::kFloat));
+    auto expect_same = [&, name = name](const torch::Tensor& loop, const torch::Tensor& ops, const char* what, bool after_sqrt) {
+      const torch::Tensor differs = loop.ne(ops);
+      const torch::Tensor unexplained = after_sqrt ? differs.logical_and(sqrt_differs.logical_not()) : differs;
+      EXPECT_EQ(unexplained.sum().item<int64_t>(), 0)
+          << name << ": " << what << " differs (max " << (loop - ops).abs().max().item<float>() << ")";
+      if (after_sqrt && sqrt_differs.any().item<bool>())
+        std::cout << "note: " << name << ": this LibTorch's CPU sqrt is not correctly rounded at "
+                  << sqrt_differs.sum().item<int64_t>() << " of " << n << " values; " << what << " differs at "
+                  << differs.sum().item<int64_t>() << " of them\n";
+    };
+    expect_same(p, p2, "p", true);
+    expect_same(a, a2, "slot a", false);
+    expect_same(b, b2, "slot b", cfg.name == "rmsprop");
+    expect_same(c, c2, "slot c", false);
   }
 }
 

@@ -1,5 +1,7 @@
 // The fit loop on small synthetic data: it learns, it reports Keras's running metrics, it is
-// deterministic for a seed, and a non-finite loss stops it with the last finite weights kept.
+// deterministic for a seed, it resumes bit for bit, and a non-finite loss stops it with the last
+// finite weights kept. The tests of the loop run on each step a Dense model trains on (TrainOn,
+// below): the autograd step, the fused CPU step and the CUDA kernels' code run serially on the CPU.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -34,18 +36,40 @@ TrainingConfig training(int64_t epochs, int64_t batch) {
   return t;
 }
 
+enum class Step { autograd, fused, kernels };
+
+std::string step_name(const testing::TestParamInfo<Step>& info) {
+  return info.param == Step::autograd ? "autograd" : info.param == Step::fused ? "fused" : "kernels";
+}
+
+// A trainer on `step`, checked to be on it: the fused step covers these tests' models, so a test
+// that meant the fused step and silently got autograd (or the reverse) fails here.
+std::unique_ptr<Trainer> trainer_on(Step step, Model model, TrainingConfig t) {
+  t.fused = step != Step::autograd;
+  auto trainer = std::make_unique<Trainer>(std::move(model), t, torch::kCPU);
+  if (step == Step::kernels) trainer->run_kernels_on_cpu();
+  const std::string want = step == Step::autograd ? "autograd (training.fused is false)"
+                           : step == Step::fused  ? "fused"
+                                                  : "fused (kernels, serially on the CPU)";
+  EXPECT_EQ(trainer->step_kind(), want);
+  return trainer;
+}
+
 }  // namespace
 
-TEST(Train, LearnsASeparableProblemAndFillsTheHistory) {
+class TrainOn : public testing::TestWithParam<Step> {};
+INSTANTIATE_TEST_SUITE_P(Step, TrainOn, testing::Values(Step::autograd, Step::fused, Step::kernels), step_name);
+
+TEST_P(TrainOn, LearnsASeparableProblemAndFillsTheHistory) {
   const Split train = class_blocks(600, 1, 0.3, 1.0), test = class_blocks(200, 2, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
-  Trainer trainer(model, training(3, 32), torch::kCPU);
+  const auto trainer = trainer_on(GetParam(), model, training(3, 32));
   std::ostringstream log;
   FitOptions options;
   options.log = &log;
   int callbacks = 0;
   options.on_epoch_end = [&](const History& h) { EXPECT_EQ(h.epochs(), static_cast<size_t>(++callbacks)); };
-  const FitResult r = trainer.fit(train, Split{}, test, options);
+  const FitResult r = trainer->fit(train, Split{}, test, options);
   EXPECT_TRUE(r.stopped_early.empty());
   EXPECT_EQ(callbacks, 3);
   const History& h = r.history;
@@ -60,26 +84,25 @@ TEST(Train, LearnsASeparableProblemAndFillsTheHistory) {
   EXPECT_NE(log.str().find(" - val_loss: "), std::string::npos);
 }
 
-TEST(Train, ReportedAccuracyIsKerasRunningMeanOverTheEpochsBatches) {
+TEST_P(TrainOn, ReportedAccuracyIsKerasRunningMeanOverTheEpochsBatches) {
   // With one batch per epoch, Keras's epoch metrics are those of the forward pass BEFORE the
   // update, i.e. of the initial weights, not an evaluation after the epoch.
   const Split train = class_blocks(64, 3, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
   const Evaluation before = evaluate(model, train, TrainingConfig{});
-  Trainer trainer(model, training(1, 64), torch::kCPU);
-  const History h = trainer.fit(train, Split{}, train, FitOptions{}).history;
+  const History h = trainer_on(GetParam(), model, training(1, 64))->fit(train, Split{}, train, FitOptions{}).history;
   EXPECT_NEAR(h.accuracy[0], before.accuracy, 1e-12);
   EXPECT_NEAR(h.loss[0], before.loss, 1e-5);
   EXPECT_NE(h.test_loss[0], before.loss);  // the weights did change
 }
 
-TEST(Train, SameSeedGivesIdenticalRunsOnCpu) {
+TEST_P(TrainOn, SameSeedGivesIdenticalRuns) {
   const Split train = class_blocks(300, 4, 0.3, 1.0), test = class_blocks(100, 5, 0.3, 1.0);
   auto run = [&] {
     Model model(small_model(), kImageShape, 11);
-    Trainer trainer(model, training(2, 32), torch::kCPU);
-    const History h = trainer.fit(train, Split{}, test, FitOptions{}).history;
-    return std::make_pair(h.loss, trainer.optimizer().flat_params().clone());
+    const auto trainer = trainer_on(GetParam(), model, training(2, 32));
+    const History h = trainer->fit(train, Split{}, test, FitOptions{}).history;
+    return std::make_pair(h.loss, trainer->optimizer().flat_params().clone());
   };
   const auto a = run(), b = run();
   EXPECT_EQ(a.first, b.first);
@@ -89,15 +112,17 @@ TEST(Train, SameSeedGivesIdenticalRunsOnCpu) {
 // Runs `config` straight through, and again interrupted at an epoch boundary and then mid-epoch
 // and resumed through a real checkpoint file, as `mnist train --resume` does; both must agree bit
 // for bit.
-static void expect_resume_is_bit_exact(const Config& config) {
+static void expect_resume_is_bit_exact(const Config& config, Step step) {
   const Split train = class_blocks(300, 15, 0.3, 1.0), test = class_blocks(100, 16, 0.3, 1.0);
   Model straight_model(config.model, kImageShape, 9);
-  Trainer straight(straight_model, config.training, torch::kCPU);
+  const auto straight_trainer = trainer_on(step, straight_model, config.training);
+  Trainer& straight = *straight_trainer;
   const History expected = straight.fit(train, Split{}, test, FitOptions{}).history;
 
   // Ask to stop at the end of epoch 1: the trainer stops after the first step of epoch 2.
   Model model(config.model, kImageShape, 9);
-  Trainer first(model, config.training, torch::kCPU);
+  const auto first_trainer = trainer_on(step, model, config.training);
+  Trainer& first = *first_trainer;
   std::atomic<bool> stop{false};
   FitOptions options;
   options.stop = &stop;
@@ -121,7 +146,8 @@ static void expect_resume_is_bit_exact(const Config& config) {
   const Checkpoint c = read_checkpoint(tmp / "checkpoint.pt");
   EXPECT_EQ(c.progress.step, 1);
   Model resumed_model = model_with_params(c.config, c.params, "checkpoint");
-  Trainer resumed(resumed_model, c.config.training, torch::kCPU);
+  const auto resumed_trainer = trainer_on(step, resumed_model, c.config.training);
+  Trainer& resumed = *resumed_trainer;
   resumed.optimizer().load_state(c.optimizer_state);
   resumed.resume(c.history, c.progress, c.best_state);
   const History got = resumed.fit(train, Split{}, test, FitOptions{}).history;
@@ -138,15 +164,16 @@ static void expect_resume_is_bit_exact(const Config& config) {
   EXPECT_EQ(got.learning_rate, expected.learning_rate);
 }
 
-TEST(Train, InterruptedMidEpochAndResumedEqualsStraightThroughBitForBit) {
+TEST_P(TrainOn, InterruptedMidEpochAndResumedEqualsStraightThroughBitForBit) {
   Config config;
   config.name = "resume";
   config.model = small_model();
   config.training = training(3, 32);
-  expect_resume_is_bit_exact(config);
+  expect_resume_is_bit_exact(config, GetParam());
 }
 
 // Dropout masks and augmentation are drawn from (seed, epoch, step): resuming needs no RNG state.
+// A Conv2D model: the autograd step's.
 TEST(Train, ResumeIsBitExactWithDropoutAugmentationBatchNormAndASchedule) {
   const Config config = parse_config_text(R"({
     "model": {"layers": [
@@ -158,7 +185,7 @@ TEST(Train, ResumeIsBitExactWithDropoutAugmentationBatchNormAndASchedule) {
       "lr_schedule": {"name": "cosine_decay", "warmup_steps": 5, "warmup_target": 0.003},
       "augmentation": {"rotation_range": 10, "width_shift_range": 2, "zoom_range": 0.1, "elastic_alpha": 2}}})",
                                           "test");
-  expect_resume_is_bit_exact(config);
+  expect_resume_is_bit_exact(config, Step::autograd);
 }
 
 TEST(Train, RepeatedTrainAndEvaluateDoNotLeak) {
@@ -167,7 +194,8 @@ TEST(Train, RepeatedTrainAndEvaluateDoNotLeak) {
                   "nothing here; LeakSanitizer checks this build for leaks instead";
 #endif
   // Each cycle builds a 784-512-10 model (~1.6 MB of weights, ~8 MB with optimizer state and
-  // gradients), trains and evaluates it. A leak of any of that would add ~8 MB per cycle.
+  // gradients), trains it on the autograd step and again on the fused step (its own buffers, ~8
+  // MB more), and evaluates it. A leak of any of that would add ~8 MB per cycle.
   auto resident_mb = [] {
     std::ifstream statm("/proc/self/statm");
     long pages = 0, resident = 0;
@@ -178,10 +206,11 @@ TEST(Train, RepeatedTrainAndEvaluateDoNotLeak) {
   ModelConfig wide = small_model();
   std::get<DenseSpec>(wide.layers[1].params).units = 512;
   auto cycle = [&] {
-    Model model(wide, kImageShape, 1);
-    Trainer trainer(model, training(1, 64), torch::kCPU);
-    trainer.fit(train, Split{}, test, FitOptions{});
-    evaluate(model, test, TrainingConfig{});
+    for (const Step step : {Step::autograd, Step::fused}) {
+      Model model(wide, kImageShape, 1);
+      trainer_on(step, model, training(1, 64))->fit(train, Split{}, test, FitOptions{});
+      evaluate(model, test, TrainingConfig{});
+    }
   };
   for (int i = 0; i < 3; ++i) cycle();  // warm-up: allocator pools, thread pools
   const double before = resident_mb();
@@ -198,7 +227,8 @@ TEST(Train, EpochPermutationDependsOnSeedAndEpochOnly) {
 }
 
 TEST(Train, NonFiniteLossStopsAndKeepsTheLastFiniteWeights) {
-  // Renormalized semantics with every sigmoid output underflowed to 0: the first batch's loss is NaN.
+  // Renormalized semantics with every sigmoid output underflowed to 0: the first batch's loss is
+  // NaN. Only the autograd step implements that loss, so only it can meet this.
   const Split train = class_blocks(64, 6, 0.3, 1.0);
   Model model(small_model(), kImageShape, 0);
   {
@@ -208,6 +238,7 @@ TEST(Train, NonFiniteLossStopsAndKeepsTheLastFiniteWeights) {
   TrainingConfig cfg = training(3, 16);
   cfg.loss.semantics = LossSemantics::renormalized;
   Trainer trainer(model, cfg, torch::kCPU);
+  ASSERT_EQ(trainer.step_kind().rfind("autograd", 0), 0u) << trainer.step_kind();
   const auto before = trainer.optimizer().flat_params().clone();
   std::ostringstream log;
   FitOptions options;
@@ -221,34 +252,28 @@ TEST(Train, NonFiniteLossStopsAndKeepsTheLastFiniteWeights) {
   EXPECT_NE(log.str().find("Stopped: "), std::string::npos);
 }
 
-TEST(Train, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
+TEST_P(TrainOn, ValidationSplitFeedsValMetricsAndTestIsStillReported) {
   const Split train = class_blocks(300, 7, 0.3, 1.0), validation = class_blocks(60, 8, 0.3, 1.0), test = class_blocks(100, 9, 0.3, 1.0);
   Model model(small_model(Activation::softmax), kImageShape, 0);
-  Trainer trainer(model, training(1, 32), torch::kCPU);
-  const History h = trainer.fit(train, validation, test, FitOptions{}).history;
+  const History h = trainer_on(GetParam(), model, training(1, 32))->fit(train, validation, test, FitOptions{}).history;
   EXPECT_NEAR(h.val_accuracy[0], evaluate(model, validation, TrainingConfig{}).accuracy, 1e-12);
   EXPECT_NEAR(h.test_accuracy[0], evaluate(model, test, TrainingConfig{}).accuracy, 1e-12);
 }
 
-TEST(Train, SigmoidAndSoftmaxHeadsTrainIdenticalWeightsUnderTensorflowSemantics) {
+TEST_P(TrainOn, SigmoidAndSoftmaxHeadsTrainIdenticalWeightsUnderTensorflowSemantics) {
   // Keras/TF computes the loss on the cached logits for both heads, so the gradients are the same:
   // the paper's sigmoid model IS the softmax model; only its outputs and reported accuracy differ.
-  // On the autograd step the loss reads the output layer, so this can fail there (a loss on the
-  // sigmoid's outputs would train other weights); the fused step computes the loss from the logits
-  // by construction and is checked too.
+  // On the autograd step the loss reads the output layer (loss.cpp), so this fails there if the
+  // loss takes the sigmoid's outputs; the fused steps take the logits by construction (and the
+  // output activation only for the accuracy).
   const Split train = class_blocks(200, 12, 0.3, 1.0), test = class_blocks(50, 13, 0.3, 1.0);
-  for (const bool fused : {false, true}) {
-    auto final_params = [&](Activation out) {
-      Model model(small_model(out), kImageShape, 21);
-      TrainingConfig t = training(2, 32);
-      t.fused = fused;
-      Trainer trainer(model, t, torch::kCPU);
-      trainer.fit(train, Split{}, test, FitOptions{});
-      EXPECT_EQ(trainer.step_kind().rfind(fused ? "fused" : "autograd", 0), 0u) << trainer.step_kind();
-      return trainer.optimizer().flat_params().clone();
-    };
-    EXPECT_TRUE(final_params(Activation::sigmoid).equal(final_params(Activation::softmax))) << (fused ? "fused step" : "autograd step");
-  }
+  auto final_params = [&](Activation out) {
+    Model model(small_model(out), kImageShape, 21);
+    const auto trainer = trainer_on(GetParam(), model, training(2, 32));
+    trainer->fit(train, Split{}, test, FitOptions{});
+    return trainer->optimizer().flat_params().clone();
+  };
+  EXPECT_TRUE(final_params(Activation::sigmoid).equal(final_params(Activation::softmax)));
 }
 
 TEST(Metrics, SaturatedSigmoidTiesResolveToTheLowestClassAsInKeras) {
@@ -316,7 +341,7 @@ TEST(Train, EarlyStoppingAndReduceLROnPlateauReplayKerasCallbacks) {
   EXPECT_DOUBLE_EQ(plateau_learning_rate(h, p, 0.1), 0.1);  // accuracies are maximised
 }
 
-TEST(Train, EarlyStoppingRestoresTheBestEpochsWeights) {
+TEST_P(TrainOn, EarlyStoppingRestoresTheBestEpochsWeights) {
   const Split train = class_blocks(300, 1, 0.3, 1.0), test = class_blocks(100, 2, 0.3, 1.0);
   Config config;
   config.name = "es";
@@ -331,15 +356,15 @@ TEST(Train, EarlyStoppingRestoresTheBestEpochsWeights) {
   Model one_epoch_model(config.model, kImageShape, 3);
   TrainingConfig one = config.training;
   one.epochs = 1;
-  Trainer one_epoch(one_epoch_model, one, torch::kCPU);
-  one_epoch.fit(train, Split{}, test, FitOptions{});
+  const auto one_epoch = trainer_on(GetParam(), one_epoch_model, one);
+  one_epoch->fit(train, Split{}, test, FitOptions{});
 
   Model model(config.model, kImageShape, 3);
-  Trainer trainer(model, config.training, torch::kCPU);
-  const FitResult r = trainer.fit(train, Split{}, test, FitOptions{});
+  const auto trainer = trainer_on(GetParam(), model, config.training);
+  const FitResult r = trainer->fit(train, Split{}, test, FitOptions{});
   EXPECT_EQ(r.history.epochs(), 3u);
   EXPECT_FALSE(r.diverged);
   EXPECT_NE(r.stopped_early.find("early stopping: loss has not improved for 2 epochs (best: epoch 1)"), std::string::npos)
       << r.stopped_early;
-  EXPECT_TRUE(trainer.optimizer().flat_params().equal(one_epoch.optimizer().flat_params()));
+  EXPECT_TRUE(trainer->optimizer().flat_params().equal(one_epoch->optimizer().flat_params()));
 }
