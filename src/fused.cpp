@@ -7,15 +7,22 @@
 
 #include <ATen/Parallel.h>
 
-#ifdef MNIST_WITH_CUDA
-#include <c10/cuda/CUDAStream.h>
-#endif
-
+#include "activation.h"
+#include "cross_entropy.h"
 #include "layers.h"
 #include "simd.h"
 
 namespace mnist {
 namespace {
+
+// A batch of sparse rows (compressed sparse rows): row r's non-zero entries are
+// index/value[start[r] .. start[r + 1]).
+struct SparseRows {
+  std::vector<int64_t> start;
+  std::vector<int32_t> index;
+  std::vector<float> value;
+};
+
 
 // a = f(z) over a row, and dA -> dZ in place from the outputs A: activation.h's formulas, one loop
 // per activation.
@@ -45,7 +52,7 @@ MNIST_INLINE void activation_grad_rows(float* __restrict d, const float* __restr
 // rows), the paper model's epoch went from 0.32-0.47 s to 0.19-0.26 s (README, Benchmark).
 typedef float vec16 __attribute__((vector_size(64), aligned(4)));  // aligned(4): loads from any float
 constexpr int64_t kLanes = 16;
-constexpr int64_t kSlack = kLanes;  // zeros at the end of every buffer read as whole vectors
+static_assert(FusedDenseStep::kSlack >= kLanes, "zeros at the end of every buffer read as whole vectors");
 
 template <int Vectors>
 MNIST_INLINE void row_tile(float* out, const float* init, const float* w, int64_t ld, const int32_t* index, const float* value,
@@ -229,11 +236,8 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
   return "";
 }
 
-FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config, bool kernels_on_cpu)
-    : optimizer_(optimizer),
-      kernels_(kernels_on_cpu || optimizer.flat_params().is_cuda()),
-      loss_(config.loss),
-      output_(accuracy_activation(model->output_activation(), config)) {
+FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
+    : optimizer_(optimizer), config_(config), output_(accuracy_activation(model->output_activation(), config)) {
   const float* base = optimizer_.flat_params().data_ptr<float>();
   for (const auto& layer : model->layers()) {
     if (layer->type != "Dense") continue;
@@ -251,16 +255,76 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
     }
     layers_.push_back(l);
   }
-  const auto batch = static_cast<size_t>(config.batch_size);
-  if (kernels_) {
-    int64_t outputs = 0;
-    for (const auto& l : layers_) outputs += l.out;
-    const auto on_device = optimizer_.flat_params().options();
-    kernel_acts_ = torch::zeros({2 * config.batch_size * outputs}, on_device);
-    sample_loss_ = torch::zeros({config.batch_size}, on_device);
-    sample_hit_ = torch::zeros({config.batch_size}, on_device.dtype(torch::kLong));
-    return;  // the CPU loops' buffers below are not needed; load() points kernel_layers_ at params_
+}
+
+torch::Tensor FusedDenseStep::to_keras_layout(const torch::Tensor& flat) const {
+  torch::Tensor out = flat.clone();
+  for (const auto& l : layers_)
+    out.narrow(0, l.weight, l.in * l.out).view({l.in, l.out}).copy_(flat.narrow(0, l.weight, l.in * l.out).view({l.out, l.in}).t());
+  return out;
+}
+
+torch::Tensor FusedDenseStep::to_torch_layout(const torch::Tensor& flat) const {
+  torch::Tensor out = flat.clone();
+  for (const auto& l : layers_)
+    out.narrow(0, l.weight, l.in * l.out).view({l.out, l.in}).copy_(flat.narrow(0, l.weight, l.in * l.out).view({l.in, l.out}).t());
+  return out;
+}
+
+void FusedDenseStep::begin_epoch(const Split& train) {
+  bind(train);
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> slots = optimizer_.state();
+  const int64_t n = optimizer_.flat_params().numel();
+  if (!params_.defined()) {
+    params_ = torch::zeros({n + kSlack}, optimizer_.flat_params().options());
+    grads_ = torch::zeros({n}, params_.options());
+    for (auto& slot : slots_) slot = torch::zeros({n}, params_.options());
+    buffers_allocated();
   }
+  params_.narrow(0, 0, n).copy_(to_keras_layout(optimizer_.flat_params()));
+  for (size_t k = 0; k < slots_.size(); ++k) slots_[k].copy_(to_keras_layout(slots[k]));
+}
+
+void FusedDenseStep::end_epoch() {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> slots = optimizer_.state();
+  optimizer_.flat_params().copy_(to_torch_layout(params_.narrow(0, 0, grads_.numel())));
+  for (size_t k = 0; k < slots_.size(); ++k) slots[k] = to_torch_layout(slots_[k]);
+  optimizer_.load_state(slots);
+}
+
+namespace {
+
+// The fused step's loops on the CPU (this file's header).
+class CpuStep : public FusedDenseStep {
+ public:
+  CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config);
+  std::string name() const override { return "fused"; }
+  void step(const Batch& batch) override;
+
+ private:
+  void bind(const Split& train) override;  // builds the sparse rows of `train.images` once per set
+  void forward(const int64_t* rows, int64_t len);
+  void backward(const int64_t* rows, int64_t len);
+
+  std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
+  std::vector<SparseRows> inputs_;        // per layer but the first: its input activations as sparse rows
+  SparseRows by_input_;                   // weight-gradient scratch: a layer's non-zero inputs grouped by input
+  std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
+  std::vector<int32_t> iota_;                 // 0, 1, 2, ...: the rows of a dense operand, as sparse indices
+  std::vector<int64_t> batch_rows_;           // 0 .. batch-1 as int64: a hidden layer's rows
+  std::vector<float> ones_;                   // the weights of the bias gradient's sum
+  // The bound split (held, so its storage cannot be reused by another split): its labels, and its
+  // images as sparse rows.
+  torch::Tensor bound_;
+  std::vector<int64_t> labels_;
+  SparseRows images_;
+};
+
+CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
+    : FusedDenseStep(model, optimizer, config) {
+  const auto batch = static_cast<size_t>(config.batch_size);
   int64_t widest = 0, largest = 0;
   for (const auto& l : layers_) {
     widest = std::max({widest, l.in, l.out});
@@ -284,14 +348,8 @@ FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, co
   ones_.assign(batch, 1.0f);
 }
 
-void FusedDenseStep::bind(const Split& train) {
+void CpuStep::bind(const Split& train) {
   if (bound_.defined() && bound_.is_same(train.images)) return;
-  if (kernels_) {  // the kernels read the resident images and labels as they are
-    TORCH_CHECK(train.images.is_contiguous() && train.labels.is_contiguous(), "the fused step's kernels need contiguous data");
-    bound_ = train.images;
-    bound_labels_ = train.labels;
-    return;
-  }
   const torch::Tensor images = train.images.contiguous().view({train.size(), -1});
   const torch::Tensor labels = train.labels.contiguous();
   const int64_t n = images.size(0), pixels = images.size(1);
@@ -315,56 +373,7 @@ void FusedDenseStep::bind(const Split& train) {
   bound_ = train.images;
 }
 
-torch::Tensor FusedDenseStep::to_keras_layout(const torch::Tensor& flat) const {
-  torch::Tensor out = flat.clone();
-  for (const auto& l : layers_)
-    out.narrow(0, l.weight, l.in * l.out).view({l.in, l.out}).copy_(flat.narrow(0, l.weight, l.in * l.out).view({l.out, l.in}).t());
-  return out;
-}
-
-torch::Tensor FusedDenseStep::to_torch_layout(const torch::Tensor& flat) const {
-  torch::Tensor out = flat.clone();
-  for (const auto& l : layers_)
-    out.narrow(0, l.weight, l.in * l.out).view({l.out, l.in}).copy_(flat.narrow(0, l.weight, l.in * l.out).view({l.in, l.out}).t());
-  return out;
-}
-
-// The buffers are allocated once and keep their addresses: a CUDA graph captures them.
-void FusedDenseStep::load() {
-  torch::NoGradGuard no_grad;
-  const std::vector<torch::Tensor> slots = optimizer_.state();
-  const int64_t n = optimizer_.flat_params().numel();
-  if (!params_.defined()) {
-    params_ = torch::zeros({n + kSlack}, optimizer_.flat_params().options());
-    grads_ = torch::zeros({n}, params_.options());
-    for (auto& slot : slots_) slot = torch::zeros({n}, params_.options());
-    if (kernels_) point_kernel_layers();
-  }
-  params_.narrow(0, 0, n).copy_(to_keras_layout(optimizer_.flat_params()));
-  for (size_t k = 0; k < slots_.size(); ++k) slots_[k].copy_(to_keras_layout(slots[k]));
-}
-
-void FusedDenseStep::point_kernel_layers() {
-  float* p = params_.data_ptr<float>();
-  float* acts = kernel_acts_.data_ptr<float>();
-  const int64_t batch = sample_loss_.numel();
-  kernel_layers_.clear();
-  for (const Layer& L : layers_) {
-    kernel_layers_.push_back({p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, L.weight, L.bias, L.in, L.out, L.activation, acts,
-                              acts + batch * L.out});
-    acts += 2 * batch * L.out;
-  }
-}
-
-void FusedDenseStep::store() {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> slots = optimizer_.state();
-  optimizer_.flat_params().copy_(to_torch_layout(params_.narrow(0, 0, grads_.numel())));
-  for (size_t k = 0; k < slots_.size(); ++k) slots[k] = to_torch_layout(slots_[k]);
-  optimizer_.load_state(slots);
-}
-
-void FusedDenseStep::forward(const int64_t* rows, int64_t len) {
+void CpuStep::forward(const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
@@ -380,7 +389,7 @@ void FusedDenseStep::forward(const int64_t* rows, int64_t len) {
   }
 }
 
-void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
+void CpuStep::backward(const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
   float* g = grads_.data_ptr<float>();
   const float* dz = acts_.back().data();  // the loss wrote d loss / d logits over the logits
@@ -399,44 +408,28 @@ void FusedDenseStep::backward(const int64_t* rows, int64_t len) {
   }
 }
 
-void FusedDenseStep::step_kernels(const int64_t* rows, int64_t len, const float* row, float* loss_sum, int64_t* correct) {
-  const kernels::Step s{bound_.data_ptr<float>(),
-                        bound_labels_.data_ptr<int64_t>(),
-                        rows,
-                        len,
-                        layers_.front().in,
-                        &kernel_layers_,
-                        {params_.data_ptr<float>(), slots_[0].data_ptr<float>(), slots_[1].data_ptr<float>(), slots_[2].data_ptr<float>()},
-                        optimizer_.rule(),
-                        row,
-                        smoothed_targets(loss_.label_smoothing, layers_.back().out),
-                        output_,
-                        sample_loss_.data_ptr<float>(),
-                        sample_hit_.data_ptr<int64_t>(),
-                        loss_sum,
-                        correct};
-  if (params_.is_cpu()) return kernels::fused_step(kernels::SerialLaunch{}, s);
-#ifdef MNIST_WITH_CUDA
-  kernels::fused_step_cuda(s, c10::cuda::getCurrentCUDAStream().stream());
-#else
-  throw std::logic_error("the fused step's CUDA kernels need a Torch built with CUDA");
-#endif
-}
-
-void FusedDenseStep::step(const int64_t* rows, int64_t len, const float* row, float* loss_sum, int64_t* correct) {
-  if (kernels_) return step_kernels(rows, len, row, loss_sum, correct);
-  forward(rows, len);
+void CpuStep::step(const Batch& b) {
+  const int64_t* rows = b.order.data_ptr<int64_t>() + b.start;
+  const float* row = b.table.data_ptr<float>() + 2 * b.step;
+  forward(rows, b.len);
   const Layer& last = layers_.back();
-  *loss_sum += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, len, last.out, loss_.label_smoothing, output_, correct);
-  backward(rows, len);
+  *b.loss_sum.data_ptr<float>() += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, b.len, last.out,
+                                                         config_.loss.label_smoothing, output_, b.correct.data_ptr<int64_t>());
+  backward(rows, b.len);
   // The update is elementwise: each piece of the buffers is updated as a single thread would.
   float *p = params_.data_ptr<float>(), *g = grads_.data_ptr<float>();
-  float *a = slots_[0].data_ptr<float>(), *b = slots_[1].data_ptr<float>(), *c = slots_[2].data_ptr<float>();
+  float *sa = slots_[0].data_ptr<float>(), *sb = slots_[1].data_ptr<float>(), *sc = slots_[2].data_ptr<float>();
   const UpdateRule& rule = optimizer_.rule();
   const StepRow scalars{row[0], row[1]};
   split_rows(grads_.numel(), /*work_per_row=*/1, [&](int64_t begin, int64_t end) {
-    apply_update(rule, scalars, p + begin, g + begin, a + begin, b + begin, c + begin, end - begin);
+    apply_update(rule, scalars, p + begin, g + begin, sa + begin, sb + begin, sc + begin, end - begin);
   });
+}
+
+}  // namespace
+
+std::unique_ptr<TrainingStep> make_cpu_step(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config) {
+  return std::make_unique<CpuStep>(model, optimizer, config);
 }
 
 }  // namespace mnist

@@ -8,11 +8,8 @@
 #include <sstream>
 #include <tuple>
 
-#include "augment.h"
 #include "float_env.h"
-#include "loss.h"
 #include "metrics.h"
-#include "rng.h"
 
 namespace mnist {
 namespace {
@@ -177,9 +174,7 @@ Trainer::Trainer(Model model, TrainingConfig config, torch::Device device)
       config_(std::move(config)),
       device_(device),
       optimizer_(parameters_on(model_, device_), config_.optimizer),
-      fused_reason_(fused_unsupported(model_, config_, device_)) {
-  if (fused_reason_.empty()) fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_);
-}
+      step_(make_training_step(model_, optimizer_, config_, device_, /*kernels_on_cpu=*/false, fused_reason_)) {}
 
 nlohmann::json Progress::to_json() const {
   return {{"step", step}, {"loss_sum", loss_sum}, {"correct", correct}, {"seconds", seconds}};
@@ -209,12 +204,11 @@ bool Trainer::early_stop() {
 }
 
 void Trainer::run_kernels_on_cpu() {
-  if (fused_) fused_ = std::make_unique<FusedDenseStep>(model_, optimizer_, config_, /*kernels_on_cpu=*/true);
-  kernels_on_cpu_ = fused_ != nullptr;
+  if (fused_reason_.empty()) step_ = make_training_step(model_, optimizer_, config_, device_, /*kernels_on_cpu=*/true, fused_reason_);
 }
 
 std::string Trainer::step_kind() const {
-  const std::string step = fused_ ? (kernels_on_cpu_ ? "fused (kernels, serially on the CPU)" : "fused") : "autograd (" + fused_reason_ + ")";
+  const std::string step = fused_reason_.empty() ? step_->name() : step_->name() + " (" + fused_reason_ + ")";
   return graph_ ? step + ", cuda graph" : step;
 }
 
@@ -225,8 +219,6 @@ void Trainer::prepare(const Split& train) {
   const auto on_device = torch::TensorOptions().device(device_);
   order_ = torch::empty({n}, on_device.dtype(torch::kLong));
   table_ = torch::empty({steps, 2}, on_device.dtype(optimizer_.flat_params().scalar_type()));
-  x_buf_ = torch::empty({config_.batch_size, 1, 28, 28}, train.images.options());
-  y_buf_ = torch::empty({config_.batch_size}, train.labels.options());
   loss_sum_ = torch::zeros({}, train.images.options());
   correct_ = torch::zeros({}, train.labels.options());
   graph_.reset();
@@ -234,37 +226,13 @@ void Trainer::prepare(const Split& train) {
   if (cuda_graph_unsupported(model_, config_, device_, steps).empty()) graph_ = std::make_unique<EpochGraph>(device_);
 }
 
-void Trainer::autograd_step(const Split& train, int64_t epoch, int64_t step) {
-  const int64_t n = epoch_size(train), batch = config_.batch_size;
-  const int64_t start = step * batch, len = std::min(batch, n - start);
-  const torch::Tensor idx = order_.narrow(0, start, len);
-  torch::Tensor x = x_buf_.narrow(0, 0, len), y = y_buf_.narrow(0, 0, len);
-  torch::index_select_out(x, train.images, 0, idx);
-  torch::index_select_out(y, train.labels, 0, idx);
-  const uint64_t s = config_.seed, e = static_cast<uint64_t>(epoch), b = static_cast<uint64_t>(step);
-  model_->reseed_noise(device_, mix_seed({s, e, b, static_cast<uint64_t>(Stream::dropout)}));
-  torch::Tensor input = x;
-  if (config_.augmentation.enabled()) {
-    augment_gen_.set_current_seed(mix_seed({s, e, b, static_cast<uint64_t>(Stream::augmentation)}));
-    input = augment(x, config_.augmentation, augment_gen_);
-  }
-
-  optimizer_.zero_grad();
-  const torch::Tensor z = model_->logits(input);
-  const torch::Tensor loss = sparse_categorical_crossentropy(z, y, model_->output_activation(), config_.loss);
-  loss.backward();
-  optimizer_.step(table_[step]);
-
-  torch::NoGradGuard no_grad;
-  loss_sum_.add_(loss.detach(), static_cast<double>(len));
-  correct_.add_(activate(z.detach(), accuracy_activation(model_->output_activation(), config_)).argmax(1).eq(y).sum());
+Batch Trainer::batch(const Split& train, int64_t epoch, int64_t step) const {
+  const int64_t start = step * config_.batch_size;
+  return {train, epoch, step, start, std::min(config_.batch_size, epoch_size(train) - start), order_, table_, loss_sum_, correct_};
 }
 
-bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct) {
-  const int64_t n = epoch_size(train), batch = config_.batch_size;
-  const int64_t steps = (n + batch - 1) / batch, first = progress_.step;
-  // The epoch's data order and optimizer scalars go to the device once; every step reads its
-  // slice there, so no step needs a host value (and a CUDA graph can replay them all).
+void Trainer::fill_epoch_buffers(const Split& train, int64_t epoch) {
+  const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size, first = progress_.step;
   order_.copy_(data_order_.defined() ? data_order_[epoch]
                : config_.shuffle      ? epoch_permutation(n, config_.seed, epoch)
                                       : torch::arange(n, torch::kLong));
@@ -278,52 +246,59 @@ bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& o
   if (scheduled) optimizer_.set_learning_rate(learning_rate(steps - first - 1));  // as History logs it
   loss_sum_.fill_(progress_.loss_sum);
   correct_.fill_(static_cast<int64_t>(progress_.correct));
-  if (config_.augmentation.enabled() && !augment_gen_.defined()) augment_gen_ = make_generator(device_, 0);
-  auto sums = [&]() -> std::pair<double, double> { return {loss_sum_.item<double>(), correct_.item<double>()}; };
-  auto run_step = [&](int64_t step) {
-    if (!fused_) return autograd_step(train, epoch, step);
-    const int64_t start = step * batch, len = std::min(batch, n - start);
-    fused_->step(order_.data_ptr<int64_t>() + start, len, table_.data_ptr<float>() + 2 * step, loss_sum_.data_ptr<float>(),
-                 correct_.data_ptr<int64_t>());
-  };
+}
+
+int64_t Trainer::run_steps(const Split& train, int64_t epoch, const FitOptions& options) {
+  const int64_t n = epoch_size(train), batch_size = config_.batch_size, steps = (n + batch_size - 1) / batch_size;
+  const auto t0 = Clock::now();
+  auto last_draw = t0;
+  for (int64_t step = progress_.step; step < steps; ++step) {
+    step_->step(batch(train, epoch, step));
+    optimizer_.count_steps(1);
+    // The live bar reads the running metrics (a device sync) at most ten times a second.
+    if (options.progress_bar && options.log && step + 1 < steps && seconds_since(last_draw) > 0.1) {
+      last_draw = Clock::now();
+      const double seen = static_cast<double>(std::min(n, (step + 1) * batch_size));
+      *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
+                                            format_metric("accuracy", correct_.item<double>() / seen) +
+                                                format_metric("loss", loss_sum_.item<double>() / seen))
+                   << "\033[K" << std::flush;
+    }
+    if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) return step + 1;
+  }
+  warmed_up_ = true;
+  return steps;
+}
+
+void Trainer::replay_epoch(const Split& train, int64_t epoch) {
+  const int64_t steps = (epoch_size(train) + config_.batch_size - 1) / config_.batch_size;
+  if (!graph_->captured())
+    graph_->capture([&] {
+      for (int64_t step = 0; step < steps; ++step) step_->step(batch(train, epoch, step));
+    });
+  graph_->replay();
+  optimizer_.count_steps(steps);
+}
+
+bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct) {
+  const int64_t steps = (epoch_size(train) + config_.batch_size - 1) / config_.batch_size;
+  fill_epoch_buffers(train, epoch);
   const auto t0 = Clock::now();
   model_->train();
-  if (fused_) {
-    fused_->bind(train);  // on the CPU the first epoch pays for the sparse rows
-    fused_->load();
+  step_->begin_epoch(train);  // on the CPU the fused step's first epoch pays for its sparse rows
+  int64_t next = steps;
+  if (graph_ && progress_.step == 0 && warmed_up_)
+    replay_epoch(train, epoch);
+  else
+    next = run_steps(train, epoch, options);
+  step_->end_epoch();
+  // Waits for the device: the epoch's time is its work's, not its queuing's.
+  loss_sum = loss_sum_.item<double>();
+  correct = correct_.item<double>();
+  if (next < steps) {
+    progress_ = {next, loss_sum, correct, progress_.seconds + seconds_since(t0)};
+    return false;
   }
-  if (graph_ && first == 0 && warmed_up_) {
-    if (!graph_->captured())
-      graph_->capture([&] {
-        for (int64_t step = 0; step < steps; ++step) run_step(step);
-      });
-    graph_->replay();
-    optimizer_.count_steps(steps);
-  } else {
-    auto last_draw = t0;
-    for (int64_t step = first; step < steps; ++step) {
-      run_step(step);
-      optimizer_.count_steps(1);
-      // The live bar reads the running metrics (a device sync) at most ten times a second.
-      if (options.progress_bar && options.log && step + 1 < steps && seconds_since(last_draw) > 0.1) {
-        last_draw = Clock::now();
-        const double seen = static_cast<double>(std::min(n, (step + 1) * batch));
-        const auto [l, c] = sums();
-        *options.log << "\r" << progress_line(step + 1, steps, progress_.seconds + seconds_since(t0),
-                                              format_metric("accuracy", c / seen) + format_metric("loss", l / seen))
-                     << "\033[K" << std::flush;
-      }
-      if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) {
-        if (fused_) fused_->store();
-        const auto [l, c] = sums();
-        progress_ = {step + 1, l, c, progress_.seconds + seconds_since(t0)};
-        return false;
-      }
-    }
-    warmed_up_ = true;
-  }
-  if (fused_) fused_->store();
-  std::tie(loss_sum, correct) = sums();  // waits for the device: the epoch's time is its work's, not its queuing's
   progress_.seconds += seconds_since(t0);
   return true;
 }

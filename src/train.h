@@ -18,10 +18,10 @@
 
 #include "config.h"
 #include "data.h"
-#include "fused.h"
 #include "graph.h"
 #include "model.h"
 #include "optim.h"
+#include "step.h"
 
 namespace mnist {
 
@@ -102,12 +102,12 @@ class Trainer {
   // must be on the device.
   FitResult fit(const Split& train, const Split& validation, const Split& test, const FitOptions& options);
 
-  // Not copyable or movable: the fused step holds a reference to optimizer_.
+  // Not copyable or movable: the step holds a reference to optimizer_.
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
   // Tests: the fused step runs its CUDA kernels' code (fused_kernels.h) serially on the CPU, so
-  // this trainer's own loop checks that code without a GPU. Before fit(); no-op without a fused step.
+  // this trainer's own loop checks that code without a GPU. Before fit(); no-op on the autograd step.
   void run_kernels_on_cpu();
 
   KerasOptimizer& optimizer() { return optimizer_; }
@@ -129,13 +129,19 @@ class Trainer {
   // Allocates the buffers every step reads and writes, once per training set: a captured graph
   // keeps their addresses. Decides whether a CUDA graph trains the run.
   void prepare(const Split& train);
-  // One autograd step on batch `step` of order_, its optimizer scalars from table_; adds to
-  // loss_sum_ and correct_. Queues device work only, so a CUDA graph can capture it.
-  void autograd_step(const Split& train, int64_t epoch, int64_t step);
   // Runs the rest of one epoch from progress_. Returns false when interrupted (progress_ then
   // holds the position); on completion `loss_sum` and `correct` hold the epoch's sums, read from
   // the device once.
   bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct);
+  // The epoch's data order and per-step optimizer scalars to the device, and the running sums
+  // from progress_: every step reads its part there, so no step needs a host value.
+  void fill_epoch_buffers(const Split& train, int64_t epoch);
+  // The eager loop: steps progress_.step .. steps-1, one call each, with the live progress bar and
+  // the stop flag checked between steps. Returns the next step to take (steps: the epoch is done).
+  int64_t run_steps(const Split& train, int64_t epoch, const FitOptions& options);
+  // The CUDA-graph epoch: every step of the epoch captured once as one graph, then replayed.
+  void replay_epoch(const Split& train, int64_t epoch);
+  Batch batch(const Split& train, int64_t epoch, int64_t step) const;
 
   Model model_;
   TrainingConfig config_;
@@ -145,16 +151,14 @@ class Trainer {
   Progress progress_;
   std::map<std::string, torch::Tensor> best_state_;
   torch::Tensor data_order_;                // given per-epoch orders; undefined: epoch_permutation
-  std::unique_ptr<FusedDenseStep> fused_;  // set when the fused step covers this model
-  std::unique_ptr<EpochGraph> graph_;      // set on CUDA when a graph covers this run
-  std::string fused_reason_;               // why the fused step does not cover this run
-  bool kernels_on_cpu_ = false;            // run_kernels_on_cpu()
-  bool warmed_up_ = false;                 // an epoch ran eagerly on the graph's stream
-  at::Generator augment_gen_;
+  std::string fused_reason_;             // why the fused step does not cover this run ("" when it does)
+  std::unique_ptr<TrainingStep> step_;  // autograd or fused (step.h); made after fused_reason_, which it sets
+  std::unique_ptr<EpochGraph> graph_;    // set on CUDA when a graph covers this run
+  bool warmed_up_ = false;               // an epoch ran eagerly on the graph's stream
   Split bound_;  // the training data the buffers (and a captured graph) were made for
-  // The epoch's data order, per-step optimizer scalars (KerasOptimizer::step_table), batch and
-  // running sums, on the device.
-  torch::Tensor order_, table_, x_buf_, y_buf_, loss_sum_, correct_;
+  // The epoch's data order, per-step optimizer scalars (KerasOptimizer::step_table) and running
+  // sums, on the device.
+  torch::Tensor order_, table_, loss_sum_, correct_;
 };
 
 }  // namespace mnist

@@ -5,8 +5,8 @@
 // order (tests/test_optim.cpp compares them bit for bit).
 //
 // Every operation rounds to float32 on its own, as TensorFlow's ops do: products go through mul(),
-// which nvcc never fuses into an FMA, and the host files that include this header compile with
-// -ffp-contract=off (CMakeLists.txt).
+// which nvcc never fuses into an FMA, and the host files whose loops run these rules (optim.cpp,
+// kernel_step.cpp) compile with -ffp-contract=off (CMakeLists.txt).
 //
 // To add an optimizer: a kind below, its constants in UpdateRule, its rule, a case in update(),
 // and its slots and constants in optim.cpp (KerasOptimizer); its config keys in config.h.
