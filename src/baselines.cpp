@@ -9,6 +9,7 @@
 #include <opencv2/ml.hpp>
 #endif
 
+#include "clock.h"
 #include "errors.h"
 #include "model.h"
 #include "train.h"
@@ -16,8 +17,6 @@
 namespace mnist {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 Split first(const Split& s, int64_t n) {
   n = std::min(n, s.size());

@@ -20,6 +20,7 @@
 
 #include "baselines.h"
 #include "bench.h"
+#include "clock.h"
 #include "compare.h"
 #include "config.h"
 #include "data.h"
@@ -184,8 +185,6 @@ struct RunSeconds {
             {"figures", figures}, {"export", exporting}, {"total", total}};
   }
 };
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t) {
   const std::string &resume = t.resume, &data_flag = t.data, &out_flag = t.out;

@@ -8,15 +8,12 @@
 #include <sstream>
 #include <tuple>
 
+#include "clock.h"
 #include "float_env.h"
 #include "metrics.h"
 
 namespace mnist {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string format_metric(const char* name, double v) {
   char buf[64];
