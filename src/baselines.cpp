@@ -134,8 +134,9 @@ nlohmann::json BaselineResult::to_json() const {
           {"train_samples", train_samples}};
 }
 
-std::vector<BaselineResult> run_baselines(const Split& train, const Split& test, const BaselineOptions& options,
+std::vector<BaselineResult> run_baselines(const Split& all_train, const Split& test, const BaselineOptions& options,
                                           std::ostream* log) {
+  const Split train = options.samples > 0 ? first(all_train, options.samples) : all_train;
   std::vector<BaselineResult> results;
 #ifdef MNIST_WITH_OPENCV
   cv::setRNGSeed(static_cast<int>(options.seed));

@@ -29,6 +29,7 @@ inline const std::vector<std::string> kBaselineMethods = {"knn", "logistic"};  /
 
 struct BaselineOptions {
   std::vector<std::string> methods = kBaselineMethods;
+  int64_t samples = 0;  // 0: all; else every method trains on the first N training images
   // 0: all. OpenCV's SVM trains by SMO, time ~ samples^2: 8 s on 10,000 and 121 s on 60,000 here.
   int64_t svm_samples = 0;
   int64_t knn_k = 3;

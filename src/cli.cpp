@@ -538,6 +538,7 @@ int baselines_cmd(const std::string& data_dir, BaselineOptions options, bool jso
   if (!json)
     std::cout << "Classical baselines on " << data_dir << " (" << train.size() << " training, " << test.size()
               << " test images, pixels / 255)"
+              << (options.samples > 0 ? "; every method trains on the first " + std::to_string(options.samples) : "")
               << (options.svm_samples > 0 ? "; the SVM trains on the first " + std::to_string(options.svm_samples) : "") << "\n";
   const auto results = run_baselines(train, test, options, json ? nullptr : &std::cout);
   if (json) {
@@ -643,6 +644,8 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   baselines_app->add_option("--method", baseline_options.methods, "run only these (repeatable): knn, logistic, svm, forest")
       ->check(CLI::IsMember(kBaselineMethods));
+  baselines_app->add_option("--samples", baseline_options.samples, "train every method on the first N images only (0: all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{60000}))->capture_default_str();
   baselines_app->add_option("--svm-samples", baseline_options.svm_samples,
                              "train the SVM on the first N images only (0: all; its fit time grows with N squared)")
       ->check(CLI::Range(int64_t{0}, int64_t{60000}))->capture_default_str();
