@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <optional>
 #include <sstream>
-#include <tuple>
 
 #include "clock.h"
 #include "float_env.h"
