@@ -118,7 +118,7 @@ BasicUpdateRule<T> update_rule(const OptimizerConfig& c) {
 }  // namespace
 
 KerasOptimizer::KerasOptimizer(std::vector<torch::Tensor> params, OptimizerConfig config)
-    : config_(std::move(config)), rule_(update_rule<float>(config_)), learning_rate_(config_.learning_rate) {
+    : config_(std::move(config)), rule_(update_rule<float>(config_)), rule_in_double_(update_rule<double>(config_)), learning_rate_(config_.learning_rate) {
   TORCH_CHECK(!params.empty(), "KerasOptimizer needs parameters");
   int64_t total = 0;
   for (const auto& p : params) total += p.numel();
@@ -182,8 +182,6 @@ void KerasOptimizer::step() {
   step(step_table(1, [&](int64_t) { return learning_rate_; })[0].to(params_.device()));
   count_steps(1);
 }
-
-BasicUpdateRule<double> KerasOptimizer::rule_in_double() const { return update_rule<double>(config_); }
 
 // Float32 on the CPU: the rule's loop; anything else: its tensor form.
 void KerasOptimizer::step(const torch::Tensor& row) {

@@ -62,7 +62,7 @@ class KerasOptimizer {
   // The optimizer's rule (update_rules.h) for float32 parameters: what the fused step applies to
   // each parameter; rule_in_double() for the tensor form.
   const UpdateRule& rule() const { return rule_; }
-  BasicUpdateRule<double> rule_in_double() const;
+  const BasicUpdateRule<double>& rule_in_double() const { return rule_in_double_; }
   // Steps taken since the start: Keras's `iterations`, from which the next table starts.
   void count_steps(int64_t count) { iterations_ += count; }
   // One step at the current learning rate: step_table, step and count_steps in one call.
@@ -82,6 +82,7 @@ class KerasOptimizer {
  private:
   OptimizerConfig config_;
   UpdateRule rule_;
+  BasicUpdateRule<double> rule_in_double_;
   torch::Tensor params_, grads_;
   torch::Tensor slot_a_, slot_b_, slot_c_;  // adam: m, v; rmsprop: velocity, momentum, average_gradient; sgd: momentum
   torch::Tensor scratch_, scratch_2_;

@@ -209,7 +209,7 @@ std::string Trainer::step_kind() const {
 }
 
 void Trainer::prepare(const Split& train) {
-  const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size;
+  const int64_t n = epoch_size(train), steps = steps_per_epoch(train);
   if (bound_.images.defined() && bound_.images.is_same(train.images) && bound_.labels.is_same(train.labels)) return;
   bound_ = train;
   const auto on_device = torch::TensorOptions().device(device_);
@@ -228,7 +228,7 @@ Batch Trainer::batch(const Split& train, int64_t epoch, int64_t step) const {
 }
 
 void Trainer::fill_epoch_buffers(const Split& train, int64_t epoch) {
-  const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size, first = progress_.step;
+  const int64_t n = epoch_size(train), steps = steps_per_epoch(train), first = progress_.step;
   order_.copy_(data_order_.defined() ? data_order_[epoch]
                : config_.shuffle      ? epoch_permutation(n, config_.seed, epoch)
                                       : torch::arange(n, torch::kLong));
@@ -245,7 +245,7 @@ void Trainer::fill_epoch_buffers(const Split& train, int64_t epoch) {
 }
 
 int64_t Trainer::run_steps(const Split& train, int64_t epoch, const FitOptions& options) {
-  const int64_t n = epoch_size(train), batch_size = config_.batch_size, steps = (n + batch_size - 1) / batch_size;
+  const int64_t n = epoch_size(train), batch_size = config_.batch_size, steps = steps_per_epoch(train);
   const auto t0 = Clock::now();
   auto last_draw = t0;
   for (int64_t step = progress_.step; step < steps; ++step) {
@@ -267,7 +267,7 @@ int64_t Trainer::run_steps(const Split& train, int64_t epoch, const FitOptions& 
 }
 
 void Trainer::replay_epoch(const Split& train, int64_t epoch) {
-  const int64_t steps = (epoch_size(train) + config_.batch_size - 1) / config_.batch_size;
+  const int64_t steps = steps_per_epoch(train);
   if (!graph_->captured())
     graph_->capture([&] {
       for (int64_t step = 0; step < steps; ++step) step_->step(batch(train, epoch, step));
@@ -277,7 +277,7 @@ void Trainer::replay_epoch(const Split& train, int64_t epoch) {
 }
 
 bool Trainer::train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct) {
-  const int64_t steps = (epoch_size(train) + config_.batch_size - 1) / config_.batch_size;
+  const int64_t steps = steps_per_epoch(train);
   fill_epoch_buffers(train, epoch);
   const auto t0 = Clock::now();
   model_->train();
@@ -303,7 +303,7 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
   const FlushDenormals as_tensorflow;  // float_env.h
   FitResult result;
   History& h = history_;
-  const int64_t n = epoch_size(train), steps = (n + config_.batch_size - 1) / config_.batch_size;
+  const int64_t n = epoch_size(train), steps = steps_per_epoch(train);
   const bool has_validation = validation.size() > 0;
   if (data_order_.defined() && (data_order_.size(0) < config_.epochs || n > train.size()))
     throw std::invalid_argument("Trainer::fit: the given data order does not cover every epoch, or is longer than the data");
