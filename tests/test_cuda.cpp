@@ -45,28 +45,24 @@ Config with(Config c, bool fused, bool cuda_graph) {
   return c;
 }
 
-struct Trained {
+struct CudaRun {
   History history;
   torch::Tensor params;
   std::string step;
 };
 
-Trained train_on(torch::Device device, const Config& config) {
+CudaRun train_on(torch::Device device, const Config& config) {
   const Split train = class_blocks(200, 1, 0.3, 1.0), test = class_blocks(50, 2, 0.3, 1.0);
   Model model(config.model, kImageShape, 7);
   Trainer trainer(model, config.training, device);
   const Split train_d{train.images.to(device), train.labels.to(device)}, test_d{test.images.to(device), test.labels.to(device)};
-  Trained r;
+  CudaRun r;
   r.history = trainer.fit(train_d, Split{}, test_d, FitOptions{}).history;
   r.step = trainer.step_kind();
   std::vector<torch::Tensor> state;
   for (const auto& [name, t] : model->state()) state.push_back(t.detach().reshape(-1).to(torch::kCPU));
   r.params = torch::cat(state);
   return r;
-}
-
-double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
-  return (got - want).abs().max().item<double>() / want.abs().max().item<double>();
 }
 
 }  // namespace
@@ -103,8 +99,8 @@ TEST(CudaGraph, ReplayedEpochsTrainWhatTheEagerLoopTrains) {
   for (bool fused : {false, true}) {
     SCOPED_TRACE(fused ? "fused step" : "autograd step");
     const Config config = fused ? fused_config() : autograd_config();
-    const Trained graph = train_on(cuda, with(config, fused, true));
-    const Trained eager = train_on(cuda, with(config, fused, false));
+    const CudaRun graph = train_on(cuda, with(config, fused, true));
+    const CudaRun eager = train_on(cuda, with(config, fused, false));
     const std::string step = fused ? "fused" : "autograd (training.fused is false)";
     ASSERT_EQ(graph.step, step + ", cuda graph");
     ASSERT_EQ(eager.step, step);
@@ -125,8 +121,8 @@ TEST(CudaGraph, TrainsWhatTheCpuTrains) {
   for (bool fused : {false, true}) {
     SCOPED_TRACE(fused ? "fused step" : "autograd step");
     const Config config = with(fused ? fused_config() : autograd_config(), fused, true);
-    const Trained gpu = train_on(torch::Device(torch::kCUDA, 0), config);
-    const Trained cpu = train_on(torch::kCPU, config);
+    const CudaRun gpu = train_on(torch::Device(torch::kCUDA, 0), config);
+    const CudaRun cpu = train_on(torch::kCPU, config);
     ASSERT_EQ(gpu.step, (fused ? "fused" : "autograd (training.fused is false)") + std::string(", cuda graph"));
     EXPECT_LT(relative_error(gpu.params, cpu.params), fused ? 1e-5 : 1e-4);
     EXPECT_NEAR(gpu.history.loss.back(), cpu.history.loss.back(), 1e-4);

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "fused.h"
+#include "synthetic.h"
 #include "train.h"
 
 using namespace mnist;
@@ -59,13 +60,6 @@ Trained train(const Config& config, bool fused, bool kernels = false, const Spli
   r.m = state[0];
   r.v = state[1];
   return r;
-}
-
-// The largest difference relative to the largest value; an optimizer slot the rule does not use
-// (sgd's second) is all zeros on both sides.
-double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
-  const double scale = want.abs().max().item<double>();
-  return (got - want).abs().max().item<double>() / (scale > 0 ? scale : 1.0);
 }
 
 struct Case {
