@@ -19,7 +19,7 @@ namespace mnist {
 enum class Activation { linear, relu, sigmoid, softmax, tanh };
 
 struct ActivationInfo {
-  Activation activation;
+  Activation value;
   const char* name;         // as a config (and Keras) names it
   const char* torchscript;  // the exported model's expression of x
 };

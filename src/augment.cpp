@@ -51,7 +51,7 @@ torch::Tensor augment(const torch::Tensor& x, const AugmentationConfig& c, at::G
     grid = grid + field * scale;
   }
   // padding_mode 1 = border: Keras's default fill_mode "nearest"; 0 = zeros: "constant" with cval 0.
-  return torch::grid_sampler(x, grid, /*interpolation_mode=*/0, /*padding_mode=*/c.fill_mode == "nearest" ? 1 : 0,
+  return torch::grid_sampler(x, grid, /*interpolation_mode=*/0, /*padding_mode=*/c.fill_mode == FillMode::nearest ? 1 : 0,
                              /*align_corners=*/false);
 }
 

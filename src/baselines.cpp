@@ -56,7 +56,7 @@ BaselineResult knn(const Split& train, const Split& test, int64_t k) {
 BaselineResult logistic(const Split& train, const Split& test, uint64_t seed) {
   BaselineResult r{"logistic regression (multinomial, Adam)", 0, 0, 0, train.size()};
   ModelConfig model_config;
-  model_config.layers = {{"Flatten", "flatten", FlattenSpec{}}, {"Dense", "dense", DenseSpec{10, Activation::softmax, true}}};
+  model_config.layers = {{"flatten", FlattenSpec{}}, {"dense", DenseSpec{10, Activation::softmax, true}}};
   TrainingConfig training;
   training.epochs = 10;
   training.batch_size = 128;

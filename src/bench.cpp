@@ -40,7 +40,7 @@ BenchResult run_bench(const Config& config, const Split& train, torch::Device de
   r.seconds_per_epoch = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   r.batch_size = training.batch_size;
   r.samples = train.size();
-  const double steps = static_cast<double>((train.size() + training.batch_size - 1) / training.batch_size);
+  const double steps = static_cast<double>(trainer.steps_per_epoch(train));
   r.steps_per_second = steps / r.seconds_per_epoch;
   r.samples_per_second = static_cast<double>(train.size()) / r.seconds_per_epoch;
   rusage usage{};

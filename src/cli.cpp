@@ -103,7 +103,7 @@ torch::Device resolve_device(const std::string& flag) {
   return (flag == "cuda" || (flag == "auto" && cuda)) ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
-std::string default_data_dir(const Config& c) { return "data/" + c.dataset; }
+std::string default_data_dir(const Config& c) { return std::string("data/") + name_of(c.dataset); }
 
 constexpr int64_t kGallerySize = 36;  // 6 x 6 most confident mistakes
 
@@ -228,8 +228,8 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
 
   // Load and check everything before creating the run directory, so a bad input leaves nothing behind.
   const Split all_train = load_split(data_dir, true), test_split = load_split(data_dir, false);
-  check_dataset(all_train, true, config.dataset, data_dir);
-  check_dataset(test_split, false, config.dataset, data_dir);
+  check_dataset(all_train, true, name_of(config.dataset), data_dir);
+  check_dataset(test_split, false, name_of(config.dataset), data_dir);
   if (checkpoint && !checkpoint->data_checksum.empty() && checkpoint->data_checksum != all_train.checksum)
     throw UsageError(resume + " was trained on other data (training files' checksum " + checkpoint->data_checksum + "; " + data_dir +
                      " holds " + all_train.checksum + "): resume it with the --data it was trained on");
@@ -260,7 +260,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   // left them ahead of it.
   if (checkpoint) save_history(run, checkpoint->history);
   std::cout << model->summary(config.name) << "Training " << config.name << " on " << train_data.size() << " "
-            << config.dataset << " samples" << (val_data.size() ? ", validating on " + std::to_string(val_data.size()) : "")
+            << name_of(config.dataset) << " samples" << (val_data.size() ? ", validating on " + std::to_string(val_data.size()) : "")
             << " (" << device.str() << "), run directory " << run.string() << "\n";
 
   if (data_order.defined()) trainer.set_data_order(data_order);
@@ -293,8 +293,7 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
   if (fit.interrupted) {
     save_checkpoint(run / "checkpoint.pt", *model, config, trainer, all_train.checksum);
     save_history(run, fit.history);
-    const int64_t per_epoch = data_order.defined() ? data_order.size(1) : train_data.size();
-    const int64_t steps = (per_epoch + config.training.batch_size - 1) / config.training.batch_size;
+    const int64_t steps = trainer.steps_per_epoch(train_data);
     const std::string where = trainer.progress().step == 0
                                   ? "after epoch " + std::to_string(fit.history.epochs()) + "/" + std::to_string(config.training.epochs)
                                   : "in epoch " + std::to_string(fit.history.epochs() + 1) + "/" + std::to_string(config.training.epochs) +
@@ -350,7 +349,7 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
   LoadedModel loaded = load_model(model_path);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split data = load_split(data_dir, split == "train");
-  check_dataset(data, split == "train", loaded.config.dataset, data_dir);
+  check_dataset(data, split == "train", name_of(loaded.config.dataset), data_dir);
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
   const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset), split);
   if (!out.empty()) {
@@ -382,7 +381,7 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag, const std
   LoadedModel loaded = load_model(run_dir);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split test = load_split(data_dir, false);
-  check_dataset(test, false, loaded.config.dataset, data_dir);
+  check_dataset(test, false, name_of(loaded.config.dataset), data_dir);
   const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
   const fs::path target = out.empty() ? dir : fs::path(out);

@@ -35,6 +35,21 @@ json activation_name(const json& value) {
   return value;
 }
 
+// The keys of Keras's config of a layer that this program fixes (config.h: keras_constants()).
+template <class T, class = void>
+struct HasKerasConstants : std::false_type {};
+template <class T>
+struct HasKerasConstants<T, std::void_t<decltype(T::keras_constants())>> : std::true_type {};
+json keras_constants(const LayerParams& params) {
+  return std::visit(
+      [](const auto& spec) -> json {
+        using T = std::decay_t<decltype(spec)>;
+        if constexpr (HasKerasConstants<T>::value) return T::keras_constants();
+        else return json::object();
+      },
+      params);
+}
+
 // One Keras layer's config, read for one of our layer types. Every key is either carried into our
 // layer (`take`), required to hold Keras's default (`require_default`), or of no consequence once the
 // weights are loaded (initializers, seeds, names of dtype policies that are float32).
@@ -60,68 +75,55 @@ class LayerReader {
     const json name = d.is_object() && d.contains("config") && d["config"].is_object() ? d["config"].value("name", json()) : d;
     if (name != "float32") throw std::runtime_error(where_ + ": dtype " + name.dump() + " is not supported (only float32)");
   }
-  void require_channels_last() const { require_default("data_format", "channels_last"); }
-  void regularizers_and_constraints() const {
-    for (const char* key : {"kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
-                            "beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint", "quantization_config"})
-      require_null(key);
-    require_default("lora_rank", nullptr);
-  }
 
  private:
   const json& config_;
   std::string where_;
 };
 
-// One Keras layer as one of our layer specs (JSON, validated later by parse_config).
+// Keys of Keras's layer configs that must be unset: what they add (a penalty, a constraint, noise
+// shapes, quantisation) is not here.
+constexpr const char* kUnsupportedWhenSet[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                                               "kernel_constraint",  "bias_constraint",  "beta_regularizer",
+                                               "gamma_regularizer",  "beta_constraint",  "gamma_constraint",
+                                               "quantization_config", "noise_shape"};
+
+// BatchNormalization's channels axis, as Keras may write it: -1 or 3 (alone or in a list).
+bool channels_axis(const json& axis) {
+  for (const json& same : {json(-1), json(3), json::array({-1}), json::array({3})})
+    if (axis == same) return true;
+  return false;
+}
+
+// One Keras layer as one of our layer specs (JSON, validated later by parse_config): the keys our
+// spec declares (config.h) carry over; the keys it fixes (keras_constants) must hold those values.
 json convert_layer(const json& layer, size_t index, const std::string& where) {
   const std::string kind = text_at(layer, "class_name");
   const json config = layer.contains("config") && layer["config"].is_object() ? layer["config"] : json::object();
   const std::string name = text_at(config, "name");
   const std::string at = where + ": layers[" + std::to_string(index) + "] (" + kind + (name.empty() ? "" : " '" + name + "'") + ")";
+  LayerParams params;
+  if (!layer_of_type(kind, params)) {
+    std::string types;
+    for (const auto& t : layer_types()) types += (types.empty() ? "" : ", ") + t;
+    throw std::runtime_error(at + " is not a layer type this program has: " + types);
+  }
   LayerReader r(config, at);
   r.require_float32();
   r.require_default("trainable", true);
+  r.require_default("lora_rank", nullptr);
+  for (const char* key : kUnsupportedWhenSet) r.require_null(key);
+  const json constants = keras_constants(params);
+  for (auto it = constants.begin(); it != constants.end(); ++it) {
+    if (it.key() == "axis" && config.contains("axis") && !config["axis"].is_null() && !channels_axis(config["axis"]))
+      throw std::runtime_error(at + ": axis = " + config["axis"].dump() + " is not supported (only the channels axis, -1)");
+    if (it.key() != "axis") r.require_default(it.key(), it.value());
+  }
   json ours = {{"type", kind}};
   if (!name.empty()) ours["name"] = name;
-  if (kind == "Flatten") {
-    r.require_channels_last();
-  } else if (kind == "Reshape") {
-    r.take(ours, "target_shape");
-  } else if (kind == "Dense") {
-    r.take(ours, "units");
-    r.take(ours, "use_bias");
-    if (config.contains("activation")) ours["activation"] = activation_name(config["activation"]);
-    r.regularizers_and_constraints();
-  } else if (kind == "Conv2D") {
-    for (const char* key : {"filters", "kernel_size", "strides", "padding", "use_bias"}) r.take(ours, key);
-    if (config.contains("activation")) ours["activation"] = activation_name(config["activation"]);
-    r.require_channels_last();
-    r.require_default("dilation_rate", json::array({1, 1}));
-    r.require_default("groups", 1);
-    r.regularizers_and_constraints();
-  } else if (kind == "MaxPooling2D" || kind == "AveragePooling2D") {
-    for (const char* key : {"pool_size", "strides", "padding"}) r.take(ours, key);
-    r.require_channels_last();
-  } else if (kind == "GlobalAveragePooling2D") {
-    r.require_channels_last();
-    r.require_default("keepdims", false);
-  } else if (kind == "Dropout") {
-    r.take(ours, "rate");
-    r.require_null("noise_shape");
-  } else if (kind == "BatchNormalization") {
-    for (const char* key : {"momentum", "epsilon", "center", "scale"}) r.take(ours, key);
-    if (config.contains("axis") && config["axis"] != -1 && config["axis"] != 3 && config["axis"] != json::array({-1}) &&
-        config["axis"] != json::array({3}))
-      throw std::runtime_error(at + ": axis = " + config["axis"].dump() + " is not supported (only the channels axis, -1)");
-    r.require_default("renorm", false);
-    r.require_default("synchronized", false);
-    r.regularizers_and_constraints();
-  } else if (kind == "Activation") {
-    if (config.contains("activation")) ours["activation"] = activation_name(config["activation"]);
-  } else {
-    throw std::runtime_error(at + " is not a layer type this program has: Flatten, Reshape, Dense, Conv2D, MaxPooling2D, "
-                             "AveragePooling2D, GlobalAveragePooling2D, Dropout, BatchNormalization, Activation");
+  for (const auto& key : std::visit([](const auto& spec) { return field_keys(spec); }, params)) {
+    if (key == "activation" && config.contains("activation")) ours["activation"] = activation_name(config["activation"]);
+    else r.take(ours, key);
   }
   return ours;
 }
@@ -136,21 +138,17 @@ json convert_training(const json& compile, std::vector<std::string>& notes) {
   const json& optimizer = compile.value("optimizer", json());
   const std::string kind = optimizer.is_string() ? optimizer.get<std::string>() : text_at(optimizer, "class_name");
   const json config = optimizer.is_object() && optimizer.contains("config") && optimizer["config"].is_object() ? optimizer["config"] : json::object();
-  static const std::map<std::string, std::pair<std::string, std::vector<std::string>>> optimizers = {
-      {"Adam", {"adam", {"learning_rate", "beta_1", "beta_2", "epsilon"}}},
-      {"AdamW", {"adamw", {"learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay"}}},
-      {"SGD", {"sgd", {"learning_rate", "momentum", "nesterov"}}},
-      {"RMSprop", {"rmsprop", {"learning_rate", "rho", "momentum", "epsilon", "centered"}}}};
   std::string lowered = kind;
   for (char& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto found = optimizers.find(kind);
-  for (auto it = optimizers.begin(); found == optimizers.end() && it != optimizers.end(); ++it)
-    if (it->second.first == lowered) found = it;
-  if (found == optimizers.end()) {
+  const OptimizerName* found = nullptr;
+  for (const auto& o : kOptimizers)
+    if (kind == o.keras_class || lowered == o.name) found = &o;
+  if (!found) {
     notes.push_back("optimizer " + (kind.empty() ? optimizer.dump() : kind) + " has no counterpart here: the training section uses adam");
   } else {
-    json ours = {{"name", found->second.first}};
-    for (const auto& key : found->second.second) {
+    json ours = {{"name", found->name}};
+    for (const auto& key : field_keys(OptimizerConfig::keras_defaults(found->value))) {
+      if (key == "name") continue;
       if (!config.contains(key) || config[key].is_null()) continue;
       if (config[key].is_number_float()) ours[key] = shortest_float(config[key].get<double>());
       else if (config[key].is_number() || config[key].is_boolean()) ours[key] = config[key];
@@ -158,7 +156,7 @@ json convert_training(const json& compile, std::vector<std::string>& notes) {
     }
     for (const char* key : {"clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor", "gradient_accumulation_steps"})
       if (config.contains(key) && !config[key].is_null()) notes.push_back(std::string("optimizer ") + kind + ": " + key + " did not carry over");
-    if (found->second.first == "adam" && config.contains("weight_decay") && !config["weight_decay"].is_null())
+    if (found->value == Optimizer::adam && config.contains("weight_decay") && !config["weight_decay"].is_null())
       notes.push_back("optimizer Adam: weight_decay did not carry over (use adamw)");
     if (config.value("amsgrad", json()) == true) notes.push_back("optimizer " + kind + ": amsgrad did not carry over");
     if (config.value("use_ema", json()) == true) notes.push_back("optimizer " + kind + ": use_ema did not carry over");
@@ -176,59 +174,24 @@ json convert_training(const json& compile, std::vector<std::string>& notes) {
   return training;
 }
 
+// Our layer as Keras's layer config: our spec's keys, the keys Keras has that we fix, and the common ones.
 json layer_config(const LayerSpec& l) {
-  json c = {{"name", l.name}, {"trainable", true}, {"dtype", "float32"}};
-  const auto pair = [](const Pair& p) { return json::array({p[0], p[1]}); };
-  std::visit(
-      [&](const auto& p) {
-        using T = std::decay_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, FlattenSpec>) {
-          c["data_format"] = "channels_last";
-        } else if constexpr (std::is_same_v<T, ReshapeSpec>) {
-          c["target_shape"] = p.target_shape;
-        } else if constexpr (std::is_same_v<T, DenseSpec>) {
-          c.update({{"units", p.units}, {"activation", to_string(p.activation)}, {"use_bias", p.use_bias}});
-        } else if constexpr (std::is_same_v<T, Conv2DSpec>) {
-          c.update({{"filters", p.filters}, {"kernel_size", pair(p.kernel_size)}, {"strides", pair(p.strides)},
-                    {"padding", p.padding == Padding::same ? "same" : "valid"}, {"data_format", "channels_last"},
-                    {"dilation_rate", json::array({1, 1})}, {"groups", 1}, {"activation", to_string(p.activation)}, {"use_bias", p.use_bias}});
-        } else if constexpr (std::is_same_v<T, Pooling2DSpec>) {
-          c.update({{"pool_size", pair(p.pool_size)}, {"strides", pair(p.strides)}, {"padding", p.padding == Padding::same ? "same" : "valid"},
-                    {"data_format", "channels_last"}});
-        } else if constexpr (std::is_same_v<T, GlobalAveragePooling2DSpec>) {
-          c.update({{"data_format", "channels_last"}, {"keepdims", false}});
-        } else if constexpr (std::is_same_v<T, DropoutSpec>) {
-          c["rate"] = p.rate;
-        } else if constexpr (std::is_same_v<T, BatchNormalizationSpec>) {
-          c.update({{"axis", -1}, {"momentum", p.momentum}, {"epsilon", p.epsilon}, {"center", p.center}, {"scale", p.scale}});
-        } else if constexpr (std::is_same_v<T, ActivationSpec>) {
-          c["activation"] = to_string(p.activation);
-        }
-      },
-      l.params);
-  return {{"module", "keras.layers"}, {"class_name", l.type}, {"config", c}, {"registered_name", nullptr}};
+  json c = to_json(l);
+  c.erase("type");
+  c.update(keras_constants(l.params));
+  c.update({{"trainable", true}, {"dtype", "float32"}});
+  return {{"module", "keras.layers"}, {"class_name", l.type()}, {"config", c}, {"registered_name", nullptr}};
 }
 
 json compile_config(const TrainingConfig& t) {
-  const OptimizerConfig& o = t.optimizer;
-  json config = {{"name", o.name}, {"learning_rate", o.learning_rate}};
-  std::string kind;
-  if (o.name == "adam" || o.name == "adamw") {
-    kind = o.name == "adam" ? "Adam" : "AdamW";
-    config.update({{"beta_1", o.beta_1}, {"beta_2", o.beta_2}, {"epsilon", o.epsilon}});
-    if (o.name == "adamw") config["weight_decay"] = o.weight_decay;
-  } else if (o.name == "sgd") {
-    kind = "SGD";
-    config.update({{"momentum", o.momentum}, {"nesterov", o.nesterov}});
-  } else {
-    kind = "RMSprop";
-    config.update({{"rho", o.rho}, {"momentum", o.momentum}, {"epsilon", o.epsilon}, {"centered", o.centered}});
-  }
+  const char* kind = "";
+  for (const auto& o : kOptimizers)
+    if (o.value == t.optimizer.name) kind = o.keras_class;
   const json loss = {{"module", "keras.losses"},
                      {"class_name", "SparseCategoricalCrossentropy"},
                      {"config", {{"name", "sparse_categorical_crossentropy"}, {"reduction", "sum_over_batch_size"}, {"from_logits", t.loss.from_logits}}},
                      {"registered_name", nullptr}};
-  return {{"optimizer", {{"module", "keras.optimizers"}, {"class_name", kind}, {"config", config}, {"registered_name", nullptr}}},
+  return {{"optimizer", {{"module", "keras.optimizers"}, {"class_name", kind}, {"config", to_json(t.optimizer)}, {"registered_name", nullptr}}},
           {"loss", loss},
           {"metrics", json::array({"accuracy"})}};
 }
@@ -289,7 +252,7 @@ KerasConfig config_from_keras(const std::string& text, const std::string& where)
 }
 
 json keras_config_json(const Config& config) {
-  const bool flat_input = !config.model.layers.empty() && config.model.layers.front().type == "Flatten";
+  const bool flat_input = !config.model.layers.empty() && std::holds_alternative<FlattenSpec>(config.model.layers.front().params);
   const json batch_shape = flat_input ? json::array({nullptr, 28, 28}) : json::array({nullptr, 28, 28, 1});
   json layers = json::array({{{"module", "keras.layers"},
                               {"class_name", "InputLayer"},

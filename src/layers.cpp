@@ -36,7 +36,7 @@ torch::Tensor glorot_uniform(const Shape& torch_shape, int64_t fan_in, int64_t f
 
 void require_image(const Shape& input, const LayerSpec& spec, const std::string& path) {
   if (input.size() != 3)
-    throw ConfigError(path, spec.type + " needs an image input (height, width, channels) but receives " + format_shape(input) +
+    throw ConfigError(path, spec.type() + " needs an image input (height, width, channels) but receives " + format_shape(input) +
                                 "; it must come before any Flatten or Dense layer");
 }
 
@@ -62,7 +62,7 @@ struct Spatial {
 Spatial spatial(const Shape& in, const Pair& k, const Pair& s, Padding p, const LayerSpec& spec, const std::string& path) {
   Spatial out{window(in[0], k[0], s[0], p), window(in[1], k[1], s[1], p)};
   if (out.h.out < 1 || out.w.out < 1)
-    throw ConfigError(path, spec.type + " window " + ints({k[0], k[1]}) + " does not fit its input " + format_shape(in) +
+    throw ConfigError(path, spec.type() + " window " + ints({k[0], k[1]}) + " does not fit its input " + format_shape(in) +
                                 " with padding \"valid\"; use a smaller window, padding \"same\", or fewer pooling layers before it");
   return out;
 }
@@ -159,10 +159,10 @@ class Conv2D : public Layer {
 
 class Pooling2D : public Layer {
  public:
-  Pooling2D(const Pooling2DSpec& s, const Spatial& sp) : spec_(s), sp_(sp) {}
+  Pooling2D(const Pooling2DSpec& s, const Spatial& sp, bool max) : spec_(s), sp_(sp), max_(max) {}
   torch::Tensor forward(const torch::Tensor& x) override {
     const std::vector<int64_t> k = {spec_.pool_size[0], spec_.pool_size[1]}, st = {spec_.strides[0], spec_.strides[1]};
-    if (spec_.max)  // padding never wins a max: pad with -inf
+    if (max_)  // padding never wins a max: pad with -inf
       return torch::max_pool2d(sp_.padded() ? torch::constant_pad_nd(x, sp_.pads(), -INFINITY) : x, k, st);
     if (!sp_.padded()) return torch::avg_pool2d(x, k, st);
     // TensorFlow's "same" average excludes the padding from each window's count.
@@ -172,7 +172,7 @@ class Pooling2D : public Layer {
   }
   std::string script() const override {
     const std::string k = ints({spec_.pool_size[0], spec_.pool_size[1]}), st = ints({spec_.strides[0], spec_.strides[1]});
-    if (spec_.max) return pad_script(sp_, "float('-inf')") + "  x = torch.max_pool2d(x, " + k + ", " + st + ")\n";
+    if (max_) return pad_script(sp_, "float('-inf')") + "  x = torch.max_pool2d(x, " + k + ", " + st + ")\n";
     if (!sp_.padded()) return "  x = torch.avg_pool2d(x, " + k + ", " + st + ")\n";
     return "  ones = torch.ones([1, 1, x.size(2), x.size(3)], dtype=x.dtype, device=x.device)\n" + pad_script(sp_, "0.0") +
            "  x = torch.avg_pool2d(x, " + k + ", " + st + ") / torch.avg_pool2d(torch.constant_pad_nd(ones, " +
@@ -182,6 +182,7 @@ class Pooling2D : public Layer {
  private:
   Pooling2DSpec spec_;
   Spatial sp_;
+  bool max_;  // MaxPooling2D, else AveragePooling2D
 };
 
 class GlobalAveragePooling2D : public Layer {
@@ -257,7 +258,7 @@ class ActivationLayer : public Layer {
 
 // Reshape's output shape, resolving Keras's one -1.
 Shape reshape_target(const ReshapeSpec& s, const Shape& in, const std::string& path) {
-  Shape out = s.target_shape;
+  Shape out = s.target_shape.dims;
   int64_t known = 1;
   for (auto d : out)
     if (d != -1) known *= d;
@@ -266,7 +267,7 @@ Shape reshape_target(const ReshapeSpec& s, const Shape& in, const std::string& p
     if (d == -1) d = total % known == 0 ? total / known : -1;
   if (numel(out) != total)
     throw ConfigError(path + ".target_shape", "cannot reshape " + format_shape(in) + " (" + std::to_string(total) +
-                                                  " values) to " + ints(s.target_shape));
+                                                  " values) to " + ints(s.target_shape.dims));
   return out;
 }
 
@@ -306,10 +307,10 @@ std::shared_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& in, at::Ge
           layer = std::make_shared<Conv2D>(s, in, sp, init);
           layer->activation = s.activation;
           out = {sp.h.out, sp.w.out, s.filters};
-        } else if constexpr (std::is_same_v<T, Pooling2DSpec>) {
+        } else if constexpr (std::is_base_of_v<Pooling2DSpec, T>) {
           require_image(in, spec, path);
           const Spatial sp = spatial(in, s.pool_size, s.strides, s.padding, spec, path);
-          layer = std::make_shared<Pooling2D>(s, sp);
+          layer = std::make_shared<Pooling2D>(s, sp, /*max=*/std::is_same_v<T, MaxPooling2DSpec>);
           out = {sp.h.out, sp.w.out, in[2]};
         } else if constexpr (std::is_same_v<T, GlobalAveragePooling2DSpec>) {
           require_image(in, spec, path);
@@ -327,7 +328,7 @@ std::shared_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& in, at::Ge
       },
       spec.params);
   layer->name = spec.name;
-  layer->type = spec.type;
+  layer->type = spec.type();
   layer->output_shape = out;
   return layer;
 }

@@ -92,10 +92,12 @@ void apply_update(const BasicUpdateRule<double>& r, const torch::Tensor& row, co
 
 namespace {
 
-UpdateKind update_kind(const std::string& name) {
-  if (name == "sgd") return UpdateKind::sgd;
-  if (name == "rmsprop") return UpdateKind::rmsprop;
-  return UpdateKind::adam;  // adam, adamw
+UpdateKind update_kind(Optimizer name) {
+  switch (name) {
+    case Optimizer::sgd: return UpdateKind::sgd;
+    case Optimizer::rmsprop: return UpdateKind::rmsprop;
+    default: return UpdateKind::adam;  // adam, adamw
+  }
 }
 
 // The config's constants in the variables' dtype T, as Keras casts them.
@@ -106,7 +108,7 @@ BasicUpdateRule<T> update_rule(const OptimizerConfig& c) {
   r.one_minus_beta_1 = static_cast<T>(1.0 - c.beta_1);
   r.one_minus_beta_2 = static_cast<T>(1.0 - c.beta_2);
   r.epsilon = static_cast<T>(c.epsilon);
-  r.weight_decay = c.name == "adamw" ? static_cast<T>(c.weight_decay) : T(0);
+  r.weight_decay = c.name == Optimizer::adamw ? static_cast<T>(c.weight_decay) : T(0);
   r.momentum = static_cast<T>(c.momentum);
   r.nesterov = c.nesterov;
   r.rho = static_cast<T>(c.rho);
@@ -197,11 +199,11 @@ void KerasOptimizer::step(const torch::Tensor& row) {
 
 double scheduled_learning_rate(const ScheduleConfig& s, double initial, int64_t step, int64_t total_steps) {
   const double t = static_cast<double>(step);
-  if (s.name == "exponential_decay") {
+  if (s.name == Schedule::exponential_decay) {
     double p = t / static_cast<double>(s.decay_steps);
     return initial * std::pow(s.decay_rate, s.staircase ? std::floor(p) : p);
   }
-  if (s.name == "cosine_decay") {  // keras.optimizers.schedules.CosineDecay, warm-up included
+  if (s.name == Schedule::cosine_decay) {  // keras.optimizers.schedules.CosineDecay, warm-up included
     const bool warmup = s.warmup_target > 0;
     if (warmup && step < s.warmup_steps)
       return initial + (s.warmup_target - initial) * t / static_cast<double>(s.warmup_steps);

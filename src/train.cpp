@@ -94,17 +94,18 @@ History History::from_json(const nlohmann::json& j, const std::string& origin) {
 
 namespace {
 
-const std::vector<double>& monitored(const History& h, const std::string& monitor) {
-  if (monitor == "val_loss") return h.val_loss;
-  if (monitor == "val_accuracy") return h.val_accuracy;
-  if (monitor == "accuracy") return h.accuracy;
+const std::vector<double>& monitored(const History& h, Monitor monitor) {
+  if (monitor == Monitor::val_loss) return h.val_loss;
+  if (monitor == Monitor::val_accuracy) return h.val_accuracy;
+  if (monitor == Monitor::accuracy) return h.accuracy;
   return h.loss;
 }
 
 // Keras's mode "auto": accuracies are maximised, losses minimised; min_delta counts against the
 // candidate (keras.callbacks.EarlyStopping._is_improvement, ReduceLROnPlateau.monitor_op).
-bool improves(const std::string& monitor, double value, double best, double min_delta) {
-  return monitor.find("accuracy") != std::string::npos ? value - min_delta > best : value + min_delta < best;
+bool maximised(Monitor monitor) { return monitor == Monitor::accuracy || monitor == Monitor::val_accuracy; }
+bool improves(Monitor monitor, double value, double best, double min_delta) {
+  return maximised(monitor) ? value - min_delta > best : value + min_delta < best;
 }
 
 }  // namespace
@@ -135,7 +136,7 @@ double plateau_learning_rate(const History& history, const ReduceLROnPlateauConf
   double lr = initial;
   if (!config.enabled) return lr;
   const auto& values = monitored(history, config.monitor);
-  const bool maximise = config.monitor.find("accuracy") != std::string::npos;
+  const bool maximise = maximised(config.monitor);
   double best = maximise ? -INFINITY : INFINITY;
   int64_t wait = 0, cooldown = 0;
   for (double value : values) {  // keras.callbacks.ReduceLROnPlateau.on_epoch_end, replayed
@@ -232,7 +233,7 @@ void Trainer::fill_epoch_buffers(const Split& train, int64_t epoch) {
   order_.copy_(data_order_.defined() ? data_order_[epoch]
                : config_.shuffle      ? epoch_permutation(n, config_.seed, epoch)
                                       : torch::arange(n, torch::kLong));
-  const bool scheduled = config_.lr_schedule.name != "constant";
+  const bool scheduled = config_.lr_schedule.name != Schedule::constant;
   const int64_t iterations = optimizer_.iterations(), total_steps = steps * config_.epochs;
   auto learning_rate = [&](int64_t i) {  // Keras evaluates the schedule at `iterations`, the steps taken before
     return scheduled ? scheduled_learning_rate(config_.lr_schedule, config_.optimizer.learning_rate, iterations + i, total_steps)
@@ -373,7 +374,7 @@ FitResult Trainer::fit(const Split& train, const Split& validation, const Split&
     }
     if (stop) {
       const EarlyStoppingState es = early_stopping_state(h, config_.early_stopping);
-      result.stopped_early = "early stopping: " + config_.early_stopping.monitor + " has not improved for " +
+      result.stopped_early = "early stopping: " + std::string(name_of(config_.early_stopping.monitor)) + " has not improved for " +
                              std::to_string(es.wait) + " epochs (best: epoch " + std::to_string(es.best_epoch + 1) + ")" +
                              (config_.early_stopping.restore_best_weights ? "; restored that epoch's weights" : "");
       if (options.log) *options.log << "Stopped: " << result.stopped_early << "\n";

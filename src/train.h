@@ -116,14 +116,14 @@ class Trainer {
   std::string step_kind() const;
   const History& history() const { return history_; }
   const Progress& progress() const { return progress_; }
-  // The weights of early stopping's best epoch so far, kept only with restore_best_weights.
-  const std::map<std::string, torch::Tensor>& best_state() const { return best_state_; }
-
- private:
   // Samples per epoch: the training split's, or the given data order's.
   int64_t epoch_size(const Split& train) const { return data_order_.defined() ? data_order_.size(1) : train.size(); }
   // Optimizer steps per epoch: the last batch may be short.
   int64_t steps_per_epoch(const Split& train) const { return (epoch_size(train) + config_.batch_size - 1) / config_.batch_size; }
+  // The weights of early stopping's best epoch so far, kept only with restore_best_weights.
+  const std::map<std::string, torch::Tensor>& best_state() const { return best_state_; }
+
+ private:
   // After an epoch: track the best weights; true when early stopping ends training (the best
   // weights restored as Keras does when restore_best_weights is set).
   bool early_stop();

@@ -21,7 +21,7 @@ torch::Tensor probe_values() {
 
 TEST(Activation, ConfigNamesAndTorchScriptComeFromOneTable) {
   for (int i = 0; i < static_cast<int>(std::size(kActivations)); ++i)
-    EXPECT_EQ(static_cast<int>(kActivations[i].activation), i) << kActivations[i].name;  // info() indexes it
+    EXPECT_EQ(static_cast<int>(kActivations[i].value), i) << kActivations[i].name;  // info() indexes it
   EXPECT_EQ(to_string(Activation::relu), "relu");
   EXPECT_STREQ(info(Activation::sigmoid).torchscript, "torch.sigmoid(x)");
 }

@@ -42,7 +42,7 @@ TEST(Augment, TinyRangesAreTheIdentityAndSeedsRepeat) {
 TEST(Augment, ShiftsStayWithinTheirRangeAndVary) {
   AugmentationConfig c;
   c.width_shift_range = 3;  // pixels (ImageDataGenerator: values >= 1 are pixels)
-  c.fill_mode = "constant";
+  c.fill_mode = FillMode::constant;
   auto gen = make_generator(torch::kCPU, 3);
   const torch::Tensor x = blob();
   const torch::Tensor moved = centre_x(augment(x, c, gen)) - centre_x(x);

@@ -43,7 +43,7 @@ TEST(Config, PaperConfigParsesWithKerasDefaults) {
   const auto& out = std::get<DenseSpec>(c.model.layers[2].params);
   EXPECT_EQ(out.units, 10);
   EXPECT_EQ(out.activation, Activation::sigmoid);
-  EXPECT_EQ(c.training.optimizer.name, "adam");
+  EXPECT_EQ(c.training.optimizer.name, Optimizer::adam);
   EXPECT_DOUBLE_EQ(c.training.optimizer.epsilon, 1e-7);
   EXPECT_EQ(c.training.loss.semantics, LossSemantics::tensorflow);
 }
@@ -80,6 +80,9 @@ TEST(Config, ErrorsNameTheJsonPath) {
       {with(R"("shuffle": true)", R"("shuffle": 1)"), "training.shuffle: must be true or false"},
       {with(R"({"type": "Flatten"})", R"({"type": "Conv9D"})"), "model.layers[0].type: must be one of Flatten, Reshape, Dense, Conv2D"},
       {with(R"("activation": "relu")", R"("activation": "gelu")"), "model.layers[1].activation: must be one of"},
+      {with(R"("activation": "relu")", R"("activation": "relu", "name": "training")"),
+       "model.layers[1].name: is reserved in the exported TorchScript"},
+      {with(R"("units": 100)", R"("units": "ten")"), "model.layers[1].units: must be an integer"},
       {with(R"("units": 10,)", R"("units": 7,)"), "model.layers[2].units: the output layer needs 10 units"},
       {with(R"("semantics": "tensorflow")", R"("semantics": "jax")"), "training.loss.semantics: must be one of"},
       {with(R"("name": "adam",)", R"("name": "nadam",)"), "training.optimizer.name: must be one of adam, adamw, sgd, rmsprop"},
@@ -113,7 +116,7 @@ TEST(Config, SetOverridesOneValueAndRevalidates) {
   EXPECT_EQ(c.training.loss.semantics, LossSemantics::renormalized);
   // Switching optimizer resets to that optimizer's Keras defaults, then later --set keys apply.
   c = apply_overrides(base, {"training.optimizer.name=sgd", "training.optimizer.momentum=0.9"});
-  EXPECT_EQ(c.training.optimizer.name, "sgd");
+  EXPECT_EQ(c.training.optimizer.name, Optimizer::sgd);
   EXPECT_DOUBLE_EQ(c.training.optimizer.learning_rate, 0.01);
   EXPECT_DOUBLE_EQ(c.training.optimizer.momentum, 0.9);
 }
@@ -155,9 +158,9 @@ TEST(Config, TrainingFeaturesParseAndGuardTheTestSet) {
                                      "t");
   EXPECT_EQ(c.training.optimizer.weight_decay, 0.004);  // keras.optimizers.AdamW default
   EXPECT_TRUE(c.training.early_stopping.enabled);
-  EXPECT_EQ(c.training.early_stopping.monitor, "val_loss");  // Keras default
+  EXPECT_EQ(c.training.early_stopping.monitor, Monitor::val_loss);  // Keras default
   EXPECT_TRUE(c.training.augmentation.enabled());
-  EXPECT_EQ(c.training.augmentation.fill_mode, "nearest");
+  EXPECT_EQ(c.training.augmentation.fill_mode, FillMode::nearest);
   EXPECT_EQ(parse_config(to_json(c)).training.lr_schedule.decay_steps, 100);  // round trip
 
   auto error = [&](const std::string& training) {

@@ -29,9 +29,9 @@ namespace {
 Config small_config(Activation out = Activation::sigmoid, bool bias = true) {
   Config c;
   c.name = "small";
-  c.model.layers = {{"Flatten", "flatten", FlattenSpec{}},
-                    {"Dense", "dense", DenseSpec{8, Activation::relu, bias}},
-                    {"Dense", "dense_1", DenseSpec{10, out, true}}};
+  c.model.layers = {{"flatten", FlattenSpec{}},
+                    {"dense", DenseSpec{8, Activation::relu, bias}},
+                    {"dense_1", DenseSpec{10, out, true}}};
   return c;
 }
 

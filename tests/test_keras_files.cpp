@@ -89,7 +89,7 @@ TEST(KerasFiles, ReadsTheFilesKerasWrote) {
   const Config& c = keras.config;
   EXPECT_EQ(c.name, "tiny_cnn");
   std::vector<std::string> types, names;
-  for (const auto& l : c.model.layers) types.push_back(l.type), names.push_back(l.name);
+  for (const auto& l : c.model.layers) types.push_back(l.type()), names.push_back(l.name);
   EXPECT_EQ(types, (std::vector<std::string>{"Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Dropout", "Flatten", "Dense"}));
   EXPECT_EQ(names.front(), "conv2d");
   const auto& conv = std::get<Conv2DSpec>(c.model.layers[0].params);
@@ -105,7 +105,7 @@ TEST(KerasFiles, ReadsTheFilesKerasWrote) {
   EXPECT_EQ(dense.activation, Activation::softmax);
   EXPECT_FALSE(dense.use_bias);
   // compile(): AdamW(learning_rate=0.002), stored by Keras as the float32 0.0020000000949949026.
-  EXPECT_EQ(c.training.optimizer.name, "adamw");
+  EXPECT_EQ(c.training.optimizer.name, Optimizer::adamw);
   EXPECT_EQ(c.training.optimizer.learning_rate, 0.002);
   EXPECT_TRUE(keras.notes.empty());
 
@@ -154,7 +154,7 @@ TEST(KerasFiles, WhatDoesNotCarryOverIsANote) {
       {"class_name": "Dense", "config": {"name": "dense", "units": 10, "activation": "softmax"}}]},
     "compile_config": {"optimizer": {"class_name": "Adagrad", "config": {"learning_rate": 0.01}}, "loss": "mse"}})";
   const KerasConfig converted = config_from_keras(keras, "m.keras: config.json");
-  EXPECT_EQ(converted.config.training.optimizer.name, "adam");
+  EXPECT_EQ(converted.config.training.optimizer.name, Optimizer::adam);
   ASSERT_EQ(converted.notes.size(), 2u);
   EXPECT_NE(converted.notes[0].find("optimizer Adagrad has no counterpart here"), std::string::npos);
   EXPECT_NE(converted.notes[1].find("loss mse has no counterpart here"), std::string::npos);
@@ -226,6 +226,14 @@ TEST(KerasFiles, BadFilesNameTheFileLayerAndArray) {
                 "m.keras: config.json: layers[2] (Dense 'dense'): kernel_regularizer is set, which is not supported here");
   model_refused(with_layer(R"({"class_name": "Dense", "config": {"name": "dense", "units": 4, "dtype": "float16"}})"),
                 "m.keras: config.json: layers[2] (Dense 'dense'): dtype \"float16\" is not supported (only float32)");
+  model_refused(with_layer(R"({"class_name": "Flatten", "config": {"name": "flatten", "data_format": "channels_first"}})"),
+                "m.keras: config.json: layers[2] (Flatten 'flatten'): data_format = \"channels_first\" is not supported (only \"channels_last\")");
+  model_refused(with_layer(R"({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": 3, "dilation_rate": [2, 2]}})"),
+                "m.keras: config.json: layers[2] (Conv2D 'c'): dilation_rate = [2,2] is not supported (only [1,1])");
+  model_refused(with_layer(R"({"class_name": "BatchNormalization", "config": {"name": "bn", "renorm": true}})"),
+                "m.keras: config.json: layers[2] (BatchNormalization 'bn'): renorm = true is not supported (only false)");
+  model_refused(with_layer(R"({"class_name": "BatchNormalization", "config": {"name": "bn", "axis": 1}})"),
+                "m.keras: config.json: layers[2] (BatchNormalization 'bn'): axis = 1 is not supported (only the channels axis, -1)");
   model_refused(with_layer(R"({"class_name": "Dense", "config": {"name": "dense", "units": 4, "activation": "gelu"}})"),
                 "m.keras: config.json, as our config: config error at model.layers[1].activation");
   nlohmann::json functional = keras_config_json(config);

@@ -11,9 +11,9 @@ using namespace mnist;
 
 namespace {
 ModelConfig paper_layers(Activation out = Activation::sigmoid) {
-  return ModelConfig{{{"Flatten", "flatten", FlattenSpec{}},
-                      {"Dense", "dense", DenseSpec{100, Activation::relu, true}},
-                      {"Dense", "dense_1", DenseSpec{10, out, true}}}};
+  return ModelConfig{{{"flatten", FlattenSpec{}},
+                      {"dense", DenseSpec{100, Activation::relu, true}},
+                      {"dense_1", DenseSpec{10, out, true}}}};
 }
 }  // namespace
 
@@ -60,7 +60,7 @@ TEST(Model, ForwardAppliesTheOutputActivationToTheLogits) {
 }
 
 TEST(Model, DenseOnAnImageAsksForFlatten) {
-  ModelConfig cfg{{{"Dense", "dense", DenseSpec{10, Activation::softmax, true}}}};
+  ModelConfig cfg{{{"dense", DenseSpec{10, Activation::softmax, true}}}};
   try {
     Model m(cfg, kImageShape, 0);
     FAIL() << "expected a ConfigError";

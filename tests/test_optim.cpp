@@ -76,7 +76,7 @@ TEST(Optim, AdamStepSizeIsTensorFlowsFloat32Value) {
 
 TEST(Optim, KerasSgdPlainMomentumAndNesterov) {
   OptimizerConfig cfg;
-  cfg.name = "sgd";
+  cfg.name = Optimizer::sgd;
   cfg.learning_rate = 0.1;
   OneParam plain({1.0}, cfg);
   plain.step({2.0});
@@ -96,7 +96,7 @@ TEST(Optim, KerasSgdPlainMomentumAndNesterov) {
 
 TEST(Optim, KerasRmspropPlainCenteredAndMomentum) {
   OptimizerConfig cfg;
-  cfg.name = "rmsprop";
+  cfg.name = Optimizer::rmsprop;
   OneParam plain({1.0}, cfg);
   plain.step({0.5});  // v = 0.1 * 0.25 = 0.025; p -= 1e-3 * 0.5 / sqrt(0.025 + 1e-7)
   EXPECT_NEAR(plain.at(0), 1.0 - 1e-3 * 0.5 / std::sqrt(0.025 + 1e-7), 1e-15);
@@ -116,9 +116,9 @@ TEST(Optim, KerasRmspropPlainCenteredAndMomentum) {
 }
 
 TEST(Optim, FlatBuffersHoldTheParametersAndTheirAutogradGradients) {
-  ModelConfig cfg{{{"Flatten", "flatten", FlattenSpec{}},
-                   {"Dense", "dense", DenseSpec{16, Activation::relu, true}},
-                   {"Dense", "dense_1", DenseSpec{10, Activation::sigmoid, true}}}};
+  ModelConfig cfg{{{"flatten", FlattenSpec{}},
+                   {"dense", DenseSpec{16, Activation::relu, true}},
+                   {"dense_1", DenseSpec{10, Activation::sigmoid, true}}}};
   Model reference(cfg, kImageShape, 3), flat(cfg, kImageShape, 3);
   KerasOptimizer opt(flat->parameters(), OptimizerConfig{});
   EXPECT_EQ(opt.flat_params().numel(), flat->parameter_count());
@@ -143,7 +143,7 @@ TEST(Optim, FlatBuffersHoldTheParametersAndTheirAutogradGradients) {
 
 TEST(Optim, KerasAdamWDecaysTheWeightsBeforeTheAdamStep) {
   OptimizerConfig cfg;
-  cfg.name = "adamw";
+  cfg.name = Optimizer::adamw;
   cfg.weight_decay = 0.1;
   cfg.learning_rate = 0.01;
   const std::vector<double> p0 = {1.0, -2.0}, g = {0.5, -0.1};
@@ -166,13 +166,13 @@ std::vector<std::pair<std::string, OptimizerConfig>> every_rule() {
     out.emplace_back(what, c);
   };
   add("adam", [](OptimizerConfig&) {});
-  add("adamw", [](OptimizerConfig& c) { c.name = "adamw"; c.weight_decay = 0.05; });
-  add("sgd", [](OptimizerConfig& c) { c.name = "sgd"; c.learning_rate = 0.01; });
-  add("sgd, momentum", [](OptimizerConfig& c) { c.name = "sgd"; c.learning_rate = 0.01; c.momentum = 0.9; });
-  add("sgd, nesterov", [](OptimizerConfig& c) { c.name = "sgd"; c.learning_rate = 0.01; c.momentum = 0.9; c.nesterov = true; });
-  add("rmsprop", [](OptimizerConfig& c) { c.name = "rmsprop"; });
-  add("rmsprop, centered", [](OptimizerConfig& c) { c.name = "rmsprop"; c.centered = true; });
-  add("rmsprop, momentum", [](OptimizerConfig& c) { c.name = "rmsprop"; c.momentum = 0.5; });
+  add("adamw", [](OptimizerConfig& c) { c.name = Optimizer::adamw; c.weight_decay = 0.05; });
+  add("sgd", [](OptimizerConfig& c) { c.name = Optimizer::sgd; c.learning_rate = 0.01; });
+  add("sgd, momentum", [](OptimizerConfig& c) { c.name = Optimizer::sgd; c.learning_rate = 0.01; c.momentum = 0.9; });
+  add("sgd, nesterov", [](OptimizerConfig& c) { c.name = Optimizer::sgd; c.learning_rate = 0.01; c.momentum = 0.9; c.nesterov = true; });
+  add("rmsprop", [](OptimizerConfig& c) { c.name = Optimizer::rmsprop; });
+  add("rmsprop, centered", [](OptimizerConfig& c) { c.name = Optimizer::rmsprop; c.centered = true; });
+  add("rmsprop, momentum", [](OptimizerConfig& c) { c.name = Optimizer::rmsprop; c.momentum = 0.5; });
   return out;
 }
 
@@ -212,7 +212,7 @@ TEST(Optim, UpdateRulesTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
     const int64_t n = 4099;  // not a multiple of any vector width: the loops' tails run too
     torch::Tensor p = torch::randn({n}, gen) * 1e-3, a = torch::randn({n}, gen) * 1e-2, b = torch::rand({n}, gen) * 1e-4,
                   c = torch::randn({n}, gen) * 1e-3;
-    if (cfg.name == "rmsprop") a = torch::rand({n}, gen) * 1e-4;  // velocity >= 0 (and > the mean gradient's square)
+    if (cfg.name == Optimizer::rmsprop) a = torch::rand({n}, gen) * 1e-4;  // velocity >= 0 (and > the mean gradient's square)
     const torch::Tensor g = torch::randn({n}, gen) * 1e-2;
     torch::Tensor p2 = p.clone(), a2 = a.clone(), b2 = b.clone(), c2 = c.clone(), t1 = torch::empty({n}), t2 = torch::empty({n});
     auto param = p.clone().requires_grad_();
@@ -225,8 +225,8 @@ TEST(Optim, UpdateRulesTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
     EXPECT_FALSE(torch::equal(p, p2.clone().zero_())) << name;
     // Where the rule takes a square root: of v (adam), of the denominator (rmsprop); none (sgd).
     torch::Tensor root = torch::ones({n});
-    if (cfg.name == "adam" || cfg.name == "adamw") root = b.clone();
-    if (cfg.name == "rmsprop") root = cfg.centered ? (a - c * c) + static_cast<float>(cfg.epsilon) : a + static_cast<float>(cfg.epsilon);
+    if (cfg.name == Optimizer::adam || cfg.name == Optimizer::adamw) root = b.clone();
+    if (cfg.name == Optimizer::rmsprop) root = cfg.centered ? (a - c * c) + static_cast<float>(cfg.epsilon) : a + static_cast<float>(cfg.epsilon);
     const torch::Tensor sqrt_differs = torch::sqrt(root).ne(root.to(torch::kDouble).sqrt().to(torch::kFloat));
     auto expect_same = [&, name = name](const torch::Tensor& loop, const torch::Tensor& ops, const char* what, bool after_sqrt) {
       const torch::Tensor differs = loop.ne(ops);
@@ -240,14 +240,14 @@ TEST(Optim, UpdateRulesTensorOpsAndCpuLoopGiveTheSameFloat32Bits) {
     };
     expect_same(p, p2, "p", true);
     expect_same(a, a2, "slot a", false);
-    expect_same(b, b2, "slot b", cfg.name == "rmsprop");
+    expect_same(b, b2, "slot b", cfg.name == Optimizer::rmsprop);
     expect_same(c, c2, "slot c", false);
   }
 }
 
 TEST(Optim, SchedulesFollowKerasFormulas) {
   ScheduleConfig exp;
-  exp.name = "exponential_decay";
+  exp.name = Schedule::exponential_decay;
   exp.decay_steps = 100;
   exp.decay_rate = 0.5;
   EXPECT_DOUBLE_EQ(scheduled_learning_rate(exp, 0.1, 0, 1000), 0.1);
@@ -256,7 +256,7 @@ TEST(Optim, SchedulesFollowKerasFormulas) {
   EXPECT_DOUBLE_EQ(scheduled_learning_rate(exp, 0.1, 150, 1000), 0.05);
 
   ScheduleConfig cos;
-  cos.name = "cosine_decay";
+  cos.name = Schedule::cosine_decay;
   cos.alpha = 0.1;  // decay_steps 0: the whole run
   EXPECT_DOUBLE_EQ(scheduled_learning_rate(cos, 0.1, 0, 1000), 0.1);
   EXPECT_NEAR(scheduled_learning_rate(cos, 0.1, 500, 1000), 0.1 * (0.9 * 0.5 + 0.1), 1e-15);

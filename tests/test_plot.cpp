@@ -91,7 +91,7 @@ TEST(Plot, BluesGoesFromLightToDark) {
 }
 
 TEST(Plot, HeatmapOfADiagonalMatrixIsDarkOnTheDiagonal) {
-  const Figure f = plot_confusion(diagonal(1000, 3), class_names("mnist"), "diagonal", false);
+  const Figure f = plot_confusion(diagonal(1000, 3), class_names(Dataset::mnist), "diagonal", false);
   // Sample each cell near its top-left corner, away from the count written in its centre.
   const int cell = f.plot_area.width / 10, gx = f.plot_area.x, gy = f.plot_area.y;
   for (int i = 0; i < 10; ++i)
@@ -108,7 +108,7 @@ TEST(Plot, HeatmapOfADiagonalMatrixIsDarkOnTheDiagonal) {
 TEST(Plot, CellColourIsMonotonicInItsCount) {
   std::vector<std::vector<int64_t>> m(10, std::vector<int64_t>(10, 0));
   for (int j = 0; j < 10; ++j) m[0][j] = 100 * (j + 1);  // row 0 rises left to right
-  const Figure f = plot_confusion(m, class_names("mnist"), "rising", false);
+  const Figure f = plot_confusion(m, class_names(Dataset::mnist), "rising", false);
   const int cell = f.plot_area.width / 10;
   double previous = 1e9;
   for (int j = 0; j < 10; ++j) {
@@ -173,14 +173,14 @@ TEST(Plot, ShortRunsHaveTicksToReadAndLossesStayAboveZero) {
 }
 
 TEST(Plot, LongNamesStayInsideTheCanvas) {
-  expect_clean_layout(plot_confusion(diagonal(1000, 12), class_names("fashion-mnist"), "Fashion-MNIST confusion", true),
+  expect_clean_layout(plot_confusion(diagonal(1000, 12), class_names(Dataset::fashion_mnist), "Fashion-MNIST confusion", true),
                       "fashion heatmap");
   MistakeSample sample;
   sample.total_mistakes = 999;
   sample.total_images = 10000;
   for (int i = 0; i < 36; ++i) sample.mistakes.push_back({torch::rand({1, 28, 28}), 9, 0, 0.97, i % 2 == 0});
-  expect_clean_layout(plot_mistakes(sample, class_names("fashion-mnist")), "fashion gallery");
-  expect_clean_layout(plot_mistakes(MistakeSample{}, class_names("mnist")), "empty gallery");
+  expect_clean_layout(plot_mistakes(sample, class_names(Dataset::fashion_mnist)), "fashion gallery");
+  expect_clean_layout(plot_mistakes(MistakeSample{}, class_names(Dataset::mnist)), "empty gallery");
   std::vector<Series> many;
   for (int i = 0; i < 8; ++i) many.push_back({"a-rather-long-run-directory-name-" + std::to_string(i) + " val_accuracy", {0.9, 0.95}, i, i % 2 == 1});
   expect_clean_layout(plot_curves("overlay", "Accuracy", many, true), "overlay with long names");
@@ -191,7 +191,7 @@ TEST(Plot, GalleryCaptionsTheMistake) {
   sample.total_mistakes = 1;
   sample.total_images = 10;
   sample.mistakes.push_back({torch::ones({1, 28, 28}), 4, 9, 0.97, false});
-  const Figure f = plot_mistakes(sample, class_names("mnist"));
+  const Figure f = plot_mistakes(sample, class_names(Dataset::mnist));
   ASSERT_EQ(f.text_boxes.size(), 2u);  // title + one caption line "true 4 / pred 9 (0.97)"
   // The white digit is drawn: a block of bright pixels under the title.
   EXPECT_GT(luminance(f.image.at<cv::Vec3b>(f.text_boxes[1].y - 40, f.text_boxes[1].x + f.text_boxes[1].width / 2)), 250);

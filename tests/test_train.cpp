@@ -18,14 +18,19 @@
 #include "train.h"
 
 using namespace mnist;
+
+// The training step a TrainOn test runs (outside the anonymous namespace: TrainOn's tests derive from
+// a class of it).
+enum class Step { autograd, fused, kernels };
+
 using testing_helpers::TempDir;
 
 namespace {
 
 ModelConfig small_model(Activation out = Activation::sigmoid) {
-  return ModelConfig{{{"Flatten", "flatten", FlattenSpec{}},
-                      {"Dense", "dense", DenseSpec{32, Activation::relu, true}},
-                      {"Dense", "dense_1", DenseSpec{10, out, true}}}};
+  return ModelConfig{{{"flatten", FlattenSpec{}},
+                      {"dense", DenseSpec{32, Activation::relu, true}},
+                      {"dense_1", DenseSpec{10, out, true}}}};
 }
 
 TrainingConfig training(int64_t epochs, int64_t batch) {
@@ -35,8 +40,6 @@ TrainingConfig training(int64_t epochs, int64_t batch) {
   t.seed = 5;
   return t;
 }
-
-enum class Step { autograd, fused, kernels };
 
 std::string step_name(const testing::TestParamInfo<Step>& info) {
   return info.param == Step::autograd ? "autograd" : info.param == Step::fused ? "fused" : "kernels";
@@ -336,7 +339,7 @@ TEST(Train, EarlyStoppingAndReduceLROnPlateauReplayKerasCallbacks) {
   p.cooldown = 5;
   p.patience = 1;
   EXPECT_DOUBLE_EQ(plateau_learning_rate(h, p, 0.1), 0.05);  // reduced once, then cooling down
-  p.monitor = "val_accuracy";
+  p.monitor = Monitor::val_accuracy;
   h.val_accuracy = {0.5, 0.6, 0.7, 0.8, 0.9};
   EXPECT_DOUBLE_EQ(plateau_learning_rate(h, p, 0.1), 0.1);  // accuracies are maximised
 }
@@ -348,7 +351,7 @@ TEST_P(TrainOn, EarlyStoppingRestoresTheBestEpochsWeights) {
   config.model = small_model(Activation::softmax);
   config.training = training(10, 32);
   config.training.early_stopping.enabled = true;
-  config.training.early_stopping.monitor = "loss";
+  config.training.early_stopping.monitor = Monitor::loss;
   config.training.early_stopping.min_delta = 100;  // nothing after the first epoch counts as progress
   config.training.early_stopping.patience = 2;
   config.training.early_stopping.restore_best_weights = true;
