@@ -17,7 +17,7 @@ using nlohmann::json;
 
 // Bounds on what a file may claim before it is read: no MNIST model here comes near them.
 constexpr int64_t kMaxWeightsBytes = int64_t{1} << 30;      // a .weights.h5 or .keras file
-constexpr int64_t kMaxConfigBytes = int64_t{16} << 20;      // a .keras archive's config.json
+constexpr int64_t kMaxKerasConfigBytes = int64_t{16} << 20;      // a .keras archive's config.json
 
 std::string show(const std::vector<int64_t>& s) {
   std::string out = "[";
@@ -206,8 +206,8 @@ KerasModel parse_keras_model(const std::string& bytes, const std::string& name) 
   const auto entries = read_zip_entries(bytes, {"config.json", "model.weights.h5"}, name, kMaxWeightsBytes);
   for (const char* entry : {"config.json", "model.weights.h5"})
     if (!entries.count(entry)) throw std::runtime_error(name + " holds no " + entry + ": not a Keras 3 .keras file");
-  if (entries.at("config.json").size() > static_cast<size_t>(kMaxConfigBytes))
-    throw std::runtime_error(name + ": config.json is larger than any model config (" + std::to_string(kMaxConfigBytes) + " bytes)");
+  if (entries.at("config.json").size() > static_cast<size_t>(kMaxKerasConfigBytes))
+    throw std::runtime_error(name + ": config.json is larger than any model config (" + std::to_string(kMaxKerasConfigBytes) + " bytes)");
   KerasModel model;
   KerasConfig converted = config_from_keras(entries.at("config.json"), name + ": config.json");
   model.config = std::move(converted.config);
