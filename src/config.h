@@ -21,7 +21,10 @@ namespace mnist {
 // for every key the config may hold, in the order a resolved config shows them. That one list
 // drives reading a config (config.cpp: defaults are the members' initialisers, unknown keys are
 // errors), writing the resolved config (to_json, so also --set) and the Keras import and export
-// (keras_config.cpp). A field that only some values of `name` take is listed under an `if`.
+// (keras_config.cpp). A field that only some values of `name` take is listed under an `if`. Reading
+// calls fields() on a mutable struct, writing and listing on a const one, so a default that follows
+// from a field read before it is set under `if constexpr (!std::is_const_v<S>)` (Pooling2DSpec's
+// strides, a callback section that turns itself on).
 
 inline constexpr double kNoLimit = std::numeric_limits<double>::infinity();
 
