@@ -228,8 +228,8 @@ int train(const ConfigFlags& flags, bool config_flags_given, const TrainFlags& t
 
   // Load and check everything before creating the run directory, so a bad input leaves nothing behind.
   const Split all_train = load_split(data_dir, true), test_split = load_split(data_dir, false);
-  check_dataset(all_train, true, name_of(config.dataset), data_dir);
-  check_dataset(test_split, false, name_of(config.dataset), data_dir);
+  check_dataset(all_train, true, config.dataset, data_dir);
+  check_dataset(test_split, false, config.dataset, data_dir);
   if (checkpoint && !checkpoint->data_checksum.empty() && checkpoint->data_checksum != all_train.checksum)
     throw UsageError(resume + " was trained on other data (training files' checksum " + checkpoint->data_checksum + "; " + data_dir +
                      " holds " + all_train.checksum + "): resume it with the --data it was trained on");
@@ -349,7 +349,7 @@ int evaluate_cmd(const std::string& model_path, const std::string& data_flag, co
   LoadedModel loaded = load_model(model_path);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split data = load_split(data_dir, split == "train");
-  check_dataset(data, split == "train", name_of(loaded.config.dataset), data_dir);
+  check_dataset(data, split == "train", loaded.config.dataset, data_dir);
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
   const nlohmann::json m = metrics_json(e, class_names(loaded.config.dataset), split);
   if (!out.empty()) {
@@ -381,7 +381,7 @@ int plot_cmd(const std::string& run_dir, const std::string& data_flag, const std
   LoadedModel loaded = load_model(run_dir);
   const std::string data_dir = data_flag.empty() ? default_data_dir(loaded.config) : data_flag;
   const Split test = load_split(data_dir, false);
-  check_dataset(test, false, name_of(loaded.config.dataset), data_dir);
+  check_dataset(test, false, loaded.config.dataset, data_dir);
   const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
   const fs::path target = out.empty() ? dir : fs::path(out);

@@ -145,14 +145,14 @@ std::string files_checksum(const std::vector<fs::path>& files) {
 
 // The published splits, by the CRC-32 of their uncompressed IDX files (images, then labels).
 struct KnownSplit {
-  const char* dataset;
+  Dataset dataset;
   bool train;
   const char* checksum;
 };
-constexpr KnownSplit kKnownSplits[] = {{"mnist", true, "2705307c"},
-                                       {"mnist", false, "481227ec"},
-                                       {"fashion-mnist", true, "c5355358"},
-                                       {"fashion-mnist", false, "137d213c"}};
+constexpr KnownSplit kKnownSplits[] = {{Dataset::mnist, true, "2705307c"},
+                                       {Dataset::mnist, false, "481227ec"},
+                                       {Dataset::fashion_mnist, true, "c5355358"},
+                                       {Dataset::fashion_mnist, false, "137d213c"}};
 
 fs::path require_dir(const std::string& dir) {
   if (!fs::is_directory(dir))
@@ -177,16 +177,17 @@ Split load_split(const std::string& dir, bool train) {
   return {mnist.images(), mnist.targets().to(torch::kLong), files_checksum({files.dir() / images, files.dir() / labels})};
 }
 
-std::string identify_dataset(const Split& split, bool train) {
+std::optional<Dataset> identify_dataset(const Split& split, bool train) {
   for (const auto& known : kKnownSplits)
     if (known.train == train && split.checksum == known.checksum) return known.dataset;
-  return "";
+  return std::nullopt;
 }
 
-void check_dataset(const Split& split, bool train, const std::string& dataset, const std::string& data_dir) {
-  const std::string found = identify_dataset(split, train);
-  if (found.empty() || found == dataset) return;
-  const std::string shown = found == "mnist" ? "MNIST" : "Fashion-MNIST";
+void check_dataset(const Split& split, bool train, Dataset expected, const std::string& data_dir) {
+  const std::optional<Dataset> held = identify_dataset(split, train);
+  if (!held || *held == expected) return;
+  const std::string shown = *held == Dataset::mnist ? "MNIST" : "Fashion-MNIST";
+  const std::string dataset = name_of(expected), found = name_of(*held);
   throw UsageError("data directory " + data_dir + " holds " + shown + ", but the model's config is for " + dataset +
                    ": pass --data with " + dataset + "'s files (default: data/" + dataset + "), or a config for " + found);
 }

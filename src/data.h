@@ -3,11 +3,13 @@
 // before LibTorch's built-in loader (torch::data::datasets::MNIST) reads them, because that loader
 // aborts with a c10 trace on a missing file and silently reads garbage from a truncated one.
 #pragma once
+#include <optional>
 #include <string>
 #include <utility>
 
-
 #include <torch/torch.h>
+
+#include "config.h"
 
 namespace mnist {
 
@@ -25,11 +27,11 @@ struct Split {
   Split to(torch::Device device) const { return {images.to(device), labels.to(device), checksum}; }
 };
 
-// "mnist" or "fashion-mnist" when `split` is that dataset's published split (by its checksum), else
-// "" (other data in the same format). Throws UsageError when it is the other of the two datasets
-// than `dataset`, naming `data_dir` and the fix: a model is never trained or scored on the wrong one.
-std::string identify_dataset(const Split& split, bool train);
-void check_dataset(const Split& split, bool train, const std::string& dataset, const std::string& data_dir);
+// The dataset whose published split `split` is (by its checksum); none for other data in the same
+// format. check_dataset throws UsageError when it is the other of the two datasets than `dataset`,
+// naming `data_dir` and the fix: a model is never trained or scored on the wrong one.
+std::optional<Dataset> identify_dataset(const Split& split, bool train);
+void check_dataset(const Split& split, bool train, Dataset dataset, const std::string& data_dir);
 
 // Throws std::runtime_error naming the file and the fix when `dir` does not hold a valid pair of
 // IDX files for the split (missing, truncated, wrong magic, wrong count, labels out of 0..9).
