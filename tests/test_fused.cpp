@@ -119,11 +119,12 @@ TEST(Fused, TrainsWhatTheAutogradStepTrains) {
   }
 }
 
-// The fused step splits its loops over LibTorch's threads row by row; each row is summed as one
-// thread sums it, so the weights, Adam's slots and the metrics are the same bits whatever the
-// thread count. The model is wide enough (192 and 80 units, batch 32) that every split happens.
+// The fused step splits its layers' inputs in bands, one thread's work each, and its other loops
+// row by row; each band and row is summed as one thread sums it, so the weights, Adam's slots and
+// the metrics are the same bits whatever the thread count. The model is wide enough (784 and 256
+// inputs, 80 units, batch 32) that every split happens.
 TEST(Fused, TrainsTheSameBitsWhateverTheThreadCount) {
-  const std::string layers = R"({"type": "Flatten"}, {"type": "Dense", "units": 192, "activation": "relu"},
+  const std::string layers = R"({"type": "Flatten"}, {"type": "Dense", "units": 256, "activation": "relu"},
                                 {"type": "Dense", "units": 80, "activation": "tanh"}, {"type": "Dense", "units": 10, "activation": "sigmoid"})";
   Config config = config_with(layers, "");
   config.training.batch_size = 32;
