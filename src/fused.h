@@ -2,13 +2,17 @@
 //
 // At batch 32 the paper's network is about 5 MFLOP per step, so a step is dominated by per-op
 // overhead, not arithmetic. Here forward, softmax cross-entropy and backward are plain
-// loops over buffers allocated once, and the optimizer's update is one pass (optim.h apply_update):
+// loops over buffers allocated once, and the optimizer's update (optim.h apply_update) is applied
+// to a few rows of parameters at a time, where their gradients are summed:
 //  - the kernels are held in Keras's [in, out] layout while an epoch runs, so every product is a
 //    sum of contiguous rows, built in registers and stored once (fused.cpp row_combination);
 //  - the first layer reads the images as sparse rows (built once per dataset: about 19% of MNIST's
 //    pixels are non-zero), and each hidden layer's input is packed the same way (ReLU's zeros), so
 //    forward and weight gradients touch only non-zero inputs. Adding 0 * w is all that is skipped,
 //    so the arithmetic is the autograd step's, in another order.
+//  - on several threads, a wide layer's inputs are cut in bands, each one thread's share of the
+//    forward and of the weights' gradients and update, so the weights a thread updates are the
+//    ones it reads (fused.cpp).
 // The weights and the optimizer's slots are copied in at the start of each epoch and back at its
 // end or interruption (FusedDenseStep), so checkpoints, evaluation and export see the usual model.
 // On CUDA (Torch built with it) the same step runs as a few kernels per layer (fused_kernels.h),
