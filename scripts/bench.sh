@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep [--peer NAME]]:
+# bench.sh [--rounds R] [--epochs E] [--warmup W] [--threads T] [--device cpu|cuda] [--build DIR] [--cnn]
+#          [--sweep [--peer NAME]]:
 # time `mnist bench` (configs/paper.json) and its peers, each training the paper's model (784-100
 # relu-10, softmax cross-entropy on the logits, Adam, batch 32, data resident in memory), alternately:
-# R rounds, in each round every program once for E timed epochs after a warm-up epoch. Prints each
-# one's median seconds per epoch, its peak resident memory, and its time over ours.
+# R rounds, in each round every program once for E timed epochs after W warm-up epochs (default 1).
+# Prints each one's median seconds per epoch, its peak resident memory, and its time over ours.
+# --cnn: configs/cnn.json instead (convolutions, BatchNormalization, Dropout, augmentation; batch 128,
+# the autograd step) against PyTorch eager training the same (scripts/bench/pytorch_cnn.py), as it
+# comes and with malloc kept.
 #
 # The peers (scripts/bench/; each installed into .venv/ by scripts/venv.sh, skipped with a message
 # when it cannot be installed):
@@ -26,14 +30,16 @@
 # 100..4096 (batch 32), ours against one peer (--peer, default pytorch-eager-kept), as a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 epochs=3 threads=1 sweep=0 device=cpu build="" sweep_peer=pytorch-eager-kept
-usage="usage: scripts/bench.sh [--rounds R] [--epochs E] [--threads T] [--device cpu|cuda] [--build DIR] [--sweep [--peer NAME]]"
+rounds=3 epochs=3 warmup=1 threads=1 sweep=0 cnn=0 device=cpu build="" sweep_peer=pytorch-eager-kept
+usage="usage: scripts/bench.sh [--rounds R] [--epochs E] [--warmup W] [--threads T] [--device cpu|cuda] [--build DIR] [--cnn] [--sweep [--peer NAME]]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --cnn) cnn=1; shift ;;
     --threads) threads=$2; shift 2 ;;
     --sweep) sweep=1; shift ;;
     --peer) sweep_peer=$2; shift 2 ;;
@@ -70,7 +76,11 @@ else
   [ -z "$jax_python" ] || peer_cmd[jax-jit]="$jax_python scripts/bench/jax_jit.py"
   [ -z "$keras_python" ] || peer_cmd[keras-tensorflow]="$keras_python scripts/bench/keras_tf.py"
 fi
-if [ -n "$torch_python" ]; then
+if [ "$cnn" -eq 1 ]; then
+  peer_cmd=()
+  [ -z "$torch_python" ] || peer_cmd[pytorch-eager]="$torch_python scripts/bench/pytorch_cnn.py --device $device"
+  [ -z "$torch_python" ] || peer_cmd[pytorch-eager-kept]="env GLIBC_TUNABLES=$kept_malloc $torch_python scripts/bench/pytorch_cnn.py --device $device"
+elif [ -n "$torch_python" ]; then
   peer_cmd[pytorch-eager]="$torch_python scripts/bench/pytorch_eager.py --device $device"
   peer_cmd[pytorch-eager-kept]="env GLIBC_TUNABLES=$kept_malloc $torch_python scripts/bench/pytorch_eager.py --device $device"
   peer_cmd[torch-compile]="$torch_python scripts/bench/pytorch_eager.py --device $device --compile default"
@@ -87,11 +97,13 @@ run() {
   out=$(mktemp)
   [ ! -x /usr/bin/time ] || timer=(/usr/bin/time -f %M -o "$out.rss")
   if [ "$1" = mnist ]; then
-    "${timer[@]}" "${pin[@]}" "$build/mnist" bench --config configs/paper.json --device "$device" --epochs "$epochs" \
-      --threads "$threads" --batch-size "$2" --set "model.layers[1].units=$3" --json >"$out" 2>"$out.err" ||
+    local model=(--config configs/paper.json --set "model.layers[1].units=$3")
+    [ "$cnn" -eq 0 ] || model=(--config configs/cnn.json)
+    "${timer[@]}" "${pin[@]}" "$build/mnist" bench "${model[@]}" --device "$device" --epochs "$epochs" --warmup "$warmup" \
+      --threads "$threads" --batch-size "$2" --json >"$out" 2>"$out.err" ||
       { cat "$out.err" >&2; rm -f "$out"*; return 1; }
   else
-    "${timer[@]}" "${pin[@]}" ${peer_cmd[$1]} --epochs "$epochs" --threads "$threads" --batch-size "$2" --hidden "$3" \
+    "${timer[@]}" "${pin[@]}" ${peer_cmd[$1]} --epochs "$epochs" --warmup "$warmup" --threads "$threads" --batch-size "$2" --hidden "$3" \
       >"$out" 2>"$out.err" || { echo "bench.sh: $1 failed:" >&2; tail -n 5 "$out.err" >&2; rm -f "$out"*; return 1; }
   fi
   [ ! -f "$out.rss" ] || rss=$(( $(tail -n 1 "$out.rss") / 1024 ))
@@ -99,6 +111,8 @@ run() {
   rm -f "$out"*
 }
 
+batch=32 model_name="configs/paper.json model"
+[ "$cnn" -eq 0 ] || batch=128 model_name="configs/cnn.json"
 if [ "$sweep" -eq 1 ]; then
   [ -n "${peer_cmd[$sweep_peer]:-}" ] || { echo "bench.sh: no peer $sweep_peer here (peers: ${peers[*]})" >&2; exit 2; }
   echo "| batch | hidden | mnist s/epoch | $sweep_peer s/epoch | its time / ours |"
@@ -120,21 +134,21 @@ trap 'rm -f "$results"' EXIT
 for r in $(seq "$rounds"); do
   line="round $r:"
   for name in mnist "${peers[@]}"; do
-    if read -r s rss < <(run "$name" 32 100) && [ -n "${s:-}" ]; then
+    if read -r s rss < <(run "$name" "$batch" 100) && [ -n "${s:-}" ]; then
       echo "$name $s $rss" >>"$results"
       line+=" $name $s s/epoch;"
     fi
   done
   echo "$line"
 done
-python3 - "$results" "$device" "$threads" <<'PY'
+python3 - "$results" "$device" "$threads" "$model_name" "$batch" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     name, s, rss = line.split()
     rows[name].append((float(s), rss))
 ours = statistics.median(s for s, _ in rows["mnist"])
-print(f"\nmedian of {len(rows['mnist'])} rounds, configs/paper.json model at batch 32, {sys.argv[2]}, {sys.argv[3]} thread(s):")
+print(f"\nmedian of {len(rows['mnist'])} rounds, {sys.argv[4]} at batch {sys.argv[5]}, {sys.argv[2]}, {sys.argv[3]} thread(s):")
 print("| program | s/epoch | peak RSS MB | its time / ours |")
 print("|---|---|---|---|")
 for name, vals in rows.items():

@@ -117,7 +117,7 @@ MNIST_INLINE void row_combination(float* out, const float* init, const float* w,
 //  - backward: the rows of dW in the band, each updated by the optimizer as soon as it is summed.
 // So the rows of W (and of its gradient and optimizer slots) a thread updates are the only ones it
 // reads: they stay in its core's cache from step to step, instead of crossing between cores twice
-// a step (which made two threads train the paper's model only 1.3x as fast as one). The bands are
+// a step (which made two threads train the paper's model only 1.2x as fast as one). The bands are
 // fixed by the layer's shape, and each band is computed whole by one thread in the same order, so
 // a run trains the same bits whatever the thread count (1, 2 or 4 threads share 4 bands evenly).
 // A split costs a few microseconds, so a layer with fewer than kMinWork multiply-adds runs its
