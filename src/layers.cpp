@@ -41,8 +41,9 @@ void require_image(const Shape& input, const LayerSpec& spec, const std::string&
 }
 
 // TensorFlow's padding arithmetic. valid: floor((in - k) / s) + 1. same: ceil(in / s), padded by
-// max((out - 1) s + k - in, 0) split with the odd pixel after (bottom/right), which LibTorch's
-// symmetric padding cannot express, so such layers pad explicitly.
+// max((out - 1) s + k - in, 0) split with the odd pixel after (bottom/right). An even split is
+// LibTorch's own `padding` argument (no copy of the input); an odd one, which LibTorch's
+// symmetric padding cannot express, is padded explicitly.
 struct Window {
   int64_t out = 0, before = 0, after = 0;
 };
@@ -57,7 +58,9 @@ Window window(int64_t in, int64_t k, int64_t s, Padding p) {
 struct Spatial {
   Window h, w;
   bool padded() const { return h.before + h.after + w.before + w.after > 0; }
+  bool symmetric() const { return h.before == h.after && w.before == w.after; }
   std::vector<int64_t> pads() const { return {w.before, w.after, h.before, h.after}; }  // constant_pad_nd order
+  std::vector<int64_t> padding() const { return {h.before, w.before}; }                // conv2d / pooling order, if symmetric()
 };
 Spatial spatial(const Shape& in, const Pair& k, const Pair& s, Padding p, const LayerSpec& spec, const std::string& path) {
   Spatial out{window(in[0], k[0], s[0], p), window(in[1], k[1], s[1], p)};
@@ -67,9 +70,16 @@ Spatial spatial(const Shape& in, const Pair& k, const Pair& s, Padding p, const 
   return out;
 }
 
-std::string pad_script(const Spatial& sp, const std::string& value) {
-  return sp.padded() ? "  x = torch.constant_pad_nd(x, " + ints(sp.pads()) + ", " + value + ")\n" : "";
+// The explicit padding an odd split needs (none when LibTorch's `padding` argument does it), as
+// a tensor op and as TorchScript.
+torch::Tensor pad_odd(const Spatial& sp, const torch::Tensor& x, double value) {
+  return sp.symmetric() ? x : torch::constant_pad_nd(x, sp.pads(), value);
 }
+std::string pad_script(const Spatial& sp, const std::string& value) {
+  return sp.symmetric() ? "" : "  x = torch.constant_pad_nd(x, " + ints(sp.pads()) + ", " + value + ")\n";
+}
+// The `padding` argument that goes with pad_odd: the even split, or none.
+std::vector<int64_t> even_padding(const Spatial& sp) { return sp.symmetric() ? sp.padding() : std::vector<int64_t>{0, 0}; }
 
 class Flatten : public Layer {
  public:
@@ -136,12 +146,11 @@ class Conv2D : public Layer {
     if (s.use_bias) bias_ = register_parameter("bias", torch::zeros({s.filters}));
   }
   torch::Tensor forward(const torch::Tensor& x) override {
-    const torch::Tensor in = sp_.padded() ? torch::constant_pad_nd(x, sp_.pads(), 0) : x;
-    return torch::conv2d(in, weight_, bias_, {spec_.strides[0], spec_.strides[1]});
+    return torch::conv2d(pad_odd(sp_, x, 0), weight_, bias_, {spec_.strides[0], spec_.strides[1]}, even_padding(sp_));
   }
   std::string script() const override {
     return pad_script(sp_, "0.0") + "  x = torch.conv2d(x, self.weight, " + (bias_.defined() ? "self.bias" : "None") + ", " +
-           ints({spec_.strides[0], spec_.strides[1]}) + ")\n";
+           ints({spec_.strides[0], spec_.strides[1]}) + ", " + ints(even_padding(sp_)) + ")\n";
   }
   std::vector<KerasWeight> keras_weights() const override {
     // Keras kernel (kh, kw, in, out) -> LibTorch (out, in, kh, kw)
@@ -162,18 +171,19 @@ class Pooling2D : public Layer {
   Pooling2D(const Pooling2DSpec& s, const Spatial& sp, bool max) : spec_(s), sp_(sp), max_(max) {}
   torch::Tensor forward(const torch::Tensor& x) override {
     const std::vector<int64_t> k = {spec_.pool_size[0], spec_.pool_size[1]}, st = {spec_.strides[0], spec_.strides[1]};
-    if (max_)  // padding never wins a max: pad with -inf
-      return torch::max_pool2d(sp_.padded() ? torch::constant_pad_nd(x, sp_.pads(), -INFINITY) : x, k, st);
-    if (!sp_.padded()) return torch::avg_pool2d(x, k, st);
-    // TensorFlow's "same" average excludes the padding from each window's count.
+    // Padding never wins a max (LibTorch's `padding` is -inf there too), and TensorFlow's "same"
+    // average excludes it from each window's count.
+    if (max_) return torch::max_pool2d(pad_odd(sp_, x, -INFINITY), k, st, even_padding(sp_));
+    if (sp_.symmetric()) return torch::avg_pool2d(x, k, st, sp_.padding(), /*ceil_mode=*/false, /*count_include_pad=*/false);
     const torch::Tensor sums = torch::avg_pool2d(torch::constant_pad_nd(x, sp_.pads(), 0), k, st);
     const torch::Tensor ones = torch::ones({1, 1, x.size(2), x.size(3)}, x.options());
     return sums / torch::avg_pool2d(torch::constant_pad_nd(ones, sp_.pads(), 0), k, st);
   }
   std::string script() const override {
     const std::string k = ints({spec_.pool_size[0], spec_.pool_size[1]}), st = ints({spec_.strides[0], spec_.strides[1]});
-    if (max_) return pad_script(sp_, "float('-inf')") + "  x = torch.max_pool2d(x, " + k + ", " + st + ")\n";
-    if (!sp_.padded()) return "  x = torch.avg_pool2d(x, " + k + ", " + st + ")\n";
+    if (max_)
+      return pad_script(sp_, "float('-inf')") + "  x = torch.max_pool2d(x, " + k + ", " + st + ", " + ints(even_padding(sp_)) + ")\n";
+    if (sp_.symmetric()) return "  x = torch.avg_pool2d(x, " + k + ", " + st + ", " + ints(sp_.padding()) + ", False, False)\n";
     return "  ones = torch.ones([1, 1, x.size(2), x.size(3)], dtype=x.dtype, device=x.device)\n" + pad_script(sp_, "0.0") +
            "  x = torch.avg_pool2d(x, " + k + ", " + st + ") / torch.avg_pool2d(torch.constant_pad_nd(ones, " +
            ints(sp_.pads()) + ", 0.0), " + k + ", " + st + ")\n";

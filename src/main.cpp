@@ -4,12 +4,35 @@
 #include <new>
 #include <sstream>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <c10/util/Exception.h>
 
 #include "cli.h"
 #include "errors.h"
 
+namespace {
+
+// glibc's malloc gives a freed block above its mmap threshold (128 KB at first) back to the kernel,
+// and trims free memory off the heap's top, so an autograd step's large tensors (a convolution's
+// activations are megabytes) are faulted in again, page by page, every step. Kept instead: blocks
+// up to kMmapThreshold come from the heap, and up to kTrimThreshold of it stays when free.
+constexpr int kMmapThreshold = 64 << 20;   // bytes
+constexpr int kTrimThreshold = 256 << 20;  // bytes
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+  mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
+#endif
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  keep_freed_memory();
   try {
     return mnist::run_cli(argc, argv);
   } catch (const mnist::UsageError& e) {

@@ -54,6 +54,18 @@ TEST(Layers, SamePaddingWithStridePutsTheOddPixelAfterAsTensorFlowDoes) {
   EXPECT_TRUE(torch::allclose(m->layers()[0]->forward(x), expected));
 }
 
+TEST(Layers, SamePaddingSplitEvenlyIsLibTorchsPadding) {
+  // Kernel 3, stride 1: 2 pixels of padding, 1 on each side, given to conv2d without a padded copy.
+  const Config c = config_of(std::string(R"([{"type": "Conv2D", "filters": 2, "kernel_size": 3, "padding": "same"},
+      {"type": "Flatten"}, )") + kDenseOut + "]");
+  Model m(c.model, kImageShape, 1);
+  const torch::Tensor x = torch::rand({2, 1, 28, 28});
+  const auto& conv = m->named_parameters();
+  const torch::Tensor expected = torch::conv2d(torch::constant_pad_nd(x, {1, 1, 1, 1}, 0), conv["conv2d.weight"], conv["conv2d.bias"]);
+  EXPECT_TRUE(torch::allclose(m->layers()[0]->forward(x), expected, 1e-5, 1e-6));
+  EXPECT_EQ(m->layers()[0]->output_shape, (Shape{28, 28, 2}));
+}
+
 TEST(Layers, KerasConvKernelLayoutAndChannelsLastFlatten) {
   // A Keras kernel (kh, kw, in, out) whose only 1 is at [0, 1, 0, 2]: output channel 2 at (i, j)
   // is input (i, j + 1), under padding "valid".
@@ -82,13 +94,19 @@ TEST(Layers, KerasConvKernelLayoutAndChannelsLastFlatten) {
 }
 
 TEST(Layers, SamePoolingIgnoresThePadding) {
-  const Config c = config_of(std::string(R"([{"type": "MaxPooling2D", "padding": "same", "pool_size": 3, "strides": 2},
-      {"type": "AveragePooling2D", "padding": "same", "pool_size": 3, "strides": 2}, {"type": "Flatten"}, )") + kDenseOut + "]");
-  Model m(c.model, kImageShape, 0);
-  const torch::Tensor negative = -torch::rand({1, 1, 28, 28}) - 1;  // a zero pad would win every max
-  EXPECT_LT(m->layers()[0]->forward(negative).max().item<float>(), -1.0f);
-  const torch::Tensor ones = torch::ones({1, 1, 14, 14});  // a counted pad would pull edges below 1
-  EXPECT_TRUE(torch::allclose(m->layers()[1]->forward(ones), torch::ones({1, 1, 7, 7})));
+  // Stride 2 pads one pixel after (an odd split), stride 1 one on each side (an even split).
+  for (int stride : {2, 1}) {
+    SCOPED_TRACE(stride);
+    const std::string window = R"("padding": "same", "pool_size": 3, "strides": )" + std::to_string(stride);
+    const Config c = config_of("[{\"type\": \"MaxPooling2D\", " + window + "}, {\"type\": \"AveragePooling2D\", " + window +
+                               R"(}, {"type": "Flatten"}, )" + kDenseOut + "]");
+    Model m(c.model, kImageShape, 0);
+    const torch::Tensor negative = -torch::rand({1, 1, 28, 28}) - 1;  // a zero pad would win every max
+    EXPECT_LT(m->layers()[0]->forward(negative).max().item<float>(), -1.0f);
+    const int64_t size = 28 / stride;
+    const torch::Tensor ones = torch::ones({1, 1, size, size});  // a counted pad would pull edges below 1
+    EXPECT_TRUE(torch::allclose(m->layers()[1]->forward(ones), torch::ones({1, 1, size / stride, size / stride})));
+  }
 }
 
 TEST(Layers, BatchNormalizationUsesKerasMomentumAndTheBiasedBatchVariance) {
@@ -154,8 +172,10 @@ TEST(Layers, TorchScriptExportOfEveryLayerMatchesTheModel) {
       {"type": "Reshape", "target_shape": [14, 56, 1]},
       {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "relu"},
       {"type": "BatchNormalization", "center": false},
+      {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
       {"type": "MaxPooling2D", "padding": "same", "pool_size": 3},
       {"type": "Conv2D", "filters": 6, "kernel_size": 2, "activation": "tanh", "use_bias": false},
+      {"type": "AveragePooling2D", "padding": "same", "pool_size": 3, "strides": 1},
       {"type": "AveragePooling2D", "padding": "same", "pool_size": 2, "strides": 1},
       {"type": "Dropout", "rate": 0.5},
       {"type": "Flatten"}, {"type": "Dense", "units": 12}, {"type": "BatchNormalization"},
