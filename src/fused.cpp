@@ -124,6 +124,12 @@ MNIST_INLINE void row_combination(float* out, const float* init, const float* w,
 // bands on one thread (at batch 32, the paper's first layer is split, its second is not).
 constexpr int64_t kBands = 4, kBandInputs = 256, kMinWork = 32768;
 int64_t band_count(int64_t in) { return in >= kBandInputs ? kBands : 1; }
+// A large batch is worked through kChunk samples at a time, forward and backward: a chunk's
+// outputs, the bands' partial sums, its non-zeros grouped by input and its rows of dZ stay in L2
+// (at batch 4096 the whole batch's would not: an epoch took 1.3-1.8x as long).
+// Each output and each row of dW still sums its terms in the same order, so the bits are the
+// same whatever the chunk size.
+constexpr int64_t kChunk = 512;
 // Band b is inputs [band_edge(b), band_edge(b + 1)): cut at multiples of 16 inputs, so that
 // no cache line of W holds rows of two bands (16 rows of any width are whole cache lines).
 int64_t band_edge(int64_t in, int64_t bands, int64_t b) { return b == bands ? in : b * in / bands / 16 * 16; }
@@ -160,11 +166,13 @@ MNIST_CLONES void band_forward(float* z, const float* w, const float* init, int6
 }
 
 // The weight gradient dW = X^T dZ reads X by input: row k of dW sums dZ's rows i weighted by
-// X[i, k], over the samples whose input k is non-zero. So each band, right after its forward,
-// regroups its non-zeros by input (a counting sort: input k0 + k's are index/value[start[k] ..
-// start[k + 1]), index being the sample's place in the batch, samples in batch order). `by_input`
-// holds the band's inputs + 2 starts and len times its inputs entries.
-MNIST_CLONES void group_by_input(const SparseRows& x, const int64_t* runs, int64_t len, int64_t k0, int64_t k1, SparseRows& by_input) {
+// X[i, k], over the samples whose input k is non-zero. So each band regroups a chunk's non-zeros
+// by input (a counting sort: input k0 + k's are index/value[start[k] .. start[k + 1]), index being
+// the sample's place in the batch, `first` + i for the chunk's sample i, in batch order), from the
+// runs its forward found. `by_input` holds the band's inputs + 2 starts and a chunk times its
+// inputs entries.
+MNIST_CLONES void group_by_input(const SparseRows& x, const int64_t* runs, int64_t first, int64_t len, int64_t k0, int64_t k1,
+                                 SparseRows& by_input) {
   const int64_t n = k1 - k0;
   int64_t* start = by_input.start.data();
   std::fill(start, start + n + 2, 0);
@@ -174,7 +182,7 @@ MNIST_CLONES void group_by_input(const SparseRows& x, const int64_t* runs, int64
   for (int64_t i = 0; i < len; ++i)
     for (int64_t e = runs[2 * i]; e < runs[2 * i + 1]; ++e) {
       const int64_t slot = start[x.index[e] - k0 + 1]++;  // moves start[k + 1] from where k's begin to where they end
-      by_input.index[slot] = static_cast<int32_t>(i);
+      by_input.index[slot] = static_cast<int32_t>(first + i);
       by_input.value[slot] = x.value[e];
     }
 }
@@ -199,20 +207,22 @@ struct Update {
   }
 };
 
-// Rows [k0, k1) of dW ([in, out]) from dZ ([len, out]) and the band's groups, updated kUpdateRows
-// rows at a time as soon as they are summed (their parameters, gradients and slots are still in
-// the L1 cache; one short update per row would spend much of its time in the vector loop's tail).
+// Rows [k0, k1) of dW ([in, out]) from dZ ([len, out]) and a chunk's groups: the chunk's terms
+// added to the rows the chunks before summed (`more`), or to zero. After the last chunk
+// (`update`, else null) they are updated kUpdateRows rows at a time as soon as they are summed
+// (their parameters, gradients and slots are still in the L1 cache; one short update per row
+// would spend much of its time in the vector loop's tail).
 constexpr int64_t kUpdateRows = 8;
 MNIST_CLONES void weight_grad_rows(float* dw, int64_t weight, int64_t out, const float* dz, const SparseRows& by_input, int64_t k0,
-                                   int64_t k1, const Update& update) {
+                                   int64_t k1, bool more, const Update* update) {
   const int64_t* start = by_input.start.data();
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t first = start[k - k0];
-    row_combination(dw + k * out, nullptr, dz, out, out, by_input.index.data() + first, by_input.value.data() + first,
-                    start[k - k0 + 1] - first);
-    if ((k + 1 - k0) % kUpdateRows == 0 || k + 1 == k1) {
+    row_combination(dw + k * out, more ? dw + k * out : nullptr, dz, out, out, by_input.index.data() + first,
+                    by_input.value.data() + first, start[k - k0 + 1] - first);
+    if (update && ((k + 1 - k0) % kUpdateRows == 0 || k + 1 == k1)) {
       const int64_t rows = (k - k0) % kUpdateRows + 1;
-      update(weight + (k + 1 - rows) * out, rows * out);
+      (*update)(weight + (k + 1 - rows) * out, rows * out);
     }
   }
 }
@@ -370,13 +380,15 @@ class CpuStep : public FusedDenseStep {
   };
   void prefetch(const Rows& samples) const;
   void forward(const int64_t* rows, int64_t len);
+  const SparseRows& input(size_t l) const { return l == 0 ? images_ : inputs_[l]; }  // layer l's input rows
   void backward(int64_t len, const Update& update, const Rows& next);
 
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
   std::vector<SparseRows> inputs_;        // per layer but the first: its input activations as sparse rows
-  // Per layer, per band of its inputs (the parallel section above): the batch's non-zeros in the
-  // band grouped by input, and where each sample's run of them is; per layer, the bands' outputs
-  // but the first's ([bands - 1, batch, out]) and the work that decides the split.
+  // Per layer, per band of its inputs (the parallel section above): a chunk's non-zeros in the
+  // band grouped by input, and where each sample of the batch has its run of them; per layer, the
+  // bands' outputs but the first's for a chunk ([bands - 1, chunk, out]) and the work that decides
+  // the split.
   std::vector<std::vector<SparseRows>> groups_;
   std::vector<std::vector<std::vector<int64_t>>> runs_;
   std::vector<std::vector<float>> partials_;
@@ -394,7 +406,7 @@ class CpuStep : public FusedDenseStep {
 
 CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
     : FusedDenseStep(model, optimizer, config) {
-  const auto batch = static_cast<size_t>(config.batch_size);
+  const auto batch = static_cast<size_t>(config.batch_size), chunk = std::min(batch, static_cast<size_t>(kChunk));
   int64_t widest = 0, largest = 0;
   for (const auto& l : layers_) {
     widest = std::max({widest, l.in, l.out});
@@ -413,9 +425,9 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
     runs_.emplace_back(static_cast<size_t>(bands), std::vector<int64_t>(2 * batch));
     for (int64_t b = 0; b < bands; ++b) {
       const auto width = static_cast<size_t>(band_edge(l.in, bands, b + 1) - band_edge(l.in, bands, b));
-      groups_.back().push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(batch * width), std::vector<float>(batch * width)});
+      groups_.back().push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(chunk * width), std::vector<float>(chunk * width)});
     }
-    partials_.emplace_back(static_cast<size_t>(bands - 1) * batch * static_cast<size_t>(l.out));
+    partials_.emplace_back(static_cast<size_t>(bands - 1) * chunk * static_cast<size_t>(l.out));
   }
   work_.resize(layers_.size());
   delta_.resize(batch * wide + slack);
@@ -453,36 +465,41 @@ void CpuStep::bind(const Split& train) {
   bound_ = train.images;
 }
 
-// Layer by layer, band by band (the parallel section above): each band's share of the outputs and
-// its non-zeros grouped by input; then the bands' sums, and a hidden layer's activations packed as
-// the next layer's sparse input rows.
+// Layer by layer (a hidden layer's activations first packed as the next layer's sparse input
+// rows), chunk by chunk, band by band (the parallel section above): each band's share of the
+// chunk's outputs and where each sample's run of its non-zeros is; then the bands' sums.
 void CpuStep::forward(const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
-    const SparseRows& x = l == 0 ? images_ : inputs_[l];
+    const SparseRows& x = input(l);
     const int64_t* x_rows = l == 0 ? rows : batch_rows_.data();
     if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, inputs_[l]);
     const int64_t terms = x.start[x_rows[0] + 1] - x.start[x_rows[0]];  // a sample's non-zeros, judged by the first
-    work_[l] = len * std::max<int64_t>(1, terms) * L.out;
+    work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
     const int64_t bands = band_count(L.in);
-    for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
-        float* z = b == 0 ? acts_[l].data() : partials_[l].data() + (b - 1) * len * L.out;
-        const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
-        int64_t* runs = runs_[l][static_cast<size_t>(b)].data();
-        band_forward(z, p + L.weight, init, L.out, x_rows, len, x, k0, k1, runs);
-        group_by_input(x, runs, len, k0, k1, groups_[l][static_cast<size_t>(b)]);
-      }
-    });
-    sum_bands(acts_[l].data(), partials_[l].data(), bands, len * L.out, l + 1 < layers_.size(), L.activation);
+    for (int64_t first = 0; first < len; first += kChunk) {
+      const int64_t n = std::min(kChunk, len - first);
+      float* z = acts_[l].data() + first * L.out;
+      for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
+          const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
+          int64_t* runs = runs_[l][static_cast<size_t>(b)].data() + 2 * first;
+          band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x, k0,
+                       k1, runs);
+        }
+      });
+      sum_bands(z, partials_[l].data(), bands, n * L.out, l + 1 < layers_.size(), L.activation);
+    }
   }
 }
 
 // Top down, each layer's parameters are updated as soon as their gradients are summed: the bias,
 // then (after the gradient of the layer's input, which reads the weights before their update) the
-// weights, band by band, each on the thread that read them in the forward.
+// weights, band by band, each on the thread that read them in the forward, chunk by chunk (the
+// chunk's non-zeros grouped by input, then their terms added to the band's rows of dW; the last
+// chunk's rows updated as they are summed).
 void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
   const float* p = params_.data_ptr<float>();
   float* g = grads_.data_ptr<float>();
@@ -499,9 +516,16 @@ void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
     }
     const int64_t bands = band_count(L.in);
     for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b)
-        weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups_[l][static_cast<size_t>(b)], band_edge(L.in, bands, b),
-                         band_edge(L.in, bands, b + 1), update);
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
+        SparseRows& groups = groups_[l][static_cast<size_t>(b)];
+        for (int64_t first = 0; first < len; first += kChunk) {
+          const int64_t n = std::min(kChunk, len - first);
+          group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
+          weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
+                           first + n == len ? &update : nullptr);
+        }
+      }
       if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
     });
     if (l == 0) break;
