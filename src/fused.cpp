@@ -130,6 +130,11 @@ int64_t band_count(int64_t in) { return in >= kBandInputs ? kBands : 1; }
 // Each output and each row of dW still sums its terms in the same order, so the bits are the
 // same whatever the chunk size.
 constexpr int64_t kChunk = 512;
+// Calls body(first, n) on the chunks [first, first + n) of a batch of len samples, in order.
+template <typename Body>
+void for_each_chunk(int64_t len, const Body& body) {
+  for (int64_t first = 0; first < len; first += kChunk) body(first, std::min(kChunk, len - first));
+}
 // Band b is inputs [band_edge(b), band_edge(b + 1)): cut at multiples of 16 inputs, so that
 // no cache line of W holds rows of two bands (16 rows of any width are whole cache lines).
 int64_t band_edge(int64_t in, int64_t bands, int64_t b) { return b == bands ? in : b * in / bands / 16 * 16; }
@@ -478,8 +483,7 @@ void CpuStep::forward(const int64_t* rows, int64_t len) {
     const int64_t terms = x.start[x_rows[0] + 1] - x.start[x_rows[0]];  // a sample's non-zeros, judged by the first
     work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
     const int64_t bands = band_count(L.in);
-    for (int64_t first = 0; first < len; first += kChunk) {
-      const int64_t n = std::min(kChunk, len - first);
+    for_each_chunk(len, [&](int64_t first, int64_t n) {
       float* z = acts_[l].data() + first * L.out;
       for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
@@ -491,7 +495,7 @@ void CpuStep::forward(const int64_t* rows, int64_t len) {
         }
       });
       sum_bands(z, partials_[l].data(), bands, n * L.out, l + 1 < layers_.size(), L.activation);
-    }
+    });
   }
 }
 
@@ -519,12 +523,11 @@ void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
         SparseRows& groups = groups_[l][static_cast<size_t>(b)];
-        for (int64_t first = 0; first < len; first += kChunk) {
-          const int64_t n = std::min(kChunk, len - first);
+        for_each_chunk(len, [&](int64_t first, int64_t n) {
           group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
           weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
                            first + n == len ? &update : nullptr);
-        }
+        });
       }
       if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
     });

@@ -57,10 +57,12 @@ Window window(int64_t in, int64_t k, int64_t s, Padding p) {
 // Spatial windows of Conv2D and the poolings: output size and the padding of each side.
 struct Spatial {
   Window h, w;
-  bool padded() const { return h.before + h.after + w.before + w.after > 0; }
   bool symmetric() const { return h.before == h.after && w.before == w.after; }
   std::vector<int64_t> pads() const { return {w.before, w.after, h.before, h.after}; }  // constant_pad_nd order
-  std::vector<int64_t> padding() const { return {h.before, w.before}; }                // conv2d / pooling order, if symmetric()
+  // What LibTorch's `padding` argument does (conv2d / pooling order): an even split, else none.
+  std::vector<int64_t> padding() const {
+    return symmetric() ? std::vector<int64_t>{h.before, w.before} : std::vector<int64_t>{0, 0};
+  }
 };
 Spatial spatial(const Shape& in, const Pair& k, const Pair& s, Padding p, const LayerSpec& spec, const std::string& path) {
   Spatial out{window(in[0], k[0], s[0], p), window(in[1], k[1], s[1], p)};
@@ -70,16 +72,14 @@ Spatial spatial(const Shape& in, const Pair& k, const Pair& s, Padding p, const 
   return out;
 }
 
-// The explicit padding an odd split needs (none when LibTorch's `padding` argument does it), as
-// a tensor op and as TorchScript.
+// The explicit padding an odd split needs (none when Spatial::padding() does it), as a tensor op
+// and as TorchScript.
 torch::Tensor pad_odd(const Spatial& sp, const torch::Tensor& x, double value) {
   return sp.symmetric() ? x : torch::constant_pad_nd(x, sp.pads(), value);
 }
 std::string pad_script(const Spatial& sp, const std::string& value) {
   return sp.symmetric() ? "" : "  x = torch.constant_pad_nd(x, " + ints(sp.pads()) + ", " + value + ")\n";
 }
-// The `padding` argument that goes with pad_odd: the even split, or none.
-std::vector<int64_t> even_padding(const Spatial& sp) { return sp.symmetric() ? sp.padding() : std::vector<int64_t>{0, 0}; }
 
 class Flatten : public Layer {
  public:
@@ -146,11 +146,11 @@ class Conv2D : public Layer {
     if (s.use_bias) bias_ = register_parameter("bias", torch::zeros({s.filters}));
   }
   torch::Tensor forward(const torch::Tensor& x) override {
-    return torch::conv2d(pad_odd(sp_, x, 0), weight_, bias_, {spec_.strides[0], spec_.strides[1]}, even_padding(sp_));
+    return torch::conv2d(pad_odd(sp_, x, 0), weight_, bias_, {spec_.strides[0], spec_.strides[1]}, sp_.padding());
   }
   std::string script() const override {
     return pad_script(sp_, "0.0") + "  x = torch.conv2d(x, self.weight, " + (bias_.defined() ? "self.bias" : "None") + ", " +
-           ints({spec_.strides[0], spec_.strides[1]}) + ", " + ints(even_padding(sp_)) + ")\n";
+           ints({spec_.strides[0], spec_.strides[1]}) + ", " + ints(sp_.padding()) + ")\n";
   }
   std::vector<KerasWeight> keras_weights() const override {
     // Keras kernel (kh, kw, in, out) -> LibTorch (out, in, kh, kw)
@@ -173,7 +173,7 @@ class Pooling2D : public Layer {
     const std::vector<int64_t> k = {spec_.pool_size[0], spec_.pool_size[1]}, st = {spec_.strides[0], spec_.strides[1]};
     // Padding never wins a max (LibTorch's `padding` is -inf there too), and TensorFlow's "same"
     // average excludes it from each window's count.
-    if (max_) return torch::max_pool2d(pad_odd(sp_, x, -INFINITY), k, st, even_padding(sp_));
+    if (max_) return torch::max_pool2d(pad_odd(sp_, x, -INFINITY), k, st, sp_.padding());
     if (sp_.symmetric()) return torch::avg_pool2d(x, k, st, sp_.padding(), /*ceil_mode=*/false, /*count_include_pad=*/false);
     const torch::Tensor sums = torch::avg_pool2d(torch::constant_pad_nd(x, sp_.pads(), 0), k, st);
     const torch::Tensor ones = torch::ones({1, 1, x.size(2), x.size(3)}, x.options());
@@ -182,7 +182,7 @@ class Pooling2D : public Layer {
   std::string script() const override {
     const std::string k = ints({spec_.pool_size[0], spec_.pool_size[1]}), st = ints({spec_.strides[0], spec_.strides[1]});
     if (max_)
-      return pad_script(sp_, "float('-inf')") + "  x = torch.max_pool2d(x, " + k + ", " + st + ", " + ints(even_padding(sp_)) + ")\n";
+      return pad_script(sp_, "float('-inf')") + "  x = torch.max_pool2d(x, " + k + ", " + st + ", " + ints(sp_.padding()) + ")\n";
     if (sp_.symmetric()) return "  x = torch.avg_pool2d(x, " + k + ", " + st + ", " + ints(sp_.padding()) + ", False, False)\n";
     return "  ones = torch.ones([1, 1, x.size(2), x.size(3)], dtype=x.dtype, device=x.device)\n" + pad_script(sp_, "0.0") +
            "  x = torch.avg_pool2d(x, " + k + ", " + st + ") / torch.avg_pool2d(torch.constant_pad_nd(ones, " +
