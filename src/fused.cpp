@@ -110,6 +110,46 @@ MNIST_INLINE void row_combination(float* out, const float* init, const float* w,
   });
 }
 
+// A narrow layer (at most one vector of outputs: the classifier's 10 units) makes row
+// combinations of a single vector: one chain of dependent multiply-adds, a few cycles each, where
+// the wide rows above keep the unit busy with a vector per accumulator. So several of its rows
+// are built together, each its own chain, from the same rows of w with values of their own:
+//     out[r * ld_out + 0..n) = init[0..n) (or 0) + sum over e < count of value[r * r_step + e * e_step] * w[e * ld + 0..n)
+// for r < Rows, each summed in e's order (the same order as a row combination of those terms).
+template <int Rows>
+MNIST_INLINE void narrow_tile(float* out, int64_t ld_out, const float* init, const float* w, int64_t ld, const float* value,
+                              int64_t r_step, int64_t e_step, int64_t count, int64_t n) {
+  vec16 acc[Rows];
+  for (int r = 0; r < Rows; ++r) acc[r] = init ? *reinterpret_cast<const vec16*>(init) : vec16{};
+  for (int64_t e = 0; e < count; ++e) {
+    const vec16 we = *reinterpret_cast<const vec16*>(w + e * ld);
+    for (int r = 0; r < Rows; ++r) acc[r] += value[r * r_step + e * e_step] * we;
+  }
+  for (int r = 0; r < Rows; ++r)
+    for (int64_t l = 0; l < n; ++l) out[r * ld_out + l] = acc[r][l];
+}
+
+// Rows [begin, end) of such a combination (row r's values from value + r * r_step), in tiles of
+// as many rows as there are accumulators to spare (widest_tile()).
+MNIST_INLINE void narrow_rows(float* out, int64_t ld_out, const float* init, const float* w, int64_t ld, const float* value,
+                              int64_t r_step, int64_t e_step, int64_t count, int64_t n, int64_t begin, int64_t end) {
+  const int64_t tile = widest_tile();
+  for (int64_t r = begin; r < end; r += tile) {
+    float* o = out + r * ld_out;
+    const float* v = value + r * r_step;
+    switch (std::min(tile, end - r)) {
+      case 1: narrow_tile<1>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      case 2: narrow_tile<2>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      case 3: narrow_tile<3>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      case 4: narrow_tile<4>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      case 5: narrow_tile<5>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      case 6: narrow_tile<6>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      case 7: narrow_tile<7>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+      default: narrow_tile<8>(o, ld_out, init, w, ld, v, r_step, e_step, count, n); break;
+    }
+  }
+}
+
 // Both cores. A layer's inputs are cut in bands (kBands of them when it has at least kBandInputs
 // inputs, else one), and each band is one thread's work in the forward and in the backward:
 //  - forward: the band's share of every sample's output, Z_b = X[:, band] W[band, :] (band 0 adds
@@ -269,6 +309,24 @@ MNIST_CLONES void bias_grad(float* db, const float* dz, int64_t out, int64_t len
 
 MNIST_CLONES void hidden_backward(float* d, const float* a, int64_t n, Activation act) { activation_grad_rows(d, a, n, act); }
 
+// A narrow layer on a hidden layer's outputs A ([len, in], read dense: with one vector per term,
+// skipping ReLU's zeros would save less than packing them costs). Forward: samples [begin, end)
+// of Z = A W + b, each output summing its inputs in order.
+MNIST_CLONES void narrow_forward(float* z, const float* w, const float* bias, const float* a, int64_t in, int64_t out, int64_t begin,
+                                 int64_t end) {
+  narrow_rows(z, out, bias, w, out, a, /*r_step=*/in, /*e_step=*/1, /*count=*/in, out, begin, end);
+}
+// Rows [k0, k1) of dW = A^T dZ ([in, out]): row k sums dZ's rows weighted by A[:, k], in batch
+// order, and is updated with the rows summed with it.
+MNIST_CLONES void narrow_weight_grad(float* dw, int64_t weight, const float* dz, const float* a, int64_t in, int64_t out, int64_t len,
+                                     int64_t k0, int64_t k1, const Update& update) {
+  for (int64_t k = k0; k < k1; k += kUpdateRows) {
+    const int64_t rows = std::min(kUpdateRows, k1 - k);
+    narrow_rows(dw, out, nullptr, dz, out, a, /*r_step=*/1, /*e_step=*/in, /*count=*/len, out, k, k + rows);
+    update(weight + k * out, rows * out);
+  }
+}
+
 // Softmax cross-entropy with Keras's label smoothing, mean over the batch (cross_entropy.h):
 // replaces the logits by d loss / d logits and returns the summed loss; counts where Keras's
 // accuracy finds the label (activation.h's predicted_class on the model's output activation).
@@ -386,6 +444,8 @@ class CpuStep : public FusedDenseStep {
   void prefetch(const Rows& samples) const;
   void forward(const int64_t* rows, int64_t len);
   const SparseRows& input(size_t l) const { return l == 0 ? images_ : inputs_[l]; }  // layer l's input rows
+  // Layer l is narrow (narrow_tile) and reads the layer below's outputs dense, not as sparse rows.
+  bool narrow(size_t l) const { return l > 0 && layers_[l].out <= kLanes; }
   void backward(int64_t len, const Update& update, const Rows& next);
 
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
@@ -420,19 +480,21 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
   const auto slack = static_cast<size_t>(kSlack), wide = static_cast<size_t>(widest);
   for (const auto& l : layers_) acts_.emplace_back(batch * static_cast<size_t>(l.out) + slack);
   inputs_.resize(layers_.size());
-  for (size_t l = 1; l < layers_.size(); ++l) {
-    const auto in = static_cast<size_t>(layers_[l].in);
-    inputs_[l] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in)};
-  }
-  for (const auto& l : layers_) {
+  groups_.resize(layers_.size());
+  runs_.resize(layers_.size());
+  partials_.resize(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (narrow(i)) continue;  // reads dense outputs: no sparse rows, bands or groups
+    const Layer& l = layers_[i];
+    const auto in = static_cast<size_t>(l.in);
+    if (i > 0) inputs_[i] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in)};
     const int64_t bands = band_count(l.in);
-    groups_.emplace_back();
-    runs_.emplace_back(static_cast<size_t>(bands), std::vector<int64_t>(2 * batch));
+    runs_[i].assign(static_cast<size_t>(bands), std::vector<int64_t>(2 * batch));
     for (int64_t b = 0; b < bands; ++b) {
       const auto width = static_cast<size_t>(band_edge(l.in, bands, b + 1) - band_edge(l.in, bands, b));
-      groups_.back().push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(chunk * width), std::vector<float>(chunk * width)});
+      groups_[i].push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(chunk * width), std::vector<float>(chunk * width)});
     }
-    partials_.emplace_back(static_cast<size_t>(bands - 1) * chunk * static_cast<size_t>(l.out));
+    partials_[i].resize(static_cast<size_t>(bands - 1) * chunk * static_cast<size_t>(l.out));
   }
   work_.resize(layers_.size());
   delta_.resize(batch * wide + slack);
@@ -472,11 +534,21 @@ void CpuStep::bind(const Split& train) {
 
 // Layer by layer (a hidden layer's activations first packed as the next layer's sparse input
 // rows), chunk by chunk, band by band (the parallel section above): each band's share of the
-// chunk's outputs and where each sample's run of its non-zeros is; then the bands' sums.
+// chunk's outputs and where each sample's run of its non-zeros is; then the bands' sums. A narrow
+// layer reads the layer below's outputs dense, a few samples at a time (narrow_forward).
 void CpuStep::forward(const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
+    const bool hidden = l + 1 < layers_.size();
+    if (narrow(l)) {
+      float* z = acts_[l].data();
+      split_rows(len, L.in * L.out, [&](int64_t begin, int64_t end) {
+        narrow_forward(z, p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, acts_[l - 1].data(), L.in, L.out, begin, end);
+      });
+      sum_bands(z, nullptr, /*bands=*/1, len * L.out, hidden, L.activation);  // one band: the activation alone
+      continue;
+    }
     const SparseRows& x = input(l);
     const int64_t* x_rows = l == 0 ? rows : batch_rows_.data();
     if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, inputs_[l]);
@@ -494,7 +566,7 @@ void CpuStep::forward(const int64_t* rows, int64_t len) {
                        k1, runs);
         }
       });
-      sum_bands(z, partials_[l].data(), bands, n * L.out, l + 1 < layers_.size(), L.activation);
+      sum_bands(z, partials_[l].data(), bands, n * L.out, hidden, L.activation);
     });
   }
 }
@@ -503,7 +575,8 @@ void CpuStep::forward(const int64_t* rows, int64_t len) {
 // then (after the gradient of the layer's input, which reads the weights before their update) the
 // weights, band by band, each on the thread that read them in the forward, chunk by chunk (the
 // chunk's non-zeros grouped by input, then their terms added to the band's rows of dW; the last
-// chunk's rows updated as they are summed).
+// chunk's rows updated as they are summed). A narrow layer's rows of dW are summed a few at a
+// time from the dense outputs below, and updated (narrow_weight_grad).
 void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
   const float* p = params_.data_ptr<float>();
   float* g = grads_.data_ptr<float>();
@@ -518,19 +591,25 @@ void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
       input_grad(delta_in_.data(), dz, p + L.weight, wt_.data(), L.in, L.out, len, iota_.data());
       hidden_backward(delta_in_.data(), acts_[l - 1].data(), len * L.in, layers_[l - 1].activation);
     }
-    const int64_t bands = band_count(L.in);
-    for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
-        SparseRows& groups = groups_[l][static_cast<size_t>(b)];
-        for_each_chunk(len, [&](int64_t first, int64_t n) {
-          group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
-          weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
-                           first + n == len ? &update : nullptr);
-        });
-      }
-      if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
-    });
+    if (narrow(l)) {
+      split_rows(L.in, len * L.out, [&](int64_t k0, int64_t k1) {
+        narrow_weight_grad(g + L.weight, L.weight, dz, acts_[l - 1].data(), L.in, L.out, len, k0, k1, update);
+      });
+    } else {
+      const int64_t bands = band_count(L.in);
+      for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
+          SparseRows& groups = groups_[l][static_cast<size_t>(b)];
+          for_each_chunk(len, [&](int64_t first, int64_t n) {
+            group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
+            weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
+                             first + n == len ? &update : nullptr);
+          });
+        }
+        if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
+      });
+    }
     if (l == 0) break;
     std::swap(delta_, delta_in_);
     dz = delta_.data();

@@ -9,7 +9,9 @@
 //  - the first layer reads the images as sparse rows (built once per dataset: about 19% of MNIST's
 //    pixels are non-zero), and each hidden layer's input is packed the same way (ReLU's zeros), so
 //    forward and weight gradients touch only non-zero inputs. Adding 0 * w is all that is skipped,
-//    so the arithmetic is the autograd step's, in another order.
+//    so the arithmetic is the autograd step's, in another order. A narrow layer (at most 16 units:
+//    the classifier) reads its input dense instead, building several rows at once, since a row of
+//    one vector would be a single chain of dependent multiply-adds.
 //  - on several threads, a wide layer's inputs are cut in bands, each one thread's share of the
 //    forward and of the weights' gradients and update, so the weights a thread updates are the
 //    ones it reads (fused.cpp).

@@ -82,6 +82,11 @@ std::vector<Case> covered_cases() {
       {"two hidden layers: tanh, sigmoid, no bias", flatten + R"({"type": "Dense", "units": 150, "activation": "tanh"},
           {"type": "Dense", "units": 52, "activation": "sigmoid", "use_bias": false},
           {"type": "Dense", "units": 10, "activation": "softmax"})", ""},
+      // 12 units: a narrow layer (one vector of outputs, fused.cpp narrow_tile) inside the stack,
+      // without a bias, read dense by the layer above
+      {"narrow hidden layer", flatten + R"({"type": "Dense", "units": 40, "activation": "relu"},
+          {"type": "Dense", "units": 12, "activation": "tanh", "use_bias": false},
+          {"type": "Dense", "units": 10, "activation": "softmax"})", ""},
       {"linear head, from_logits", flatten + R"({"type": "Dense", "units": 16, "activation": "relu", "use_bias": false},
           {"type": "Dense", "units": 10})", R"("loss": {"from_logits": true})"},
       {"single Dense layer (logistic regression)", flatten + R"({"type": "Dense", "units": 10, "activation": "softmax"})", ""},
