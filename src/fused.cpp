@@ -247,27 +247,32 @@ struct Update {
   const UpdateRule& rule;
   StepRow scalars;
   float *p, *g, *slot_a, *slot_b, *slot_c;
-  void operator()(int64_t offset, int64_t n) const {
-    apply_update(rule, scalars, p + offset, g + offset, slot_a + offset, slot_b + offset, slot_c + offset, n);
+  void operator()(int64_t offset, int64_t n) const { (*this)(offset, n, g + offset); }
+  // The same with the gradients of those floats at `grad` instead of in the flat buffer.
+  void operator()(int64_t offset, int64_t n, const float* grad) const {
+    apply_update(rule, scalars, p + offset, grad, slot_a + offset, slot_b + offset, slot_c + offset, n);
   }
 };
 
 // Rows [k0, k1) of dW ([in, out]) from dZ ([len, out]) and a chunk's groups: the chunk's terms
 // added to the rows the chunks before summed (`more`), or to zero. After the last chunk
 // (`update`, else null) they are updated kUpdateRows rows at a time as soon as they are summed
-// (their parameters, gradients and slots are still in the L1 cache; one short update per row
-// would spend much of its time in the vector loop's tail).
+// (their parameters and slots are still in the L1 cache; one short update per row would spend
+// much of its time in the vector loop's tail). Those last sums go to `summed` (kUpdateRows rows,
+// staying in L1), not to dw: writing every row of dW out to L2 and reading it back for the update
+// cost about 5% of the paper's step. dw holds rows only between the chunks of a large batch.
 constexpr int64_t kUpdateRows = 8;
 MNIST_CLONES void weight_grad_rows(float* dw, int64_t weight, int64_t out, const float* dz, const SparseRows& by_input, int64_t k0,
-                                   int64_t k1, bool more, const Update* update) {
+                                   int64_t k1, bool more, const Update* update, float* summed) {
   const int64_t* start = by_input.start.data();
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t first = start[k - k0];
-    row_combination(dw + k * out, more ? dw + k * out : nullptr, dz, out, out, by_input.index.data() + first,
-                    by_input.value.data() + first, start[k - k0 + 1] - first);
+    float* row = update ? summed + (k - k0) % kUpdateRows * out : dw + k * out;
+    row_combination(row, more ? dw + k * out : nullptr, dz, out, out, by_input.index.data() + first, by_input.value.data() + first,
+                    start[k - k0 + 1] - first);
     if (update && ((k + 1 - k0) % kUpdateRows == 0 || k + 1 == k1)) {
       const int64_t rows = (k - k0) % kUpdateRows + 1;
-      (*update)(weight + (k + 1 - rows) * out, rows * out);
+      (*update)(weight + (k + 1 - rows) * out, rows * out, summed);
     }
   }
 }
@@ -456,6 +461,7 @@ class CpuStep : public FusedDenseStep {
   // the split.
   std::vector<std::vector<SparseRows>> groups_;
   std::vector<std::vector<std::vector<int64_t>>> runs_;
+  std::vector<std::vector<std::vector<float>>> summed_;  // per layer, per band: weight_grad_rows's last sums
   std::vector<std::vector<float>> partials_;
   std::vector<int64_t> work_;
   std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
@@ -482,6 +488,7 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
   inputs_.resize(layers_.size());
   groups_.resize(layers_.size());
   runs_.resize(layers_.size());
+  summed_.resize(layers_.size());
   partials_.resize(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (narrow(i)) continue;  // reads dense outputs: no sparse rows, bands or groups
@@ -490,6 +497,7 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
     if (i > 0) inputs_[i] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in)};
     const int64_t bands = band_count(l.in);
     runs_[i].assign(static_cast<size_t>(bands), std::vector<int64_t>(2 * batch));
+    summed_[i].assign(static_cast<size_t>(bands), std::vector<float>(static_cast<size_t>(kUpdateRows * l.out)));
     for (int64_t b = 0; b < bands; ++b) {
       const auto width = static_cast<size_t>(band_edge(l.in, bands, b + 1) - band_edge(l.in, bands, b));
       groups_[i].push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(chunk * width), std::vector<float>(chunk * width)});
@@ -604,7 +612,7 @@ void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
           for_each_chunk(len, [&](int64_t first, int64_t n) {
             group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
             weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
-                             first + n == len ? &update : nullptr);
+                             first + n == len ? &update : nullptr, summed_[l][static_cast<size_t>(b)].data());
           });
         }
         if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
