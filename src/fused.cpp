@@ -17,11 +17,14 @@ namespace mnist {
 namespace {
 
 // A batch of sparse rows (compressed sparse rows): row r's non-zero entries are
-// index/value[start[r] .. start[r + 1]), in increasing index.
+// index/value[start[r] .. start[r + 1]), in increasing index. As the input of a layer cut in
+// `bands` bands (below), row r's entries in band b are [cut[r * (bands + 1) + b], cut[r * (bands
+// + 1) + b + 1]), so that a band finds its run of each row without searching for it.
 struct SparseRows {
   std::vector<int64_t> start;
   std::vector<int32_t> index;
   std::vector<float> value;
+  std::vector<int64_t> cut;
 };
 
 
@@ -192,21 +195,18 @@ void split_rows(int64_t n, int64_t work_per_row, const Body& body) {
   at::parallel_for(0, n, std::max<int64_t>(1, kMinWork / std::max<int64_t>(1, work_per_row)), body);
 }
 
-// One band's forward, Z_b = init + X[:, k0..k1) W[k0..k1, :] for a batch whose inputs X are sparse
+// One band's forward, Z_b = init + X[:, band] W[band, :] for a batch whose inputs X are sparse
 // rows (the images' non-zero pixels, or a hidden layer's non-zero activations: ReLU's zeros are
 // skipped like the pixels), with init the bias (band 0) or zeros. A sample's non-zeros are sorted by
-// input, so its band is one run of them, found by bisection; `runs` keeps where each run begins and
+// input, so its band b is one run of them (SparseRows::cut); `runs` keeps where each run begins and
 // ends ([len, 2]) for the weight gradient's grouping.
 MNIST_CLONES void band_forward(float* z, const float* w, const float* init, int64_t out, const int64_t* rows, int64_t len,
-                               const SparseRows& x, int64_t k0, int64_t k1, int64_t* runs) {
-  const int32_t* index = x.index.data();
+                               const SparseRows& x, int64_t bands, int64_t b, int64_t* runs) {
   for (int64_t i = 0; i < len; ++i) {
-    const int32_t* row_end = index + x.start[rows[i] + 1];
-    const int32_t* first = std::lower_bound(index + x.start[rows[i]], row_end, static_cast<int32_t>(k0));
-    const int32_t* last = std::lower_bound(first, row_end, static_cast<int32_t>(k1));
-    runs[2 * i] = first - index;
-    runs[2 * i + 1] = last - index;
-    row_combination(z + i * out, init, w, out, out, first, x.value.data() + (first - index), last - first);
+    const int64_t* run = x.cut.data() + rows[i] * (bands + 1) + b;
+    runs[2 * i] = run[0];
+    runs[2 * i + 1] = run[1];
+    row_combination(z + i * out, init, w, out, out, x.index.data() + run[0], x.value.data() + run[0], run[1] - run[0]);
   }
 }
 
@@ -277,18 +277,22 @@ MNIST_CLONES void weight_grad_rows(float* dw, int64_t weight, int64_t out, const
   }
 }
 
-// A hidden layer's activations [len, n] as sparse rows 0..len-1, without a branch per entry
-// (ReLU's zeros fall where no branch predictor can guess them).
-MNIST_CLONES void pack_rows(const float* a, int64_t n, int64_t len, SparseRows& x) {
+// A hidden layer's activations [len, n] as sparse rows 0..len-1 cut in `bands` bands, without a
+// branch per entry (ReLU's zeros fall where no branch predictor can guess them).
+MNIST_CLONES void pack_rows(const float* a, int64_t n, int64_t len, int64_t bands, SparseRows& x) {
   int64_t count = 0;
   x.start[0] = 0;
   for (int64_t i = 0; i < len; ++i) {
-    for (int64_t k = 0; k < n; ++k) {
-      const float v = a[i * n + k];
-      x.index[count] = static_cast<int32_t>(k);
-      x.value[count] = v;
-      count += v != 0;
+    for (int64_t b = 0; b < bands; ++b) {
+      x.cut[i * (bands + 1) + b] = count;
+      for (int64_t k = band_edge(n, bands, b); k < band_edge(n, bands, b + 1); ++k) {
+        const float v = a[i * n + k];
+        x.index[count] = static_cast<int32_t>(k);
+        x.value[count] = v;
+        count += v != 0;
+      }
     }
+    x.cut[i * (bands + 1) + bands] = count;
     x.start[i + 1] = count;
   }
 }
@@ -494,13 +498,15 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
     if (narrow(i)) continue;  // reads dense outputs: no sparse rows, bands or groups
     const Layer& l = layers_[i];
     const auto in = static_cast<size_t>(l.in);
-    if (i > 0) inputs_[i] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in)};
     const int64_t bands = band_count(l.in);
+    if (i > 0)
+      inputs_[i] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in),
+                    std::vector<int64_t>(batch * static_cast<size_t>(bands + 1))};
     runs_[i].assign(static_cast<size_t>(bands), std::vector<int64_t>(2 * batch));
     summed_[i].assign(static_cast<size_t>(bands), std::vector<float>(static_cast<size_t>(kUpdateRows * l.out)));
     for (int64_t b = 0; b < bands; ++b) {
       const auto width = static_cast<size_t>(band_edge(l.in, bands, b + 1) - band_edge(l.in, bands, b));
-      groups_[i].push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(chunk * width), std::vector<float>(chunk * width)});
+      groups_[i].push_back({std::vector<int64_t>(width + 2), std::vector<int32_t>(chunk * width), std::vector<float>(chunk * width), {}});
     }
     partials_[i].resize(static_cast<size_t>(bands - 1) * chunk * static_cast<size_t>(l.out));
   }
@@ -537,6 +543,14 @@ void CpuStep::bind(const Split& train) {
     }
     images_.start.push_back(static_cast<int64_t>(images_.index.size()));
   }
+  const int64_t in = layers_[0].in, bands = band_count(in);  // the first layer's bands
+  images_.cut.resize(static_cast<size_t>(n * (bands + 1)));
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t* row = images_.index.data() + images_.start[i];
+    const int32_t* row_end = images_.index.data() + images_.start[i + 1];
+    for (int64_t b = 0; b <= bands; ++b)
+      images_.cut[i * (bands + 1) + b] = std::lower_bound(row, row_end, static_cast<int32_t>(band_edge(in, bands, b))) - images_.index.data();
+  }
   bound_ = train.images;
 }
 
@@ -559,19 +573,19 @@ void CpuStep::forward(const int64_t* rows, int64_t len) {
     }
     const SparseRows& x = input(l);
     const int64_t* x_rows = l == 0 ? rows : batch_rows_.data();
-    if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, inputs_[l]);
-    const int64_t terms = x.start[x_rows[0] + 1] - x.start[x_rows[0]];  // a sample's non-zeros, judged by the first
-    work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
     const int64_t bands = band_count(L.in);
+    if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, bands, inputs_[l]);
+    const int64_t* first_cut = x.cut.data() + x_rows[0] * (bands + 1);
+    const int64_t terms = first_cut[bands] - first_cut[0];  // a sample's non-zeros, judged by the first
+    work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
     for_each_chunk(len, [&](int64_t first, int64_t n) {
       float* z = acts_[l].data() + first * L.out;
       for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
-          const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
           const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
           int64_t* runs = runs_[l][static_cast<size_t>(b)].data() + 2 * first;
-          band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x, k0,
-                       k1, runs);
+          band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x,
+                       bands, b, runs);
         }
       });
       sum_bands(z, partials_[l].data(), bands, n * L.out, hidden, L.activation);
@@ -628,13 +642,16 @@ void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
 // rows of a step's batch are rarely in any cache: reading them cost a memory latency every few
 // lines, about a fifth of a step. So each step ends by asking the cache of every thread to fetch
 // the next batch's rows (order[start + len ..]) and labels (the loss waited for each label in
-// turn: half its time); the data read is the same either way. (noipa: GCC finds that a function
-// of prefetches changes nothing, and drops its calls.)
+// turn: half its time); finding the rows reads where their bands begin (SparseRows::cut), which the
+// forward reads next. The data read is the same either way. (noipa: GCC finds that a function of
+// prefetches changes nothing, and drops its calls.)
 __attribute__((noipa)) void CpuStep::prefetch(const Rows& samples) const {
   constexpr int64_t kLine = 64 / sizeof(float);  // floats (and int32 indices) per cache line
+  const int64_t cuts = band_count(layers_[0].in) + 1;
   for (int64_t i = 0; i < samples.count; ++i) {
     __builtin_prefetch(labels_.data() + samples.rows[i], /*rw=*/0, /*locality=*/2);
-    const int64_t first = images_.start[samples.rows[i]], last = images_.start[samples.rows[i] + 1];
+    const int64_t* cut = images_.cut.data() + samples.rows[i] * cuts;
+    const int64_t first = cut[0], last = cut[cuts - 1];
     for (int64_t e = first; e < last; e += kLine) {
       __builtin_prefetch(images_.index.data() + e, /*rw=*/0, /*locality=*/2);
       __builtin_prefetch(images_.value.data() + e, /*rw=*/0, /*locality=*/2);
