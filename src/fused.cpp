@@ -2,6 +2,7 @@
 #include "fused.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <type_traits>
@@ -451,11 +452,16 @@ class CpuStep : public FusedDenseStep {
     int64_t count;
   };
   void prefetch(const Rows& samples) const;
-  void forward(const int64_t* rows, int64_t len);
+  void forward(size_t l, const int64_t* rows, int64_t len);
   const SparseRows& input(size_t l) const { return l == 0 ? images_ : inputs_[l]; }  // layer l's input rows
   // Layer l is narrow (narrow_tile) and reads the layer below's outputs dense, not as sparse rows.
   bool narrow(size_t l) const { return l > 0 && layers_[l].out <= kLanes; }
-  void backward(int64_t len, const Update& update, const Rows& next);
+  // Layer l's bias, input and weight gradients and their updates, from dZ = dz; the first layer's
+  // groups of its first chunk already built (`grouped`, see step) or not.
+  void backward(size_t l, const float* dz, int64_t len, const Update& update, const Rows& next, bool grouped);
+  // The first layer's groups of a batch's first chunk, band by band, each band taken from `next`
+  // by whichever thread gets to it first, until none is left.
+  void group_first_chunk(std::atomic<int64_t>& next, int64_t len);
 
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
   std::vector<SparseRows> inputs_;        // per layer but the first: its input activations as sparse rows
@@ -468,6 +474,7 @@ class CpuStep : public FusedDenseStep {
   std::vector<std::vector<std::vector<float>>> summed_;  // per layer, per band: weight_grad_rows's last sums
   std::vector<std::vector<float>> partials_;
   std::vector<int64_t> work_;
+  bool overlap_ = true;  // every layer above the first is narrow (step)
   std::vector<float> delta_, delta_in_, wt_;  // backward scratch: dZ of a layer, dA below it, a kernel transposed
   std::vector<int32_t> iota_;                 // 0, 1, 2, ...: the rows of a dense operand, as sparse indices
   std::vector<int64_t> batch_rows_;           // 0 .. batch-1 as int64: a hidden layer's rows
@@ -511,6 +518,7 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
     partials_[i].resize(static_cast<size_t>(bands - 1) * chunk * static_cast<size_t>(l.out));
   }
   work_.resize(layers_.size());
+  for (size_t l = 1; l < layers_.size(); ++l) overlap_ = overlap_ && narrow(l);
   delta_.resize(batch * wide + slack);
   delta_in_.resize(batch * wide + slack);
   wt_.resize(static_cast<size_t>(largest) + slack);
@@ -554,88 +562,88 @@ void CpuStep::bind(const Split& train) {
   bound_ = train.images;
 }
 
-// Layer by layer (a hidden layer's activations first packed as the next layer's sparse input
-// rows), chunk by chunk, band by band (the parallel section above): each band's share of the
-// chunk's outputs and where each sample's run of its non-zeros is; then the bands' sums. A narrow
-// layer reads the layer below's outputs dense, a few samples at a time (narrow_forward).
-void CpuStep::forward(const int64_t* rows, int64_t len) {
+// Layer l's outputs (a hidden layer's input first packed as sparse rows), chunk by chunk, band by
+// band (the parallel section above): each band's share of the chunk's outputs and where each
+// sample's run of its non-zeros is; then the bands' sums. A narrow layer reads the layer below's
+// outputs dense, a few samples at a time (narrow_forward).
+void CpuStep::forward(size_t l, const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& L = layers_[l];
-    const bool hidden = l + 1 < layers_.size();
-    if (narrow(l)) {
-      float* z = acts_[l].data();
-      split_rows(len, L.in * L.out, [&](int64_t begin, int64_t end) {
-        narrow_forward(z, p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, acts_[l - 1].data(), L.in, L.out, begin, end);
-      });
-      sum_bands(z, nullptr, /*bands=*/1, len * L.out, hidden, L.activation);  // one band: the activation alone
-      continue;
-    }
-    const SparseRows& x = input(l);
-    const int64_t* x_rows = l == 0 ? rows : batch_rows_.data();
-    const int64_t bands = band_count(L.in);
-    if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, bands, inputs_[l]);
-    const int64_t* first_cut = x.cut.data() + x_rows[0] * (bands + 1);
-    const int64_t terms = first_cut[bands] - first_cut[0];  // a sample's non-zeros, judged by the first
-    work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
-    for_each_chunk(len, [&](int64_t first, int64_t n) {
-      float* z = acts_[l].data() + first * L.out;
-      for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
-          int64_t* runs = runs_[l][static_cast<size_t>(b)].data() + 2 * first;
-          band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x,
-                       bands, b, runs);
-        }
-      });
-      sum_bands(z, partials_[l].data(), bands, n * L.out, hidden, L.activation);
+  const Layer& L = layers_[l];
+  const bool hidden = l + 1 < layers_.size();
+  if (narrow(l)) {
+    float* z = acts_[l].data();
+    split_rows(len, L.in * L.out, [&](int64_t begin, int64_t end) {
+      narrow_forward(z, p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, acts_[l - 1].data(), L.in, L.out, begin, end);
     });
+    sum_bands(z, nullptr, /*bands=*/1, len * L.out, hidden, L.activation);  // one band: the activation alone
+    return;
   }
+  const SparseRows& x = input(l);
+  const int64_t* x_rows = l == 0 ? rows : batch_rows_.data();
+  const int64_t bands = band_count(L.in);
+  if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, bands, inputs_[l]);
+  const int64_t* first_cut = x.cut.data() + x_rows[0] * (bands + 1);
+  const int64_t terms = first_cut[bands] - first_cut[0];  // a sample's non-zeros, judged by the first
+  work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
+  for_each_chunk(len, [&](int64_t first, int64_t n) {
+    float* z = acts_[l].data() + first * L.out;
+    for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
+        int64_t* runs = runs_[l][static_cast<size_t>(b)].data() + 2 * first;
+        band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x,
+                     bands, b, runs);
+      }
+    });
+    sum_bands(z, partials_[l].data(), bands, n * L.out, hidden, L.activation);
+  });
 }
 
-// Top down, each layer's parameters are updated as soon as their gradients are summed: the bias,
-// then (after the gradient of the layer's input, which reads the weights before their update) the
-// weights, band by band, each on the thread that read them in the forward, chunk by chunk (the
-// chunk's non-zeros grouped by input, then their terms added to the band's rows of dW; the last
-// chunk's rows updated as they are summed). A narrow layer's rows of dW are summed a few at a
-// time from the dense outputs below, and updated (narrow_weight_grad).
-void CpuStep::backward(int64_t len, const Update& update, const Rows& next) {
+// Layer l's parameters, updated as soon as their gradients are summed: the bias, then (after the
+// gradient of the layer's input, which reads the weights before their update) the weights, band by
+// band, each on the thread that read them in the forward, chunk by chunk (the chunk's non-zeros
+// grouped by input, then their terms added to the band's rows of dW; the last chunk's rows updated
+// as they are summed). A narrow layer's rows of dW are summed a few at a time from the dense
+// outputs below, and updated (narrow_weight_grad).
+void CpuStep::backward(size_t l, const float* dz, int64_t len, const Update& update, const Rows& next, bool grouped) {
   const float* p = params_.data_ptr<float>();
   float* g = grads_.data_ptr<float>();
-  const float* dz = acts_.back().data();  // the loss wrote d loss / d logits over the logits
-  for (size_t l = layers_.size(); l-- > 0;) {
-    const Layer& L = layers_[l];
-    if (L.bias >= 0) {
-      bias_grad(g + L.bias, dz, L.out, len, iota_.data(), ones_.data());
-      update(L.bias, L.out);
-    }
-    if (l > 0) {
-      input_grad(delta_in_.data(), dz, p + L.weight, wt_.data(), L.in, L.out, len, iota_.data());
-      hidden_backward(delta_in_.data(), acts_[l - 1].data(), len * L.in, layers_[l - 1].activation);
-    }
-    if (narrow(l)) {
-      split_rows(L.in, len * L.out, [&](int64_t k0, int64_t k1) {
-        narrow_weight_grad(g + L.weight, L.weight, dz, acts_[l - 1].data(), L.in, L.out, len, k0, k1, update);
-      });
-    } else {
-      const int64_t bands = band_count(L.in);
-      for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
-          SparseRows& groups = groups_[l][static_cast<size_t>(b)];
-          for_each_chunk(len, [&](int64_t first, int64_t n) {
-            group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
-            weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
-                             first + n == len ? &update : nullptr, summed_[l][static_cast<size_t>(b)].data());
-          });
-        }
-        if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
-      });
-    }
-    if (l == 0) break;
-    std::swap(delta_, delta_in_);
-    dz = delta_.data();
+  const Layer& L = layers_[l];
+  if (L.bias >= 0) {
+    bias_grad(g + L.bias, dz, L.out, len, iota_.data(), ones_.data());
+    update(L.bias, L.out);
   }
+  if (l > 0) {
+    input_grad(delta_in_.data(), dz, p + L.weight, wt_.data(), L.in, L.out, len, iota_.data());
+    hidden_backward(delta_in_.data(), acts_[l - 1].data(), len * L.in, layers_[l - 1].activation);
+  }
+  if (narrow(l)) {
+    split_rows(L.in, len * L.out, [&](int64_t k0, int64_t k1) {
+      narrow_weight_grad(g + L.weight, L.weight, dz, acts_[l - 1].data(), L.in, L.out, len, k0, k1, update);
+    });
+    return;
+  }
+  const int64_t bands = band_count(L.in);
+  for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t k0 = band_edge(L.in, bands, b), k1 = band_edge(L.in, bands, b + 1);
+      SparseRows& groups = groups_[l][static_cast<size_t>(b)];
+      for_each_chunk(len, [&](int64_t first, int64_t n) {
+        if (!(grouped && first == 0))
+          group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
+        weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
+                         first + n == len ? &update : nullptr, summed_[l][static_cast<size_t>(b)].data());
+      });
+    }
+    if (l == 0) prefetch(next);  // into each thread's cache: each reads its bands of every row
+  });
+}
+
+void CpuStep::group_first_chunk(std::atomic<int64_t>& next, int64_t len) {
+  const int64_t in = layers_[0].in, bands = band_count(in);
+  for (int64_t b = next++; b < bands; b = next++)
+    group_by_input(images_, runs_[0][static_cast<size_t>(b)].data(), /*first=*/0, std::min(len, kChunk), band_edge(in, bands, b),
+                   band_edge(in, bands, b + 1), groups_[0][static_cast<size_t>(b)]);
 }
 
 // The batches' samples are drawn at random from 60,000 sparse rows (about 1.2 KB each), so the
@@ -659,19 +667,44 @@ __attribute__((noipa)) void CpuStep::prefetch(const Rows& samples) const {
   }
 }
 
+// The first layer's forward (on every thread); then, when every layer above it is narrow (the
+// paper's model: `overlap_`), one thread runs the layers above, the loss and their backward down to
+// the first layer's dZ (about a sixth of a step, on one thread) while another groups the first
+// layer's inputs by band, which needs only the forward, and the first joins it when done; then the
+// first layer's weight gradients on every thread. Who groups a band changes nothing in the groups.
 void CpuStep::step(const Batch& b) {
   const int64_t* rows = b.order.data_ptr<int64_t>() + b.start;
   const float* row = b.table.data_ptr<float>() + 2 * b.step;
-  forward(rows, b.len);
-  const Layer& last = layers_.back();
-  *b.loss_sum.data_ptr<float>() += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, b.len, last.out,
-                                                         config_.loss.label_smoothing, output_, b.correct.data_ptr<int64_t>());
   // The update is elementwise, so updating each row where its gradient is summed, on whichever
   // thread sums it, gives the bits of one pass over the buffers.
   const Update update{optimizer_.rule(), StepRow{row[0], row[1]}, params_.data_ptr<float>(), grads_.data_ptr<float>(),
                       slots_[0].data_ptr<float>(), slots_[1].data_ptr<float>(), slots_[2].data_ptr<float>()};
   const Rows next{rows + b.len, std::min(b.len, b.order.numel() - b.start - b.len)};
-  backward(b.len, update, next);
+  forward(0, rows, b.len);
+  const float* dz = acts_.back().data();  // the loss writes d loss / d logits over the logits
+  const auto above_first = [&] {
+    for (size_t l = 1; l < layers_.size(); ++l) forward(l, rows, b.len);
+    const Layer& last = layers_.back();
+    *b.loss_sum.data_ptr<float>() += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, b.len, last.out,
+                                                           config_.loss.label_smoothing, output_, b.correct.data_ptr<int64_t>());
+    for (size_t l = layers_.size(); l-- > 1;) {
+      backward(l, dz, b.len, update, next, /*grouped=*/false);
+      std::swap(delta_, delta_in_);
+      dz = delta_.data();
+    }
+  };
+  if (overlap_) {
+    std::atomic<int64_t> next_band{0};
+    at::parallel_for(0, 2, /*grain_size=*/work_[0] >= kMinWork ? 1 : 2, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) {
+        if (part == 0) above_first();
+        group_first_chunk(next_band, b.len);
+      }
+    });
+  } else {
+    above_first();
+  }
+  backward(0, dz, b.len, update, next, /*grouped=*/overlap_);
 }
 
 }  // namespace

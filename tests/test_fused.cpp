@@ -126,32 +126,37 @@ TEST(Fused, TrainsWhatTheAutogradStepTrains) {
 
 // The fused step splits its layers' inputs in bands, one thread's work each, and its other loops
 // row by row; each band and row is summed as one thread sums it, so the weights, Adam's slots and
-// the metrics are the same bits whatever the thread count. The model is wide enough (784 and 256
-// inputs, 80 units) that every split happens, at batch 32 and at batch 600, which the step works
-// through in chunks (512 samples, then 88).
+// the metrics are the same bits whatever the thread count. The first model is wide enough (784 and
+// 256 inputs, 80 units) that every split happens; the second is the paper's shape, whose step
+// groups the first layer's inputs on one thread while another runs the layers above. Both at
+// batch 32 and at batch 600, which the step works through in chunks (512 samples, then 88).
 TEST(Fused, TrainsTheSameBitsWhateverTheThreadCount) {
-  const std::string layers = R"({"type": "Flatten"}, {"type": "Dense", "units": 256, "activation": "relu"},
-                                {"type": "Dense", "units": 80, "activation": "tanh"}, {"type": "Dense", "units": 10, "activation": "sigmoid"})";
-  Config config = config_with(layers, "");
+  const std::string wide = R"({"type": "Flatten"}, {"type": "Dense", "units": 256, "activation": "relu"},
+                              {"type": "Dense", "units": 80, "activation": "tanh"}, {"type": "Dense", "units": 10, "activation": "sigmoid"})";
+  const std::string paper = R"({"type": "Flatten"}, {"type": "Dense", "units": 100, "activation": "relu"},
+                               {"type": "Dense", "units": 10, "activation": "sigmoid"})";
   const int before = torch::get_num_threads();
-  for (const int64_t batch : {32, 600}) {
-    SCOPED_TRACE("batch " + std::to_string(batch));
-    config.training.batch_size = batch;
-    const Split data = sparse_synthetic(batch == 32 ? 200 : 1300, 1);
-    std::vector<Trained> runs;
-    for (const int threads : {1, 2, 3}) {
-      torch::set_num_threads(threads);
-      runs.push_back(train(config, true, false, data));
-    }
-    torch::set_num_threads(before);
-    ASSERT_EQ(runs[0].step, "fused");
-    for (size_t r = 1; r < runs.size(); ++r) {
-      SCOPED_TRACE(std::to_string(r + 1) + " threads");
-      EXPECT_TRUE(torch::equal(runs[r].params, runs[0].params));
-      EXPECT_TRUE(torch::equal(runs[r].m, runs[0].m));
-      EXPECT_TRUE(torch::equal(runs[r].v, runs[0].v));
-      EXPECT_EQ(runs[r].history.loss, runs[0].history.loss);
-      EXPECT_EQ(runs[r].history.accuracy, runs[0].history.accuracy);
+  for (const auto& [name, layers] : {std::pair{"wide", wide}, std::pair{"paper", paper}}) {
+    for (const int64_t batch : {32, 600}) {
+      SCOPED_TRACE(std::string(name) + " model, batch " + std::to_string(batch));
+      Config config = config_with(layers, "");
+      config.training.batch_size = batch;
+      const Split data = sparse_synthetic(batch == 32 ? 200 : 1300, 1);
+      std::vector<Trained> runs;
+      for (const int threads : {1, 2, 3}) {
+        torch::set_num_threads(threads);
+        runs.push_back(train(config, true, false, data));
+      }
+      torch::set_num_threads(before);
+      ASSERT_EQ(runs[0].step, "fused");
+      for (size_t r = 1; r < runs.size(); ++r) {
+        SCOPED_TRACE(std::to_string(r + 1) + " threads");
+        EXPECT_TRUE(torch::equal(runs[r].params, runs[0].params));
+        EXPECT_TRUE(torch::equal(runs[r].m, runs[0].m));
+        EXPECT_TRUE(torch::equal(runs[r].v, runs[0].v));
+        EXPECT_EQ(runs[r].history.loss, runs[0].history.loss);
+        EXPECT_EQ(runs[r].history.accuracy, runs[0].history.accuracy);
+      }
     }
   }
 }
