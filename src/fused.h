@@ -14,7 +14,8 @@
 //    one vector would be a single chain of dependent multiply-adds.
 //  - on several threads, a wide layer's inputs are cut in bands, each one thread's share of the
 //    forward and of the weights' gradients and update, so the weights a thread updates are the
-//    ones it reads (fused.cpp).
+//    ones it reads; while one thread runs the narrow layers above the first and the loss, the
+//    others regroup the first layer's inputs for its weight gradient (fused.cpp).
 // The weights and the optimizer's slots are copied in at the start of each epoch and back at its
 // end or interruption (FusedDenseStep), so checkpoints, evaluation and export see the usual model.
 // On CUDA (Torch built with it) the same step runs as a few kernels per layer (fused_kernels.h),
