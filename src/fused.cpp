@@ -199,14 +199,11 @@ void split_rows(int64_t n, int64_t work_per_row, const Body& body) {
 // One band's forward, Z_b = init + X[:, band] W[band, :] for a batch whose inputs X are sparse
 // rows (the images' non-zero pixels, or a hidden layer's non-zero activations: ReLU's zeros are
 // skipped like the pixels), with init the bias (band 0) or zeros. A sample's non-zeros are sorted by
-// input, so its band b is one run of them (SparseRows::cut); `runs` keeps where each run begins and
-// ends ([len, 2]) for the weight gradient's grouping.
+// input, so its band b is one run of them (SparseRows::cut).
 MNIST_CLONES void band_forward(float* z, const float* w, const float* init, int64_t out, const int64_t* rows, int64_t len,
-                               const SparseRows& x, int64_t bands, int64_t b, int64_t* runs) {
+                               const SparseRows& x, int64_t bands, int64_t b) {
   for (int64_t i = 0; i < len; ++i) {
     const int64_t* run = x.cut.data() + rows[i] * (bands + 1) + b;
-    runs[2 * i] = run[0];
-    runs[2 * i + 1] = run[1];
     row_combination(z + i * out, init, w, out, out, x.index.data() + run[0], x.value.data() + run[0], run[1] - run[0]);
   }
 }
@@ -215,18 +212,19 @@ MNIST_CLONES void band_forward(float* z, const float* w, const float* init, int6
 // X[i, k], over the samples whose input k is non-zero. So each band regroups a chunk's non-zeros
 // by input (a counting sort: input k0 + k's are index/value[start[k] .. start[k + 1]), index being
 // the sample's place in the batch, `first` + i for the chunk's sample i, in batch order), from the
-// runs its forward found. `by_input` holds the band's inputs + 2 starts and a chunk times its
-// inputs entries.
-MNIST_CLONES void group_by_input(const SparseRows& x, const int64_t* runs, int64_t first, int64_t len, int64_t k0, int64_t k1,
-                                 SparseRows& by_input) {
+// chunk's rows (`rows`: x's rows of samples first .. first + len) cut at band b of `bands`, inputs
+// [k0, k1). `by_input` holds the band's inputs + 2 starts and a chunk times its inputs entries.
+MNIST_CLONES void group_by_input(const SparseRows& x, const int64_t* rows, int64_t first, int64_t len, int64_t bands, int64_t b,
+                                 int64_t k0, int64_t k1, SparseRows& by_input) {
   const int64_t n = k1 - k0;
   int64_t* start = by_input.start.data();
   std::fill(start, start + n + 2, 0);
+  const auto run = [&](int64_t i) { return x.cut.data() + rows[i] * (bands + 1) + b; };  // sample i's [begin, end)
   for (int64_t i = 0; i < len; ++i)  // counted at k + 2, so that after the sums below and the moves start[k] ends where k's begin
-    for (int64_t e = runs[2 * i]; e < runs[2 * i + 1]; ++e) ++start[x.index[e] - k0 + 2];
+    for (int64_t e = run(i)[0], end = run(i)[1]; e < end; ++e) ++start[x.index[e] - k0 + 2];
   for (int64_t k = 0; k < n; ++k) start[k + 2] += start[k + 1];
   for (int64_t i = 0; i < len; ++i)
-    for (int64_t e = runs[2 * i]; e < runs[2 * i + 1]; ++e) {
+    for (int64_t e = run(i)[0], end = run(i)[1]; e < end; ++e) {
       const int64_t slot = start[x.index[e] - k0 + 1]++;  // moves start[k + 1] from where k's begin to where they end
       by_input.index[slot] = static_cast<int32_t>(first + i);
       by_input.value[slot] = x.value[e];
@@ -317,6 +315,7 @@ MNIST_CLONES void bias_grad(float* db, const float* dz, int64_t out, int64_t len
   row_combination(db, nullptr, dz, out, out, iota, ones, len);
 }
 
+MNIST_CLONES void hidden_forward(float* z, int64_t n, Activation act) { activate_rows(z, n, act); }
 MNIST_CLONES void hidden_backward(float* d, const float* a, int64_t n, Activation act) { activation_grad_rows(d, a, n, act); }
 
 // A narrow layer on a hidden layer's outputs A ([len, in], read dense: with one vector per term,
@@ -454,23 +453,23 @@ class CpuStep : public FusedDenseStep {
   void prefetch(const Rows& samples) const;
   void forward(size_t l, const int64_t* rows, int64_t len);
   const SparseRows& input(size_t l) const { return l == 0 ? images_ : inputs_[l]; }  // layer l's input rows
+  // Which of them are the batch's samples: the batch's rows of the images, a hidden layer's 0 .. len-1.
+  const int64_t* input_rows(size_t l, const int64_t* rows) const { return l == 0 ? rows : batch_rows_.data(); }
   // Layer l is narrow (narrow_tile) and reads the layer below's outputs dense, not as sparse rows.
   bool narrow(size_t l) const { return l > 0 && layers_[l].out <= kLanes; }
   // Layer l's bias, input and weight gradients and their updates, from dZ = dz; the first layer's
   // groups of its first chunk already built (`grouped`, see step) or not.
-  void backward(size_t l, const float* dz, int64_t len, const Update& update, const Rows& next, bool grouped);
+  void backward(size_t l, const float* dz, const int64_t* rows, int64_t len, const Update& update, const Rows& next, bool grouped);
   // The first layer's groups of a batch's first chunk, band by band, each band taken from `next`
   // by whichever thread gets to it first, until none is left.
-  void group_first_chunk(std::atomic<int64_t>& next, int64_t len);
+  void group_first_chunk(std::atomic<int64_t>& next, const int64_t* rows, int64_t len);
 
   std::vector<std::vector<float>> acts_;  // per layer: [batch, out] outputs (the last: logits, then dlogits)
   std::vector<SparseRows> inputs_;        // per layer but the first: its input activations as sparse rows
   // Per layer, per band of its inputs (the parallel section above): a chunk's non-zeros in the
-  // band grouped by input, and where each sample of the batch has its run of them; per layer, the
-  // bands' outputs but the first's for a chunk ([bands - 1, chunk, out]) and the work that decides
-  // the split.
+  // band grouped by input; per layer, the bands' outputs but the first's for a chunk ([bands - 1,
+  // chunk, out]) and the work that decides the split.
   std::vector<std::vector<SparseRows>> groups_;
-  std::vector<std::vector<std::vector<int64_t>>> runs_;
   std::vector<std::vector<std::vector<float>>> summed_;  // per layer, per band: weight_grad_rows's last sums
   std::vector<std::vector<float>> partials_;
   std::vector<int64_t> work_;
@@ -498,7 +497,6 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
   for (const auto& l : layers_) acts_.emplace_back(batch * static_cast<size_t>(l.out) + slack);
   inputs_.resize(layers_.size());
   groups_.resize(layers_.size());
-  runs_.resize(layers_.size());
   summed_.resize(layers_.size());
   partials_.resize(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -509,7 +507,6 @@ CpuStep::CpuStep(const Model& model, KerasOptimizer& optimizer, const TrainingCo
     if (i > 0)
       inputs_[i] = {std::vector<int64_t>(batch + 1), std::vector<int32_t>(batch * in), std::vector<float>(batch * in),
                     std::vector<int64_t>(batch * static_cast<size_t>(bands + 1))};
-    runs_[i].assign(static_cast<size_t>(bands), std::vector<int64_t>(2 * batch));
     summed_[i].assign(static_cast<size_t>(bands), std::vector<float>(static_cast<size_t>(kUpdateRows * l.out)));
     for (int64_t b = 0; b < bands; ++b) {
       const auto width = static_cast<size_t>(band_edge(l.in, bands, b + 1) - band_edge(l.in, bands, b));
@@ -563,9 +560,9 @@ void CpuStep::bind(const Split& train) {
 }
 
 // Layer l's outputs (a hidden layer's input first packed as sparse rows), chunk by chunk, band by
-// band (the parallel section above): each band's share of the chunk's outputs and where each
-// sample's run of its non-zeros is; then the bands' sums. A narrow layer reads the layer below's
-// outputs dense, a few samples at a time (narrow_forward).
+// band (the parallel section above): each band's share of the chunk's outputs; then the bands'
+// sums. A narrow layer reads the layer below's outputs dense, a few samples at a time
+// (narrow_forward).
 void CpuStep::forward(size_t l, const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
   const Layer& L = layers_[l];
@@ -575,11 +572,11 @@ void CpuStep::forward(size_t l, const int64_t* rows, int64_t len) {
     split_rows(len, L.in * L.out, [&](int64_t begin, int64_t end) {
       narrow_forward(z, p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, acts_[l - 1].data(), L.in, L.out, begin, end);
     });
-    sum_bands(z, nullptr, /*bands=*/1, len * L.out, hidden, L.activation);  // one band: the activation alone
+    if (hidden) hidden_forward(z, len * L.out, L.activation);
     return;
   }
   const SparseRows& x = input(l);
-  const int64_t* x_rows = l == 0 ? rows : batch_rows_.data();
+  const int64_t* x_rows = input_rows(l, rows);
   const int64_t bands = band_count(L.in);
   if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, bands, inputs_[l]);
   const int64_t* first_cut = x.cut.data() + x_rows[0] * (bands + 1);
@@ -590,9 +587,8 @@ void CpuStep::forward(size_t l, const int64_t* rows, int64_t len) {
     for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
-        int64_t* runs = runs_[l][static_cast<size_t>(b)].data() + 2 * first;
         band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x,
-                     bands, b, runs);
+                     bands, b);
       }
     });
     sum_bands(z, partials_[l].data(), bands, n * L.out, hidden, L.activation);
@@ -605,7 +601,8 @@ void CpuStep::forward(size_t l, const int64_t* rows, int64_t len) {
 // grouped by input, then their terms added to the band's rows of dW; the last chunk's rows updated
 // as they are summed). A narrow layer's rows of dW are summed a few at a time from the dense
 // outputs below, and updated (narrow_weight_grad).
-void CpuStep::backward(size_t l, const float* dz, int64_t len, const Update& update, const Rows& next, bool grouped) {
+void CpuStep::backward(size_t l, const float* dz, const int64_t* rows, int64_t len, const Update& update, const Rows& next,
+                       bool grouped) {
   const float* p = params_.data_ptr<float>();
   float* g = grads_.data_ptr<float>();
   const Layer& L = layers_[l];
@@ -630,7 +627,7 @@ void CpuStep::backward(size_t l, const float* dz, int64_t len, const Update& upd
       SparseRows& groups = groups_[l][static_cast<size_t>(b)];
       for_each_chunk(len, [&](int64_t first, int64_t n) {
         if (!(grouped && first == 0))
-          group_by_input(input(l), runs_[l][static_cast<size_t>(b)].data() + 2 * first, first, n, k0, k1, groups);
+          group_by_input(input(l), input_rows(l, rows) + first, first, n, bands, b, k0, k1, groups);
         weight_grad_rows(g + L.weight, L.weight, L.out, dz, groups, k0, k1, /*more=*/first > 0,
                          first + n == len ? &update : nullptr, summed_[l][static_cast<size_t>(b)].data());
       });
@@ -639,11 +636,11 @@ void CpuStep::backward(size_t l, const float* dz, int64_t len, const Update& upd
   });
 }
 
-void CpuStep::group_first_chunk(std::atomic<int64_t>& next, int64_t len) {
+void CpuStep::group_first_chunk(std::atomic<int64_t>& next, const int64_t* rows, int64_t len) {
   const int64_t in = layers_[0].in, bands = band_count(in);
   for (int64_t b = next++; b < bands; b = next++)
-    group_by_input(images_, runs_[0][static_cast<size_t>(b)].data(), /*first=*/0, std::min(len, kChunk), band_edge(in, bands, b),
-                   band_edge(in, bands, b + 1), groups_[0][static_cast<size_t>(b)]);
+    group_by_input(images_, rows, /*first=*/0, std::min(len, kChunk), bands, b, band_edge(in, bands, b), band_edge(in, bands, b + 1),
+                   groups_[0][static_cast<size_t>(b)]);
 }
 
 // The batches' samples are drawn at random from 60,000 sparse rows (about 1.2 KB each), so the
@@ -688,7 +685,7 @@ void CpuStep::step(const Batch& b) {
     *b.loss_sum.data_ptr<float>() += softmax_cross_entropy(acts_.back().data(), labels_.data(), rows, b.len, last.out,
                                                            config_.loss.label_smoothing, output_, b.correct.data_ptr<int64_t>());
     for (size_t l = layers_.size(); l-- > 1;) {
-      backward(l, dz, b.len, update, next, /*grouped=*/false);
+      backward(l, dz, rows, b.len, update, next, /*grouped=*/false);
       std::swap(delta_, delta_in_);
       dz = delta_.data();
     }
@@ -698,13 +695,13 @@ void CpuStep::step(const Batch& b) {
     at::parallel_for(0, 2, /*grain_size=*/work_[0] >= kMinWork ? 1 : 2, [&](int64_t begin, int64_t end) {
       for (int64_t part = begin; part < end; ++part) {
         if (part == 0) above_first();
-        group_first_chunk(next_band, b.len);
+        group_first_chunk(next_band, rows, b.len);
       }
     });
   } else {
     above_first();
   }
-  backward(0, dz, b.len, update, next, /*grouped=*/overlap_);
+  backward(0, dz, rows, b.len, update, next, /*grouped=*/overlap_);
 }
 
 }  // namespace
