@@ -154,6 +154,10 @@ MNIST_INLINE void narrow_rows(float* out, int64_t ld_out, const float* init, con
   }
 }
 
+// Layer l (counting Dense layers from 0) with `out` units is narrow (narrow_tile): above the
+// first, at most one vector wide, and it reads the layer below's outputs dense, not as sparse rows.
+bool is_narrow(size_t l, int64_t out) { return l > 0 && out <= kLanes; }
+
 // Both cores. A layer's inputs are cut in bands (kBands of them when it has at least kBandInputs
 // inputs, else one), and each band is one thread's work in the forward and in the backward:
 //  - forward: the band's share of every sample's output, Z_b = X[:, band] W[band, :] (band 0 adds
@@ -455,8 +459,7 @@ class CpuStep : public FusedDenseStep {
   const SparseRows& input(size_t l) const { return l == 0 ? images_ : inputs_[l]; }  // layer l's input rows
   // Which of them are the batch's samples: the batch's rows of the images, a hidden layer's 0 .. len-1.
   const int64_t* input_rows(size_t l, const int64_t* rows) const { return l == 0 ? rows : batch_rows_.data(); }
-  // Layer l is narrow (narrow_tile) and reads the layer below's outputs dense, not as sparse rows.
-  bool narrow(size_t l) const { return l > 0 && layers_[l].out <= kLanes; }
+  bool narrow(size_t l) const { return is_narrow(l, layers_[l].out); }
   // Layer l's bias, input and weight gradients and their updates, from dZ = dz; the first layer's
   // groups of its first chunk already built (`grouped`, see step) or not.
   void backward(size_t l, const float* dz, const int64_t* rows, int64_t len, const Update& update, const Rows& next, bool grouped);
@@ -705,6 +708,78 @@ void CpuStep::step(const Batch& b) {
 }
 
 }  // namespace
+
+// The step's forward (CpuStep::forward) on samples instead of a batch: each thread takes a range
+// of samples, kPiece at a time, packs their inputs as sparse rows and runs every layer on them
+// with the same bands and loops. Each sample's sums are its own, whatever the range it falls in.
+torch::Tensor fused_logits(const ModelImpl& model, const torch::Tensor& x) {
+  constexpr int64_t kPiece = 32;  // samples per pass through the layers: their outputs stay in L1/L2
+  const auto& layers = model.layers();
+  if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat || layers.size() < 2 || layers[0]->type != "Flatten") return {};
+  struct Dense {
+    std::vector<float> w, bias;  // [in, out] (Keras's layout) and [out], each followed by kSlack zeros; bias empty: none
+    int64_t in = 0, out = 0;
+    Activation activation = Activation::linear;
+  };
+  std::vector<Dense> dense;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 1; i < layers.size(); ++i) {
+    const Layer& layer = *layers[i];
+    if (layer.type != "Dense" || (i + 1 < layers.size() && layer.activation == Activation::softmax)) return {};
+    Dense d;
+    d.activation = layer.activation;
+    for (const auto& p : layer.named_parameters(false)) {
+      const torch::Tensor v = p.value();
+      if (!v.device().is_cpu() || v.scalar_type() != torch::kFloat) return {};
+      const torch::Tensor keras = (p.key() == "weight" ? v.t() : v).contiguous();
+      std::vector<float>& to = p.key() == "weight" ? d.w : d.bias;
+      to.assign(keras.data_ptr<float>(), keras.data_ptr<float>() + keras.numel());
+      to.resize(to.size() + FusedDenseStep::kSlack, 0.0f);
+      if (p.key() == "weight") d.out = v.size(0), d.in = v.size(1);
+    }
+    dense.push_back(std::move(d));
+  }
+  const torch::Tensor images = x.contiguous().view({x.size(0), -1});
+  const int64_t n = images.size(0), classes = dense.back().out;
+  if (images.size(1) != dense[0].in) return {};
+  torch::Tensor logits = torch::empty({n, classes}, images.options());
+  const float* pixels = images.data_ptr<float>();
+  float* out = logits.data_ptr<float>();
+  int64_t widest = 0;
+  for (const Dense& d : dense) widest = std::max({widest, d.in, d.out});
+  at::parallel_for(0, n, /*grain_size=*/kPiece, [&](int64_t begin, int64_t end) {
+    const auto piece = static_cast<size_t>(kPiece), wide = static_cast<size_t>(widest), slack = static_cast<size_t>(FusedDenseStep::kSlack);
+    const auto cuts = static_cast<size_t>(kBands + 1);
+    SparseRows rows{std::vector<int64_t>(piece + 1), std::vector<int32_t>(piece * wide), std::vector<float>(piece * wide),
+                    std::vector<int64_t>(piece * cuts)};
+    std::vector<float> below(piece * wide + slack), above(piece * wide + slack), partials(static_cast<size_t>(kBands - 1) * piece * wide);
+    std::vector<int64_t> samples(piece);
+    std::iota(samples.begin(), samples.end(), 0);
+    for (int64_t first = begin; first < end; first += kPiece) {
+      const int64_t len = std::min(kPiece, end - first);
+      const float* a = pixels + first * dense[0].in;  // the layer's input, [len, in]
+      for (size_t l = 0; l < dense.size(); ++l) {
+        const Dense& d = dense[l];
+        const bool hidden = l + 1 < dense.size();
+        float* z = hidden ? (a == below.data() ? above.data() : below.data()) : out + first * classes;
+        const float* bias = d.bias.empty() ? nullptr : d.bias.data();
+        if (is_narrow(l, d.out)) {
+          narrow_forward(z, d.w.data(), bias, a, d.in, d.out, /*begin=*/0, /*end=*/len);
+          if (hidden) hidden_forward(z, len * d.out, d.activation);
+        } else {
+          const int64_t bands = band_count(d.in);
+          pack_rows(a, d.in, len, bands, rows);
+          for (int64_t b = 0; b < bands; ++b)
+            band_forward(b == 0 ? z : partials.data() + (b - 1) * len * d.out, d.w.data(), b == 0 ? bias : nullptr, d.out,
+                         samples.data(), len, rows, bands, b);
+          sum_bands(z, partials.data(), bands, len * d.out, hidden, d.activation);
+        }
+        a = z;
+      }
+    }
+  });
+  return logits;
+}
 
 std::unique_ptr<TrainingStep> make_cpu_step(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config) {
   return std::make_unique<CpuStep>(model, optimizer, config);

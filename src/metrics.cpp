@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "float_env.h"
+#include "fused.h"
 #include "loss.h"
 
 namespace mnist {
@@ -18,6 +19,17 @@ int64_t evaluation_batch_size(const ModelImpl& model) {
   // Two float32 outputs of that width are alive at once (a layer's input and its output).
   return std::clamp<int64_t>(kEvaluationBytes / (2 * 4 * widest), 32, 10000);
 }
+
+namespace {
+
+// The logits an evaluation reads: the fused step's forward where it covers the model (fused.h),
+// else the model's modules.
+torch::Tensor evaluation_logits(Model& model, const torch::Tensor& x) {
+  const torch::Tensor z = fused_logits(*model, x);
+  return z.defined() ? z : model->logits(x);
+}
+
+}  // namespace
 
 Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size) {
   const FlushDenormals as_tensorflow;  // float_env.h
@@ -34,7 +46,7 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t len = std::min(batch_size, n - start);
     const torch::Tensor x = split.images.narrow(0, start, len), y = split.labels.narrow(0, start, len);
-    const torch::Tensor z = model->logits(x);
+    const torch::Tensor z = evaluation_logits(model, x);
     classes = z.size(1);
     loss_sum += sparse_categorical_crossentropy(z, y, output, training.loss) * static_cast<double>(len);
     const torch::Tensor out = activate(z, output);
@@ -52,13 +64,15 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
 }
 
 MistakeSample most_confident_mistakes(Model& model, const Split& split, int64_t limit) {
+  const FlushDenormals as_tensorflow;  // float_env.h
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
   std::vector<torch::Tensor> passes;  // in passes of evaluation_batch_size: a wide model's full pass would not fit
   const int64_t step = evaluation_batch_size(*model);
   for (int64_t start = 0; start < split.size(); start += step)
-    passes.push_back(model->forward(split.images.narrow(0, start, std::min(step, split.size() - start))));
+    passes.push_back(activate(evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start))),
+                              model->output_activation()));
   const torch::Tensor out = torch::cat(passes);
   model->train(was_training);
   const auto [confidence, predicted] = out.max(1);

@@ -243,6 +243,42 @@ TEST(Fused, RefusesWhatItDoesNotImplementAndSaysWhy) {
 #endif
 }
 
+// Evaluation reads the step's forward (fused_logits): for every covered model shape, and a wide
+// hidden layer cut in bands like the first, the model's own logits to float rounding (the same
+// sums without 0 * w, in another order); each sample's the same bits alone or among others and
+// whatever the thread count; and nothing for what it does not cover.
+TEST(Fused, EvaluationLogitsAreTheModelsLogits) {
+  std::vector<Case> cases = covered_cases();
+  cases.push_back({"wide hidden layer", R"({"type": "Flatten"}, {"type": "Dense", "units": 256, "activation": "relu"},
+                                          {"type": "Dense", "units": 80, "activation": "tanh"}, {"type": "Dense", "units": 10, "activation": "softmax"})", ""});
+  const torch::Tensor x = sparse_synthetic(100, 5).images;  // 100: three passes of 32 and one of 4 on one thread
+  const int before = torch::get_num_threads();
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const Config config = config_with(c.layers, c.training);
+    Model model(config.model, kImageShape, 7);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor z = fused_logits(*model, x), want = model->logits(x);
+    ASSERT_TRUE(z.defined());
+    ASSERT_EQ(z.sizes(), want.sizes());
+    EXPECT_LT(relative_error(z, want), 1e-6);  // measured at most 4.3e-7; a band left out is off by 0.3 or more
+    EXPECT_TRUE(torch::equal(fused_logits(*model, x.narrow(0, 37, 5)), z.narrow(0, 37, 5)));
+    EXPECT_TRUE(torch::equal(fused_logits(*model, x.view({100, 784})), z));
+    for (const int threads : {1, 3}) {
+      torch::set_num_threads(threads);
+      EXPECT_TRUE(torch::equal(fused_logits(*model, x), z)) << threads << " threads";
+    }
+    torch::set_num_threads(before);
+  }
+  const std::string head = R"({"type": "Dense", "units": 10, "activation": "softmax"})";
+  for (const std::string& layers : {R"({"type": "Conv2D", "filters": 2, "kernel_size": 3}, {"type": "Flatten"}, )" + head,
+                                    R"({"type": "Flatten"}, {"type": "Dropout", "rate": 0.5}, )" + head,
+                                    R"({"type": "Flatten"}, {"type": "Dense", "units": 8, "activation": "softmax"}, )" + head}) {
+    Model model(config_with(layers, "").model, kImageShape, 7);
+    EXPECT_FALSE(fused_logits(*model, x).defined()) << layers;
+  }
+}
+
 // The paper's own config on the real data, one epoch (1,875 steps) each way.
 TEST(Fused, PaperConfigOnMnistMatchesTheAutogradStepAfterOneEpoch) {
   if (!std::filesystem::exists("data/mnist/train-images-idx3-ubyte"))
