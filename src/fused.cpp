@@ -359,18 +359,12 @@ float softmax_cross_entropy(float* z, const int64_t* labels, const int64_t* rows
 
 }  // namespace
 
-std::string fused_unsupported(const Model& model, const TrainingConfig& config, torch::Device device) {
-  if (!config.fused) return "training.fused is false";
-#ifdef MNIST_WITH_CUDA
-  if (!device.is_cpu() && !device.is_cuda()) return "it runs on the CPU and CUDA only";
-#else
-  if (!device.is_cpu()) return "it runs on the CPU only (this build's Torch has no CUDA)";
-#endif
-  if (config.augmentation.enabled()) return "augmentation needs the autograd step";
-  const auto& layers = model->layers();
-  const bool logits_loss = config.loss.from_logits ? model->output_activation() == Activation::linear
-                                                   : config.loss.semantics == LossSemantics::tensorflow;
-  if (!logits_loss) return "it implements the softmax cross-entropy on the logits only";
+namespace {
+
+// Why the fused loops cannot run `model`'s layers (a Flatten, then Dense layers, no hidden
+// softmax); empty when they can. Training (fused_unsupported) and evaluation (fused_logits) ask.
+std::string layers_unsupported(const ModelImpl& model) {
+  const auto& layers = model.layers();
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& l = *layers[i];
     if (l.type == "Flatten" && i == 0) continue;
@@ -379,6 +373,22 @@ std::string fused_unsupported(const Model& model, const TrainingConfig& config, 
   }
   if (layers.empty() || layers.back()->type != "Dense") return "the model must end in a Dense layer";
   return "";
+}
+
+}  // namespace
+
+std::string fused_unsupported(const Model& model, const TrainingConfig& config, torch::Device device) {
+  if (!config.fused) return "training.fused is false";
+#ifdef MNIST_WITH_CUDA
+  if (!device.is_cpu() && !device.is_cuda()) return "it runs on the CPU and CUDA only";
+#else
+  if (!device.is_cpu()) return "it runs on the CPU only (this build's Torch has no CUDA)";
+#endif
+  if (config.augmentation.enabled()) return "augmentation needs the autograd step";
+  const bool logits_loss = config.loss.from_logits ? model->output_activation() == Activation::linear
+                                                   : config.loss.semantics == LossSemantics::tensorflow;
+  if (!logits_loss) return "it implements the softmax cross-entropy on the logits only";
+  return layers_unsupported(*model);
 }
 
 FusedDenseStep::FusedDenseStep(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config)
@@ -714,8 +724,7 @@ void CpuStep::step(const Batch& b) {
 // with the same bands and loops. Each sample's sums are its own, whatever the range it falls in.
 torch::Tensor fused_logits(const ModelImpl& model, const torch::Tensor& x) {
   constexpr int64_t kPiece = 32;  // samples per pass through the layers: their outputs stay in L1/L2
-  const auto& layers = model.layers();
-  if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat || layers.size() < 2 || layers[0]->type != "Flatten") return {};
+  if (!x.device().is_cpu() || x.scalar_type() != torch::kFloat || !layers_unsupported(model).empty()) return {};
   struct Dense {
     std::vector<float> w, bias;  // [in, out] (Keras's layout) and [out], each followed by kSlack zeros; bias empty: none
     int64_t in = 0, out = 0;
@@ -723,12 +732,11 @@ torch::Tensor fused_logits(const ModelImpl& model, const torch::Tensor& x) {
   };
   std::vector<Dense> dense;
   torch::NoGradGuard no_grad;
-  for (size_t i = 1; i < layers.size(); ++i) {
-    const Layer& layer = *layers[i];
-    if (layer.type != "Dense" || (i + 1 < layers.size() && layer.activation == Activation::softmax)) return {};
+  for (const auto& layer : model.layers()) {
+    if (layer->type != "Dense") continue;  // the Flatten: the images are read flat
     Dense d;
-    d.activation = layer.activation;
-    for (const auto& p : layer.named_parameters(false)) {
+    d.activation = layer->activation;
+    for (const auto& p : layer->named_parameters(false)) {
       const torch::Tensor v = p.value();
       if (!v.device().is_cpu() || v.scalar_type() != torch::kFloat) return {};
       const torch::Tensor keras = (p.key() == "weight" ? v.t() : v).contiguous();
