@@ -8,13 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # packages and data (the build in build/ too)
 
-nvcc=$(command -v nvcc || true)
-[ -n "$nvcc" ] || nvcc=/usr/local/cuda/bin/nvcc
-[ -x "$nvcc" ] || { echo "cuda-build: no nvcc on PATH or in /usr/local/cuda/bin: install CUDA's compiler" >&2; exit 1; }
-# The toolkit's folder, as nvcc itself reports it (nvcc on PATH may be a link or a wrapper script).
-cuda_root=$(readlink -f "$("$nvcc" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p')")
-nvcc="$cuda_root/bin/nvcc"
-[ -x "$nvcc" ] || { echo "cuda-build: could not find the CUDA toolkit's folder from nvcc --dryrun" >&2; exit 1; }
+source scripts/cuda-toolkit.sh  # nvcc, cuda_root
 python=$(scripts/venv.sh torch-cuda)
 torch_package=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 echo "cuda-build: $("$nvcc" --version | tail -n 1); PyTorch $("$python" -c 'import torch; print(torch.__version__, "(CUDA", torch.version.cuda + ")")' 2>/dev/null)"
@@ -27,7 +21,7 @@ if [ ! -f build-cuda/CMakeCache.txt ]; then
         >build-cuda/configure.log 2>&1 ||
     { tail -n 30 build-cuda/configure.log >&2; echo "cuda-build: CMake could not configure build-cuda/ (build-cuda/configure.log)" >&2; exit 1; }
 fi
-grep -q MNIST_WITH_CUDA build-cuda/CMakeFiles/mnistlib.dir/flags.make ||
+configured_with_cuda build-cuda ||
   { echo "cuda-build: build-cuda/ was configured without CUDA (build-cuda/configure.log)" >&2; exit 1; }
 if ! cmake --build build-cuda -j"$(nproc)" >build-cuda/build.log 2>&1; then
   grep -m 20 -A 3 -E 'error|undefined reference' build-cuda/build.log >&2 || tail -n 40 build-cuda/build.log >&2

@@ -19,8 +19,7 @@ case "${1:-}" in
     ;;
   run)
     torch_package=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
-    nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)  # the toolkit's folder, as nvcc reports it:
-    cuda_root=$(readlink -f "$("$nvcc" --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p')")
+    source scripts/cuda-toolkit.sh  # nvcc, cuda_root
     prefix="" extra=()
     if [ -d .gpu/deps ]; then  # zlib static: the unpacked libz.so is a link to Debian's runtime path
       prefix="$PWD/.gpu/deps/usr"
@@ -30,9 +29,9 @@ case "${1:-}" in
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     mkdir -p build-cuda
     cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DMNIST_WITH_OPENCV=OFF -DMNIST_WITH_KERAS_FILES=OFF -DMNIST_TORCH_PACKAGE="$torch_package" \
-      -DCMAKE_CUDA_COMPILER="$cuda_root/bin/nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" -DCMAKE_PREFIX_PATH="$prefix" "${extra[@]}" \
+      -DCMAKE_CUDA_COMPILER="$nvcc" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" -DCMAKE_PREFIX_PATH="$prefix" "${extra[@]}" \
       >build-cuda/build.log 2>&1 || { tail -n 40 build-cuda/build.log; exit 1; }
-    grep -q MNIST_WITH_CUDA build-cuda/CMakeFiles/mnistlib.dir/flags.make || { echo "gpu.sh: this Torch has no CUDA" >&2; exit 1; }
+    configured_with_cuda build-cuda || { echo "gpu.sh: this Torch has no CUDA" >&2; exit 1; }
     cmake --build build-cuda -j"$(nproc)" >>build-cuda/build.log 2>&1 || { grep -m 20 -A 3 'error' build-cuda/build.log; exit 1; }
     build-cuda/tests/unit_tests --gtest_filter='Cuda*:Fused.*:Optim.*:Train*'
     build-cuda/mnist bench --config configs/paper.json --device cuda --epochs 5

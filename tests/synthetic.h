@@ -3,7 +3,7 @@
 #pragma once
 #include <torch/torch.h>
 
-#include "data.h"
+#include "data/data.h"
 
 // n images with labels i % 10: uniform noise in [0, noise), and class k's 4x4 block, at a place
 // of its own, set to `block`.

@@ -2,8 +2,8 @@
 // form the autograd step uses (model.h activate and LibTorch's autograd), value and gradient.
 #include <gtest/gtest.h>
 
-#include "activation.h"
-#include "model.h"
+#include "math/activation.h"
+#include "model/model.h"
 
 using namespace mnist;
 

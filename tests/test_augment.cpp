@@ -2,8 +2,8 @@
 // shifts move the ink by no more than their range.
 #include <gtest/gtest.h>
 
-#include "augment.h"
-#include "rng.h"
+#include "data/augment.h"
+#include "data/rng.h"
 
 using namespace mnist;
 

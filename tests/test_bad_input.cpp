@@ -3,14 +3,14 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "data.h"
-#include "export.h"
-#include "keras_config.h"
-#include "keras_files.h"
-#include "rundir.h"
-#include "train.h"
+#include "config/config.h"
+#include "data/data.h"
 #include "helpers.h"
+#include "interop/export.h"
+#include "interop/keras_config.h"
+#include "interop/keras_files.h"
+#include "interop/rundir.h"
+#include "train/train.h"
 
 using namespace testing_helpers;
 

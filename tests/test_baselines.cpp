@@ -2,8 +2,8 @@
 // CLI's --json is the documented list.
 #include <gtest/gtest.h>
 
-#include "baselines.h"
-#include "errors.h"
+#include "app/baselines.h"
+#include "config/errors.h"
 #include "helpers.h"
 #include "synthetic.h"
 

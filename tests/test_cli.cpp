@@ -16,12 +16,12 @@
 #include <map>
 #include <set>
 
-#include "data.h"
-#include "export.h"
-#include "keras_import.h"
-#include "rundir.h"
-#include "train.h"
+#include "data/data.h"
 #include "helpers.h"
+#include "interop/export.h"
+#include "interop/keras_import.h"
+#include "interop/rundir.h"
+#include "train/train.h"
 
 using namespace testing_helpers;
 using nlohmann::json;

@@ -1,8 +1,8 @@
 // Config parsing, validation errors with JSON paths, and --set overrides.
 #include <gtest/gtest.h>
 
-#include "config.h"
-#include "errors.h"
+#include "config/config.h"
+#include "config/errors.h"
 
 using namespace mnist;
 

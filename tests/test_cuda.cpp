@@ -3,10 +3,10 @@
 // none); the reasons the graph gives for not covering a run are checked everywhere.
 #include <gtest/gtest.h>
 
-#include "config.h"
-#include "graph.h"
+#include "config/config.h"
 #include "synthetic.h"
-#include "train.h"
+#include "train/graph.h"
+#include "train/train.h"
 
 using namespace mnist;
 

@@ -2,7 +2,7 @@
 // and Keras's validation_split.
 #include <gtest/gtest.h>
 
-#include "data.h"
+#include "data/data.h"
 #include "helpers.h"
 
 using namespace mnist;

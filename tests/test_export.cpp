@@ -8,17 +8,17 @@
 #include <limits>
 #include <random>
 
-#include "errors.h"
-#include "export.h"
+#include "config/errors.h"
 #include "helpers.h"
-#include "keras_import.h"
-#include "train.h"
-#include "rundir.h"
+#include "interop/export.h"
+#include "interop/keras_import.h"
+#include "interop/rundir.h"
+#include "train/train.h"
 #ifdef MNIST_WITH_OPENCV  // predict reads images with OpenCV
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "predict.h"
+#include "report/predict.h"
 #endif
 
 using namespace mnist;

@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "float_env.h"
+#include "train/float_env.h"
 
 namespace {
 

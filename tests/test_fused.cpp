@@ -6,10 +6,11 @@
 
 #include <filesystem>
 
-#include "config.h"
-#include "fused.h"
+#include "config/config.h"
+#include "fused/forward.h"
+#include "fused/fused.h"
 #include "synthetic.h"
-#include "train.h"
+#include "train/train.h"
 
 using namespace mnist;
 

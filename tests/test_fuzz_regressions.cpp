@@ -3,11 +3,11 @@
 // never a crash.
 #include <gtest/gtest.h>
 
-#include "config.h"
-#include "errors.h"
+#include "config/config.h"
+#include "config/errors.h"
+#include "data/idx.h"
 #include "helpers.h"
-#include "idx.h"
-#include "keras_import.h"
+#include "interop/keras_import.h"
 
 using namespace testing_helpers;
 

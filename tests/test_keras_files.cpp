@@ -6,12 +6,12 @@
 
 #include <cmath>
 
-#include "config.h"
+#include "config/config.h"
 #include "helpers.h"
-#include "keras_config.h"
-#include "keras_files.h"
-#include "keras_import.h"
-#include "model.h"
+#include "interop/keras_config.h"
+#include "interop/keras_files.h"
+#include "interop/keras_import.h"
+#include "model/model.h"
 
 using namespace mnist;
 using namespace testing_helpers;

@@ -3,11 +3,11 @@
 // TorchScript export of a model that uses every layer.
 #include <gtest/gtest.h>
 
-#include "errors.h"
-#include "export.h"
+#include "config/errors.h"
 #include "helpers.h"
-#include "keras_import.h"
-#include "model.h"
+#include "interop/export.h"
+#include "interop/keras_import.h"
+#include "model/model.h"
 
 using namespace mnist;
 using testing_helpers::TempDir;

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "loss.h"
+#include "model/loss.h"
 
 using namespace mnist;
 

@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "config.h"
-#include "errors.h"
-#include "model.h"
+#include "config/config.h"
+#include "config/errors.h"
+#include "model/model.h"
 
 using namespace mnist;
 

@@ -5,8 +5,8 @@
 #include <cstring>
 #include <functional>
 
-#include "model.h"
-#include "optim.h"
+#include "model/model.h"
+#include "step/optim.h"
 
 using namespace mnist;
 

@@ -6,10 +6,10 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "compare.h"
-#include "config.h"
+#include "config/config.h"
 #include "helpers.h"
-#include "plot.h"
+#include "report/compare.h"
+#include "report/plot.h"
 
 using namespace mnist;
 using namespace testing_helpers;

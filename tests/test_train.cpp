@@ -9,13 +9,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "export.h"
 #include "helpers.h"
-#include "loss.h"
-#include "rundir.h"
-#include "metrics.h"
+#include "interop/export.h"
+#include "interop/rundir.h"
+#include "model/loss.h"
 #include "synthetic.h"
-#include "train.h"
+#include "train/metrics.h"
+#include "train/train.h"
 
 using namespace mnist;
 

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <string>
 
-#include "config.h"
-#include "errors.h"
+#include "config/config.h"
+#include "config/errors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);

@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "idx.h"
+#include "data/idx.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (bool images : {true, false}) {

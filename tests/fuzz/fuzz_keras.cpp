@@ -4,8 +4,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "config.h"
-#include "keras_import.h"
+#include "config/config.h"
+#include "interop/keras_import.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const mnist::Config config = mnist::parse_config_text(

@@ -8,8 +8,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "config.h"
-#include "keras_import.h"
+#include "config/config.h"
+#include "interop/keras_import.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const mnist::Config config = mnist::read_keras_model("tests/data/keras/tiny-cnn.keras").config;  // run from the repository root

@@ -1,0 +1,83 @@
+// command_evaluate: `mnist evaluate`: a model's loss, accuracy, confusion matrix and per-class
+// scores on the test (or training) set, printed, and with --out written as metrics.json and heatmaps.
+#include <iomanip>
+#include <iostream>
+
+#include "app/command.h"
+#include "interop/export.h"
+#include "interop/rundir.h"
+#include "train/metrics.h"
+#ifdef MNIST_WITH_OPENCV
+#include "report/plot.h"
+#endif
+
+namespace mnist {
+namespace {
+
+struct EvaluateFlags {
+  std::string model, data, split = "test", out;
+  bool json = false;
+};
+
+void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::string& split) {
+  out << std::fixed << std::setprecision(4) << split << "_loss: " << m[split + "_loss"].get<double>() << "  " << split
+      << "_accuracy: " << m[split + "_accuracy"].get<double>() << "  top_output_ties: " << m["top_output_ties"].get<int64_t>()
+      << "\n\nconfusion matrix (rows: true label, columns: predicted)\n";
+  for (const auto& row : m["confusion_matrix"]) {
+    for (const auto& v : row) out << std::setw(6) << v.get<int64_t>();
+    out << "\n";
+  }
+  out << "\n" << std::left << std::setw(14) << "class" << std::right << std::setw(10) << "precision" << std::setw(10)
+      << "recall" << std::setw(10) << "f1" << std::setw(10) << "support\n";
+  for (const auto& c : m["per_class"])
+    out << std::left << std::setw(14) << c["class"].get<std::string>() << std::right << std::setw(10)
+        << c["precision"].get<double>() << std::setw(10) << c["recall"].get<double>() << std::setw(10)
+        << c["f1"].get<double>() << std::setw(9) << c["support"].get<int64_t>() << "\n";
+  out.unsetf(std::ios::fixed);
+}
+
+// --out: metrics.json (metrics_train.json for the training split) and the confusion heatmaps.
+void write_evaluation(const std::string& out, const std::string& split, const nlohmann::json& m, const Evaluation& e,
+                      const std::vector<std::string>& classes) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw std::runtime_error("--out " + out + ": cannot create the directory (" + ec.message() + ")");
+  write_file_atomic(fs::path(out) / (split == "test" ? "metrics.json" : "metrics_train.json"), m.dump(2) + "\n");
+  if (split != "test") return;
+#ifdef MNIST_WITH_OPENCV
+  save_confusion_figures(out, e, classes);
+#else
+  (void)e, (void)classes;
+  figures_skipped("confusion-matrix figures");
+#endif
+}
+
+int run_evaluate(const EvaluateFlags& f) {
+  LoadedModel loaded = load_model(f.model);
+  const Split data = load_checked_split(data_dir_of(f.data, loaded.config), f.split == "train", loaded.config);
+  const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
+  const auto classes = class_names(loaded.config.dataset);
+  const nlohmann::json m = metrics_json(e, classes, f.split);
+  if (!f.out.empty()) write_evaluation(f.out, f.split, m, e, classes);
+  if (f.json)
+    std::cout << m.dump(2) << "\n";
+  else
+    print_evaluation(std::cout, m, f.split);
+  return 0;
+}
+
+}  // namespace
+
+Command add_evaluate_command(CLI::App& app) {
+  auto f = std::make_shared<EvaluateFlags>();
+  CLI::App* cmd = app.add_subcommand("evaluate", "evaluate a model on the test (or training) set");
+  cmd->add_option("--split", f->split, "test, or train for all 60000 training images (keys become train_*)")
+      ->check(CLI::IsMember({"test", "train"}))->capture_default_str();
+  cmd->add_option("--model", f->model, "model.pt, checkpoint.pt or a run directory")->required();
+  add_data_option(*cmd, f->data);
+  cmd->add_flag("--json", f->json, "print metrics.json's keys as JSON");
+  cmd->add_option("--out", f->out, "also write metrics.json and the confusion-matrix heatmaps into this directory");
+  return {cmd, [f] { return run_evaluate(*f); }};
+}
+
+}  // namespace mnist

@@ -1,0 +1,55 @@
+// command_plot: `mnist plot RUN`: redraws every figure of a run directory from its files (the
+// gallery needs the test images), in place or, with --out, into another directory (created if
+// missing), leaving the run untouched.
+#include <iostream>
+
+#include "app/command.h"
+#include "config/user_input.h"
+#include "interop/export.h"
+#include "interop/rundir.h"
+#include "train/metrics.h"
+#ifdef MNIST_WITH_OPENCV
+#include "report/plot.h"
+#endif
+
+namespace mnist {
+namespace {
+
+struct PlotFlags {
+  std::string run, data, out;
+};
+
+int run_plot(const PlotFlags& f) {
+#ifdef MNIST_WITH_OPENCV
+  const fs::path dir(f.run);
+  if (!fs::is_directory(dir) || !fs::exists(dir / "history.json"))
+    throw std::runtime_error(f.run + " is not a run directory (no history.json)");
+  const History history = History::from_json(read_json_file(dir / "history.json", /*max_depth=*/16), (dir / "history.json").string());
+  LoadedModel loaded = load_model(f.run);
+  const Split test = load_checked_split(data_dir_of(f.data, loaded.config), /*train=*/false, loaded.config);
+  const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
+  const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
+  const fs::path target = f.out.empty() ? dir : fs::path(f.out);
+  if (f.out.empty()) save_history(dir, history);  // history.csv follows history.json
+  save_run_figures(target, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
+  std::cout << "figures written to " << target.string()
+            << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";
+  return 0;
+#else
+  (void)f;
+  needs_opencv("plot");
+#endif
+}
+
+}  // namespace
+
+Command add_plot_command(CLI::App& app) {
+  auto f = std::make_shared<PlotFlags>();
+  CLI::App* cmd = app.add_subcommand("plot", "redraw every figure of a run directory");
+  cmd->add_option("run", f->run, "run directory")->required();
+  add_data_option(*cmd, f->data);
+  cmd->add_option("--out", f->out, "write the figures into this directory (created if missing) instead of the run's");
+  return {cmd, [f] { return run_plot(*f); }};
+}
+
+}  // namespace mnist

@@ -1,0 +1,62 @@
+// main: the one place errors are caught. A user sees one line on stderr, never a c10 backtrace:
+// exit 2 for a bad flag or config, 1 for a runtime failure (data, files, a diverged run).
+#include <iostream>
+#include <new>
+#include <sstream>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+#include <c10/util/Exception.h>
+
+#include "app/cli.h"
+#include "config/errors.h"
+
+namespace {
+
+// glibc's malloc gives a freed block above its mmap threshold (128 KB at first) back to the kernel,
+// and trims free memory off the heap's top, so an autograd step's large tensors (a convolution's
+// activations are megabytes) are faulted in again, page by page, every step. Kept instead: blocks
+// up to kMmapThreshold come from the heap, and up to kTrimThreshold of it stays when free.
+constexpr int kMmapThreshold = 64 << 20;   // bytes
+constexpr int kTrimThreshold = 256 << 20;  // bytes
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+  mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  keep_freed_memory();
+  try {
+    return mnist::run_cli(argc, argv);
+  } catch (const mnist::UsageError& e) {
+    std::cerr << "mnist: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "mnist: out of memory: the model, batch or data does not fit in this machine's memory (fewer units or "
+                 "filters, or a smaller batch_size)\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    // what_without_backtrace() can still span lines (TorchScript adds source context); keep the
+    // first non-empty one.
+    std::istringstream lines(e.what_without_backtrace());
+    std::string line;
+    while (std::getline(lines, line) && line.find_first_not_of(" \t\r") == std::string::npos) {
+    }
+    if (line.find("alloc") != std::string::npos || line.find("out of memory") != std::string::npos)  // CPU or CUDA allocator
+      std::cerr << "mnist: out of memory: the model, batch or data does not fit in this device's memory (fewer units or "
+                   "filters, or a smaller batch_size)\n";
+    else
+      std::cerr << "mnist: LibTorch: " << (line.empty() ? "an error without a message" : line) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "mnist: " << e.what() << "\n";
+    return 1;
+  }
+}

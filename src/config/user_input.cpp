@@ -1,0 +1,64 @@
+// user_input: bounded JSON parsing and display.
+#include "config/user_input.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace mnist {
+
+void require_regular_file(const std::filesystem::path& file, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) throw std::runtime_error(what + " " + file.string() + " does not exist");
+  if (!std::filesystem::is_regular_file(file, ec))
+    throw std::runtime_error(what + " " + file.string() + " is not a regular file (a folder, FIFO or device cannot be read as one)");
+}
+
+std::string read_user_file(const std::filesystem::path& file, const std::string& what, int64_t max_bytes) {
+  require_regular_file(file, what);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(file, ec);
+  if (ec) throw std::runtime_error(what + " " + file.string() + " cannot be read (" + ec.message() + ")");
+  if (size > static_cast<uintmax_t>(max_bytes))
+    throw std::runtime_error(what + " " + file.string() + " is " + std::to_string(size) + " bytes, more than the " +
+                             std::to_string(max_bytes) + " any such file here needs");
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!in || in.gcount() != static_cast<std::streamsize>(bytes.size())) throw std::runtime_error(what + " " + file.string() + " cannot be read");
+  return bytes;
+}
+
+nlohmann::json parse_json(const std::string& text, int max_depth) {
+  // nlohmann calls back at every value with its depth; throwing there stops the parse.
+  return nlohmann::json::parse(text, [max_depth](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > max_depth) throw JsonTooDeep("nested deeper than " + std::to_string(max_depth) + " levels");
+    return true;
+  });
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth) {
+  const std::string text = read_user_file(path, "file", /*max_bytes=*/int64_t{64} << 20);
+  try {
+    return parse_json(text, max_depth);
+  } catch (const JsonTooDeep& e) {
+    throw std::runtime_error(path.string() + " is " + e.what());
+  } catch (const nlohmann::json::exception&) {
+    throw std::runtime_error(path.string() + " is not valid JSON");
+  }
+}
+
+std::string show_json(const nlohmann::json& value, size_t max_chars) {
+  std::string text;
+  if (value.is_number_float() && std::isfinite(value.get<double>())) {  // as a user wrote it: -1, not -1.0
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.10g", value.get<double>());
+    text = buf;
+  } else {
+    text = value.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
+  }
+  return text.size() <= max_chars ? text : text.substr(0, max_chars) + "...";
+}
+
+}  // namespace mnist

@@ -1,0 +1,102 @@
+// compare: run records, the comparison table and the overlay chart.
+#include "report/compare.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "config/user_input.h"
+
+namespace mnist {
+namespace {
+namespace fs = std::filesystem;
+
+
+std::string cell(std::optional<double> v, const char* fmt) {
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, fmt, *v);
+  return buf;
+}
+
+std::optional<double> last(const std::vector<double>& v) { return v.empty() ? std::nullopt : std::optional<double>(v.back()); }
+std::optional<double> best(const std::vector<double>& v) {
+  return v.empty() ? std::nullopt : std::optional<double>(*std::max_element(v.begin(), v.end()));
+}
+std::optional<double> median(std::vector<double> v) {
+  if (v.empty()) return std::nullopt;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+}  // namespace
+
+RunRecord load_run_record(const std::string& path_arg) {
+  const fs::path path(path_arg);
+  RunRecord r;
+  if (fs::is_directory(path)) {
+    const fs::path history = path / "history.json";
+    if (!fs::exists(history)) throw std::runtime_error(path.string() + " is not a run directory (no history.json)");
+    r.name = fs::weakly_canonical(path).filename().string();  // runs/latest is named for the run it links to
+    r.history = History::from_json(read_json_file(history, /*max_depth=*/16), history.string());
+    if (fs::exists(path / "metrics.json")) {
+      const auto m = read_json_file(path / "metrics.json", /*max_depth=*/16);
+      if (m.contains("test_accuracy") && m["test_accuracy"].is_number()) r.test_accuracy = m["test_accuracy"].get<double>();
+      if (m.contains("test_loss") && m["test_loss"].is_number()) r.test_loss = m["test_loss"].get<double>();
+    }
+  } else if (fs::exists(path)) {
+    r.name = path.stem().string();
+    r.history = History::from_json(read_json_file(path, /*max_depth=*/16), path.string());
+    r.test_accuracy = last(r.history.test_accuracy);  // per-epoch test keys, as scripts/keras_reference.py writes
+    r.test_loss = last(r.history.test_loss);
+  } else {
+    throw std::runtime_error(path.string() + " does not exist: pass run directories or Keras History JSON files");
+  }
+  return r;
+}
+
+std::string comparison_table(const std::vector<RunRecord>& runs) {
+  const std::vector<std::string> header = {"run", "epochs", "final acc", "best acc", "final val_acc", "test acc", "test loss", "final loss", "s/epoch"};
+  std::vector<std::vector<std::string>> rows = {header};
+  for (const auto& r : runs) {
+    const History& h = r.history;
+    rows.push_back({r.name, std::to_string(std::max(h.accuracy.size(), h.loss.size())), cell(last(h.accuracy), "%.4f"),
+                    cell(best(h.accuracy), "%.4f"), cell(last(h.val_accuracy), "%.4f"), cell(r.test_accuracy, "%.4f"),
+                    cell(r.test_loss, "%.4f"), cell(last(h.loss), "%.4f"), cell(median(h.epoch_seconds), "%.3f")});
+  }
+  std::vector<size_t> width(header.size(), 0);
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  std::ostringstream out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (size_t c = 0; c < rows[i].size(); ++c) {
+      const std::string& s = rows[i][c];
+      const std::string pad(width[c] - s.size(), ' ');
+      out << (c == 0 ? s + pad : "  " + pad + s);  // names left-aligned, numbers right-aligned
+    }
+    out << "\n";
+    if (i == 0) {
+      size_t total = 0;
+      for (size_t w : width) total += w + 2;
+      out << std::string(total - 2, '-') << "\n";
+    }
+  }
+  return out.str();
+}
+
+#ifdef MNIST_WITH_OPENCV
+Figure comparison_chart(const std::vector<RunRecord>& runs) {
+  std::vector<Series> series;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const int color = static_cast<int>(i);
+    if (!runs[i].history.accuracy.empty()) series.push_back({runs[i].name + " accuracy", runs[i].history.accuracy, color, false});
+    if (!runs[i].history.val_accuracy.empty())
+      series.push_back({runs[i].name + " val_accuracy", runs[i].history.val_accuracy, color, true});
+  }
+  return plot_curves("Accuracy per epoch", "Accuracy", series, true);
+}
+#endif
+
+}  // namespace mnist

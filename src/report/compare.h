@@ -1,0 +1,33 @@
+// compare: lays runs side by side. Each input is one of our run directories or a Keras History
+// JSON file (model.fit(...).history saved with json.dump), so a LibTorch run can be put beside the
+// Keras run it reproduces: one table of final/best figures and one chart of accuracy curves.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "train/history.h"
+#ifdef MNIST_WITH_OPENCV
+#include "report/plot.h"
+#endif
+
+namespace mnist {
+
+struct RunRecord {
+  std::string name;   // directory or file name
+  History history;
+  std::optional<double> test_accuracy, test_loss;  // from metrics.json, for our runs
+};
+
+RunRecord load_run_record(const std::string& path);  // throws std::runtime_error naming the path
+
+// Plain-text table: final and best training accuracy, final val_accuracy, test accuracy and loss,
+// final training loss, median seconds per epoch; "-" where an input lacks the figure.
+std::string comparison_table(const std::vector<RunRecord>& runs);
+
+#ifdef MNIST_WITH_OPENCV
+// Training accuracy (solid) and val_accuracy (dashed) of every run, one colour per run.
+Figure comparison_chart(const std::vector<RunRecord>& runs);
+#endif
+
+}  // namespace mnist

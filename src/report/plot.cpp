@@ -1,0 +1,406 @@
+// plot: OpenCV drawing of heatmaps, curves and the mistake gallery.
+#include "report/plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "interop/rundir.h"
+
+namespace mnist {
+namespace {
+
+const int kFont = cv::FONT_HERSHEY_SIMPLEX;
+const cv::Scalar kBlack(0, 0, 0), kWhite(255, 255, 255), kGrid(225, 225, 225), kAxis(90, 90, 90);
+
+// matplotlib's tab10, as BGR.
+const cv::Scalar kPalette[] = {{180, 119, 31}, {14, 127, 255}, {44, 160, 44},  {40, 39, 214},  {189, 103, 148},
+                               {75, 86, 140},  {194, 119, 227}, {127, 127, 127}, {34, 189, 188}, {207, 190, 23}};
+
+cv::Size text_size(const std::string& s, double scale, int* baseline = nullptr) {
+  int b = 0;
+  cv::Size size = cv::getTextSize(s, kFont, scale, 1, &b);
+  if (baseline) *baseline = b;
+  return size;
+}
+
+// The largest scale <= `scale` at which every string fits in `width` pixels.
+double fit_scale(const std::vector<std::string>& strings, int width, double scale) {
+  for (const auto& s : strings)
+    while (scale > 0.25 && text_size(s, scale).width > width) scale -= 0.02;
+  return scale;
+}
+
+std::string format(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+// Tick label with just enough decimals for the axis step.
+std::string tick_label(double v, double step) {
+  const int decimals = std::max(0, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, std::fabs(v) < step * 1e-6 ? 0.0 : v);
+  return buf;
+}
+
+double nice_number(double x, bool round) {
+  const double exponent = std::floor(std::log10(x)), fraction = x / std::pow(10.0, exponent);
+  double nice;
+  if (round)
+    nice = fraction < 1.5 ? 1 : fraction < 3 ? 2 : fraction < 7 ? 5 : 10;
+  else
+    nice = fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10;
+  return nice * std::pow(10.0, exponent);
+}
+
+void dashed_line(cv::Mat& img, cv::Point2d a, cv::Point2d b, const cv::Scalar& color, int thickness) {
+  const double length = cv::norm(b - a), dash = 8, gap = 5;
+  for (double s = 0; s < length; s += dash + gap) {
+    const double e = std::min(s + dash, length);
+    cv::line(img, a + (b - a) * (s / length), a + (b - a) * (e / length), color, thickness, cv::LINE_AA);
+  }
+}
+
+}  // namespace
+
+Figure::Figure(int width, int height) : image(height, width, CV_8UC3, kWhite) {}
+
+cv::Rect Figure::text(const std::string& s, int x, int y, double scale, const cv::Scalar& color, Align align) {
+  int baseline = 0;
+  const cv::Size size = text_size(s, scale, &baseline);
+  if (align == Align::center) x -= size.width / 2;
+  if (align == Align::right) x -= size.width;
+  cv::putText(image, s, {x, y}, kFont, scale, color, 1, cv::LINE_AA);
+  const cv::Rect box(x, y - size.height, size.width, size.height + baseline);
+  text_boxes.push_back(box);
+  return box;
+}
+
+cv::Rect Figure::vertical_text(const std::string& s, int cx, int cy, double scale, const cv::Scalar& color) {
+  int baseline = 0;
+  const cv::Size size = text_size(s, scale, &baseline);
+  cv::Mat strip(size.height + baseline + 2, size.width + 2, CV_8UC3, kWhite);
+  cv::putText(strip, s, {1, size.height + 1}, kFont, scale, color, 1, cv::LINE_AA);
+  cv::Mat rotated;
+  cv::rotate(strip, rotated, cv::ROTATE_90_COUNTERCLOCKWISE);
+  const cv::Rect box(cx - rotated.cols / 2, cy - rotated.rows / 2, rotated.cols, rotated.rows);
+  const cv::Rect inside = box & cv::Rect(0, 0, image.cols, image.rows);
+  rotated(cv::Rect(inside.x - box.x, inside.y - box.y, inside.width, inside.height)).copyTo(image(inside));
+  text_boxes.push_back(box);
+  return box;
+}
+
+std::vector<double> Axis::ticks() const {
+  std::vector<double> t;
+  for (double v = lo; v <= hi + step * 1e-6; v += step) t.push_back(std::round(v / step) * step);
+  return t;
+}
+
+Axis nice_axis(double lo, double hi, int max_ticks) {
+  if (!(hi > lo)) {  // a flat or single-point series: open a small range around it
+    const double pad = std::fabs(lo) > 0 ? std::fabs(lo) * 0.05 : 1.0;
+    lo -= pad;
+    hi += pad;
+  }
+  const double range = nice_number(hi - lo, false);
+  const double step = nice_number(range / std::max(1, max_ticks - 1), true);
+  return {std::floor(lo / step) * step, std::ceil(hi / step) * step, step};
+}
+
+cv::Scalar blues(double t) {
+  // matplotlib's "Blues" anchors (ColorBrewer), from #f7fbff to #08306b, as RGB.
+  static const double anchors[9][3] = {{247, 251, 255}, {222, 235, 247}, {198, 219, 239}, {158, 202, 225}, {107, 174, 214},
+                                       {66, 146, 198},  {33, 113, 181},  {8, 81, 156},    {8, 48, 107}};
+  t = std::clamp(t, 0.0, 1.0) * 8.0;
+  const int i = std::min(7, static_cast<int>(t));
+  const double f = t - i;
+  double rgb[3];
+  for (int c = 0; c < 3; ++c) rgb[c] = anchors[i][c] + (anchors[i + 1][c] - anchors[i][c]) * f;
+  return cv::Scalar(rgb[2], rgb[1], rgb[0]);
+}
+
+Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std::vector<std::string>& classes,
+                      const std::string& title, bool normalize) {
+  // Cells widen (64..96 px) so column names such as Fashion-MNIST's "T-shirt/top" stay legible.
+  const double row_scale = 0.5;
+  int widest = 0;
+  for (const auto& c : classes) widest = std::max(widest, text_size(c, 0.42).width);
+  const int n = static_cast<int>(matrix.size()), cell = std::clamp(widest + 10, 64, 96), grid = n * cell;
+  const double label_scale = fit_scale(classes, cell - 6, 0.5);
+  // Values shown: counts, or each row as percentages of its total.
+  std::vector<std::vector<double>> value(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(n), 0));
+  double vmax = 0;
+  for (int i = 0; i < n; ++i) {
+    double row = 0;
+    for (int j = 0; j < n; ++j) row += static_cast<double>(matrix[i][j]);
+    for (int j = 0; j < n; ++j) {
+      value[i][j] = normalize ? (row > 0 ? 100.0 * static_cast<double>(matrix[i][j]) / row : 0.0) : static_cast<double>(matrix[i][j]);
+      vmax = std::max(vmax, value[i][j]);
+    }
+  }
+  if (vmax <= 0) vmax = 1;
+
+  int label_width = 0;
+  for (const auto& c : classes) label_width = std::max(label_width, text_size(c, row_scale).width);
+  const int left = 40 + label_width + 12, top = 60, bar_x = left + grid + 30, bar_w = 22;
+  const Axis bar_axis = nice_axis(0, vmax, 6);
+  int bar_label_width = 0;
+  for (double t : bar_axis.ticks()) bar_label_width = std::max(bar_label_width, text_size(tick_label(t, bar_axis.step), 0.45).width);
+  Figure fig(std::max(640, bar_x + bar_w + 10 + bar_label_width + 20), std::max(480, top + grid + 80));
+
+  const double title_scale = fit_scale({title}, fig.image.cols - 20, 0.7);
+  fig.text(title, fig.image.cols / 2, 35, title_scale, kBlack, Figure::Align::center);
+
+  std::vector<std::string> cell_texts;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) cell_texts.push_back(normalize ? format("%.1f", value[i][j]) : format("%.0f", value[i][j]));
+  const double cell_scale = fit_scale(cell_texts, cell - 6, 0.5);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) {
+      const cv::Rect r(left + j * cell, top + i * cell, cell, cell);
+      const cv::Scalar color = blues(value[i][j] / vmax);
+      cv::rectangle(fig.image, r, color, cv::FILLED);
+      // Readable on the cell: dark text on light cells, white on dark (relative luminance).
+      const double luminance = (0.0722 * color[0] + 0.7152 * color[1] + 0.2126 * color[2]) / 255.0;
+      const std::string& s = cell_texts[static_cast<size_t>(i * n + j)];
+      const int h = text_size(s, cell_scale).height;
+      fig.text(s, r.x + cell / 2, r.y + cell / 2 + h / 2, cell_scale, luminance < 0.5 ? kWhite : kBlack, Figure::Align::center);
+    }
+  }
+  fig.plot_area = cv::Rect(left, top, grid, grid);
+  cv::rectangle(fig.image, fig.plot_area, kAxis, 1);
+  // Ticks: class names under the columns and left of the rows.
+  for (int k = 0; k < n; ++k) {
+    const std::string& name = classes[static_cast<size_t>(k)];
+    const int h = text_size(name, label_scale).height;
+    fig.text(name, left + k * cell + cell / 2, top + grid + 8 + h, label_scale, kBlack, Figure::Align::center);
+    const int row_h = text_size(name, row_scale).height;
+    fig.text(name, left - 8, top + k * cell + cell / 2 + row_h / 2, row_scale, kBlack, Figure::Align::right);
+  }
+  fig.text("Predicted label", left + grid / 2, top + grid + 55, 0.6, kBlack, Figure::Align::center);
+  fig.vertical_text("True label", 20, top + grid / 2, 0.6, kBlack);
+
+  // Colour bar from 0 (bottom, light) to the largest value (dark), as seaborn draws it; ticks at
+  // the nice numbers inside that range.
+  for (int y = 0; y < grid; ++y)
+    cv::line(fig.image, {bar_x, top + grid - 1 - y}, {bar_x + bar_w - 1, top + grid - 1 - y}, blues((y + 0.5) / grid));
+  cv::rectangle(fig.image, cv::Rect(bar_x, top, bar_w, grid), kAxis, 1);
+  for (double t : bar_axis.ticks()) {
+    if (t > vmax * (1 + 1e-9)) continue;
+    const int y = top + grid - 1 - static_cast<int>(std::lround(t / vmax * (grid - 1)));
+    cv::line(fig.image, {bar_x + bar_w, y}, {bar_x + bar_w + 4, y}, kAxis);
+    const std::string s = tick_label(t, bar_axis.step);
+    fig.text(s, bar_x + bar_w + 8, y + text_size(s, 0.45).height / 2, 0.45, kBlack);
+  }
+  return fig;
+}
+
+Figure plot_curves(const std::string& title, const std::string& y_label, const std::vector<Series>& series, bool fraction) {
+  Figure fig(960, 600);
+  const int left = 95, right = 30, top = 60, bottom = 75;
+  const cv::Rect plot(left, top, fig.image.cols - left - right, fig.image.rows - top - bottom);
+  const int inset = 8;  // points keep this far from the axes' box: a marker (radius 4) is never cut
+  size_t epochs = 1;
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& s : series) {
+    epochs = std::max(epochs, s.values.size());
+    for (double v : s.values)
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  }
+  if (!std::isfinite(lo)) lo = 0, hi = 1;
+  // Show the detail: pad the data range by 5% and let the nice-number axis round it outward, but
+  // not below 0 for data that never is (a loss, an accuracy), nor above 1 for fractions.
+  const double pad = (hi - lo) * 0.05;
+  Axis y = nice_axis(lo - pad, hi + pad, 7);
+  if (lo >= 0) y.lo = std::max(y.lo, 0.0);
+  if (fraction) y.hi = std::min(y.hi, 1.0);
+  // Epochs from 0 (before training) to a whole round number at or past the last, at least 4.
+  const double last = static_cast<double>(std::max<size_t>(epochs, 4));
+  Axis x = nice_axis(0, last, 10);
+  x.step = std::max(1.0, x.step);
+  x.lo = 0;
+  x.hi = std::ceil(last / x.step) * x.step;
+
+  // The legend's size, from its labels.
+  int legend_w = 0;
+  for (const auto& s : series) legend_w = std::max(legend_w, text_size(s.label, 0.5).width);
+  legend_w += 60;
+  const int legend_h = 12 + 24 * static_cast<int>(series.size());
+  const bool markers = epochs <= 30;
+  const int radius = 4;  // a marker's radius; a point without one covers less
+
+  // Lay out the data, then the legend in the first corner no curve crosses (top right, bottom
+  // right, top left, bottom left). When every corner is crossed, the data moves down to leave a
+  // band for the legend at the top.
+  cv::Rect data;
+  std::vector<std::vector<cv::Point>> curves;
+  cv::Rect box;
+  for (const int headroom : {0, legend_h + 2 * inset}) {
+    data = cv::Rect(plot.x + inset, plot.y + inset + headroom, plot.width - 2 * inset, plot.height - 2 * inset - headroom);
+    curves.clear();
+    for (const auto& s : series) {
+      std::vector<cv::Point> points;
+      for (size_t i = 0; i < s.values.size(); ++i) {
+        if (!std::isfinite(s.values[i])) continue;
+        const double ex = data.x + (static_cast<double>(i + 1) - x.lo) / (x.hi - x.lo) * data.width;
+        const double ey = data.y + data.height - (s.values[i] - y.lo) / (y.hi - y.lo) * data.height;
+        points.emplace_back(static_cast<int>(std::lround(ex)), static_cast<int>(std::lround(ey)));
+      }
+      curves.push_back(std::move(points));
+    }
+    // How many of the curves' segments and points a box would cover.
+    auto covered = [&](const cv::Rect& b) {
+      const cv::Rect around(b.x - radius, b.y - radius, b.width + 2 * radius, b.height + 2 * radius);
+      int count = 0;
+      for (const auto& points : curves)
+        for (size_t i = 0; i < points.size(); ++i) {
+          cv::Point a = points[i], c = i + 1 < points.size() ? points[i + 1] : points[i];
+          count += around.contains(points[i]) || (i + 1 < points.size() && cv::clipLine(around, a, c));
+        }
+      return count;
+    };
+    const int x_right = plot.x + plot.width - legend_w - 10, x_left = plot.x + 10;
+    const int y_top = plot.y + 10, y_bottom = plot.y + plot.height - legend_h - 10;
+    const cv::Rect corners[] = {{x_right, y_top, legend_w, legend_h},
+                                {x_right, y_bottom, legend_w, legend_h},
+                                {x_left, y_top, legend_w, legend_h},
+                                {x_left, y_bottom, legend_w, legend_h}};
+    int least = -1;
+    for (const cv::Rect& corner : corners) {
+      const int c = covered(corner);
+      if (least < 0 || c < least) least = c, box = corner;
+    }
+    if (least == 0) break;
+  }
+  auto px = [&](double e) { return data.x + (e - x.lo) / (x.hi - x.lo) * data.width; };
+  auto py = [&](double v) { return data.y + data.height - (v - y.lo) / (y.hi - y.lo) * data.height; };
+
+  fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.7), kBlack, Figure::Align::center);
+  for (double t : y.ticks()) {
+    const int yy = static_cast<int>(std::lround(py(t)));
+    cv::line(fig.image, {plot.x, yy}, {plot.x + plot.width, yy}, kGrid);
+    cv::line(fig.image, {plot.x - 5, yy}, {plot.x, yy}, kAxis);
+    const std::string s = tick_label(t, y.step);
+    fig.text(s, plot.x - 9, yy + text_size(s, 0.45).height / 2, 0.45, kBlack, Figure::Align::right);
+  }
+  for (double t : x.ticks()) {
+    const int xx = static_cast<int>(std::lround(px(t)));
+    cv::line(fig.image, {xx, plot.y}, {xx, plot.y + plot.height}, kGrid);
+    cv::line(fig.image, {xx, plot.y + plot.height}, {xx, plot.y + plot.height + 5}, kAxis);
+    fig.text(tick_label(t, x.step), xx, plot.y + plot.height + 22, 0.45, kBlack, Figure::Align::center);
+  }
+  cv::rectangle(fig.image, plot, kAxis, 1);
+  fig.plot_area = plot;
+  fig.text("Epoch", plot.x + plot.width / 2, fig.image.rows - 18, 0.6, kBlack, Figure::Align::center);
+  fig.vertical_text(y_label, 20, plot.y + plot.height / 2, 0.6, kBlack);
+
+  for (size_t k = 0; k < series.size(); ++k) {
+    const cv::Scalar color = kPalette[series[k].color % 10];
+    const std::vector<cv::Point>& points = curves[k];
+    for (size_t i = 1; i < points.size(); ++i) {
+      if (series[k].dashed)
+        dashed_line(fig.image, points[i - 1], points[i], color, 2);
+      else
+        cv::line(fig.image, points[i - 1], points[i], color, 2, cv::LINE_AA);
+    }
+    if (markers || points.size() == 1)
+      for (const auto& p : points) cv::circle(fig.image, p, radius, color, cv::FILLED, cv::LINE_AA);
+  }
+  fig.curves = curves;
+  fig.marker_radius = markers ? radius : 0;
+  fig.x_axis = x;
+  fig.y_axis = y;
+
+  fig.legend = box;
+  cv::rectangle(fig.image, box, kWhite, cv::FILLED);
+  cv::rectangle(fig.image, box, kAxis, 1);
+  for (size_t i = 0; i < series.size(); ++i) {
+    const int yy = box.y + 20 + 24 * static_cast<int>(i);
+    const cv::Scalar color = kPalette[series[i].color % 10];
+    if (series[i].dashed)
+      dashed_line(fig.image, {box.x + 10.0, yy - 5.0}, {box.x + 45.0, yy - 5.0}, color, 2);
+    else
+      cv::line(fig.image, {box.x + 10, yy - 5}, {box.x + 45, yy - 5}, color, 2, cv::LINE_AA);
+    fig.text(series[i].label, box.x + 52, yy, 0.5, kBlack);
+  }
+  return fig;
+}
+
+Figure plot_mistakes(const MistakeSample& sample, const std::vector<std::string>& classes) {
+  const std::vector<Mistake>& mistakes = sample.mistakes;
+  const int columns = 6, tile_w = 200, tile_h = 135, zoom = 3, top = 60;
+  const int rows = std::max(1, static_cast<int>((mistakes.size() + columns - 1) / columns));
+  Figure fig(std::max(640, columns * tile_w + 20), std::max(480, top + rows * tile_h + 30));
+  const std::string title = "Most confident mistakes: " + std::to_string(mistakes.size()) + " of " +
+                            std::to_string(sample.total_mistakes) + " misclassified (of " + std::to_string(sample.total_images) + " test images)";
+  fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.65), kBlack, Figure::Align::center);
+  if (!mistakes.empty() && mistakes.front().tied)
+    fig.text("tie: several classes share the top output (saturated sigmoids); argmax takes the lowest, as Keras does",
+             fig.image.cols / 2, fig.image.rows - 12, 0.45, kBlack, Figure::Align::center);
+  if (mistakes.empty()) fig.text("no misclassified test images", fig.image.cols / 2, fig.image.rows / 2, 0.7, kBlack, Figure::Align::center);
+  for (size_t k = 0; k < mistakes.size(); ++k) {
+    const Mistake& m = mistakes[k];
+    const int x0 = 10 + static_cast<int>(k % columns) * tile_w, y0 = top + static_cast<int>(k / columns) * tile_h;
+    const torch::Tensor pixels = (m.image.reshape({28, 28}).clamp(0, 1) * 255).round().to(torch::kU8).contiguous();
+    cv::Mat gray(28, 28, CV_8UC1, pixels.data_ptr<uint8_t>()), big, bgr;
+    cv::resize(gray, big, {28 * zoom, 28 * zoom}, 0, 0, cv::INTER_NEAREST);
+    cv::cvtColor(big, bgr, cv::COLOR_GRAY2BGR);
+    bgr.copyTo(fig.image(cv::Rect(x0 + (tile_w - bgr.cols) / 2, y0, bgr.cols, bgr.rows)));
+    const std::string truth = classes[static_cast<size_t>(m.truth)], pred = classes[static_cast<size_t>(m.predicted)];
+    const std::string score = format(" (%.2f", m.confidence) + (m.tied ? ", tie)" : ")");
+    const std::string line = "true " + truth + " / pred " + pred + score;
+    const int text_y = y0 + bgr.rows + 18;
+    if (text_size(line, 0.45).width <= tile_w - 8) {
+      fig.text(line, x0 + tile_w / 2, text_y, 0.45, kBlack, Figure::Align::center);
+    } else {  // long class names (Fashion-MNIST): two lines
+      const std::string first = "true " + truth, second = "pred " + pred + score;
+      const double s = fit_scale({first, second}, tile_w - 8, 0.45);
+      fig.text(first, x0 + tile_w / 2, text_y, s, kBlack, Figure::Align::center);
+      fig.text(second, x0 + tile_w / 2, text_y + 18, s, kBlack, Figure::Align::center);
+    }
+  }
+  return fig;
+}
+
+void save_png(const std::filesystem::path& path, const Figure& figure) {
+  std::vector<uchar> png;
+  if (!cv::imencode(".png", figure.image, png)) throw std::runtime_error("cannot encode " + path.string() + " as PNG");
+  write_file_atomic(path, std::string(png.begin(), png.end()));
+}
+
+}  // namespace mnist
+
+namespace mnist {
+
+void save_confusion_figures(const std::filesystem::path& dir, const Evaluation& test, const std::vector<std::string>& classes) {
+  const auto rows = to_rows(test.confusion);
+  const std::string accuracy = format("%.2f%%", 100.0 * test.accuracy);
+  save_png(dir / "confusion_matrix.png", plot_confusion(rows, classes, "Confusion matrix (test accuracy " + accuracy + ")", false));
+  save_png(dir / "confusion_matrix_normalized.png",
+           plot_confusion(rows, classes, "Confusion matrix, % of each true label (test accuracy " + accuracy + ")", true));
+}
+
+void save_run_figures(const std::filesystem::path& dir, const std::string& run_name, const History& h, const Evaluation& test,
+                      const std::vector<std::string>& classes, const MistakeSample* mistakes) {
+  save_confusion_figures(dir, test, classes);
+  // val_* is the test set unless the run had a validation_split (then test_* is drawn as well).
+  const bool separate_test = h.test_accuracy != h.val_accuracy;
+  std::vector<Series> accuracy = {{"accuracy (training, running mean)", h.accuracy, 0, false},
+                                  {separate_test ? "val_accuracy" : "val_accuracy (test set)", h.val_accuracy, 1, false}};
+  std::vector<Series> loss = {{"loss (training, running mean)", h.loss, 0, false},
+                              {separate_test ? "val_loss" : "val_loss (test set)", h.val_loss, 1, false}};
+  if (separate_test) {
+    accuracy.push_back({"test_accuracy", h.test_accuracy, 2, false});
+    loss.push_back({"test_loss", h.test_loss, 2, false});
+  }
+  save_png(dir / "accuracy.png", plot_curves(run_name + ": accuracy per epoch", "Accuracy", accuracy, true));
+  save_png(dir / "loss.png", plot_curves(run_name + ": loss per epoch", "Loss", loss, false));
+  if (mistakes) save_png(dir / "misclassified.png", plot_mistakes(*mistakes, classes));
+}
+
+}  // namespace mnist

@@ -1,0 +1,64 @@
+// history: History and Progress to and from JSON, and History as Keras's CSVLogger writes it.
+#include "train/history.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace mnist {
+
+nlohmann::json History::to_json() const {
+  return {{"loss", loss},
+          {"accuracy", accuracy},
+          {"val_loss", val_loss},
+          {"val_accuracy", val_accuracy},
+          {"test_loss", test_loss},
+          {"test_accuracy", test_accuracy},
+          {"epoch_seconds", epoch_seconds},
+          {"learning_rate", learning_rate}};
+}
+
+std::string History::to_csv() const {
+  std::ostringstream out;
+  out.precision(17);
+  out << "epoch,accuracy,loss,val_accuracy,val_loss\n";
+  for (size_t e = 0; e < epochs(); ++e)
+    out << e << "," << accuracy[e] << "," << loss[e] << "," << val_accuracy[e] << "," << val_loss[e] << "\n";
+  return out.str();
+}
+
+History History::from_json(const nlohmann::json& j, const std::string& origin) {
+  if (!j.is_object()) throw std::runtime_error(origin + ": not a History (a JSON object of per-epoch lists)");
+  auto read = [&](std::vector<double>& into, std::initializer_list<const char*> keys) {
+    for (const char* key : keys) {
+      if (!j.contains(key)) continue;
+      const auto& v = j.at(key);
+      if (!v.is_array()) throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers");
+      for (const auto& x : v) {
+        if (!x.is_number()) throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers (found " + x.dump() + ")");
+        into.push_back(x.get<double>());
+      }
+      return;
+    }
+  };
+  History h;
+  read(h.loss, {"loss"});
+  read(h.accuracy, {"accuracy", "acc"});
+  read(h.val_loss, {"val_loss"});
+  read(h.val_accuracy, {"val_accuracy", "val_acc"});
+  read(h.test_loss, {"test_loss"});
+  read(h.test_accuracy, {"test_accuracy"});
+  read(h.epoch_seconds, {"epoch_seconds"});
+  read(h.learning_rate, {"learning_rate", "lr"});
+  if (!j.contains("accuracy") && !j.contains("acc") && !j.contains("loss")) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
+  return h;
+}
+
+nlohmann::json Progress::to_json() const {
+  return {{"step", step}, {"loss_sum", loss_sum}, {"correct", correct}, {"seconds", seconds}};
+}
+
+Progress Progress::from_json(const nlohmann::json& j) {
+  return {j.at("step").get<int64_t>(), j.at("loss_sum").get<double>(), j.at("correct").get<double>(), j.at("seconds").get<double>()};
+}
+
+}  // namespace mnist
