@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "config/config.h"
+#include "config/keras_names.h"
 #include "helpers.h"
 #include "interop/keras_config.h"
 #include "interop/keras_files.h"
@@ -81,6 +82,13 @@ TEST(KerasFiles, SlotsAreNamedAsKerasNamesThem) {
   EXPECT_EQ(keras_snake_case("AveragePooling2D"), "average_pooling2d");
   EXPECT_EQ(keras_snake_case("GlobalAveragePooling2D"), "global_average_pooling2d");
   EXPECT_EQ(keras_snake_case("BatchNormalization"), "batch_normalization");
+  // numbered within a model from a class's second layer on, as a config's unnamed layers are too
+  KerasLayerNames names;
+  EXPECT_EQ(names.next("Dense"), "dense");
+  EXPECT_EQ(names.next("Conv2D"), "conv2d");
+  EXPECT_EQ(names.next("Dense"), "dense_1");
+  EXPECT_EQ(names.next("MaxPooling2D"), "max_pooling2d");
+  EXPECT_EQ(names.next("Dense"), "dense_2");
 }
 
 TEST(KerasFiles, ReadsTheFilesKerasWrote) {

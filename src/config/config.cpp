@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "config/errors.h"
+#include "config/keras_names.h"
 #include "config/user_input.h"
 
 namespace mnist {
@@ -209,22 +210,6 @@ json fields_json(const S& s) {
   return j;
 }
 
-// Keras names layers by their snake_case class name, numbering repeats: dense, dense_1, dense_2.
-std::string auto_name(const std::string& type, std::map<std::string, int>& seen) {
-  std::string base;
-  for (size_t i = 0; i < type.size(); ++i) {
-    char c = type[i];
-    if (std::isupper(static_cast<unsigned char>(c))) {
-      if (i > 0 && !std::isdigit(static_cast<unsigned char>(type[i - 1]))) base += '_';
-      base += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else {
-      base += c;
-    }
-  }
-  int n = seen[base]++;
-  return n == 0 ? base : base + "_" + std::to_string(n);
-}
-
 // The layer types, in LayerParams's order.
 template <size_t... I>
 std::vector<std::string> type_names(std::index_sequence<I...>) {
@@ -259,14 +244,14 @@ void check_layer_name(const std::string& name, const std::string& path) {
 }
 
 // One layer: its type picks the spec, whose fields() say which keys it takes.
-LayerSpec read_layer(const json& j, const std::string& path, std::map<std::string, int>& names) {
+LayerSpec read_layer(const json& j, const std::string& path, KerasLayerNames& names) {
   std::string type;
   Reader(j, path, "a layer")("type", type);
   if (!j.contains("type")) throw ConfigError(path + ".type", "missing: every layer needs a \"type\" (" + join(kLayerTypes) + ")");
   LayerSpec layer;
   if (!default_layer(type, layer.params))
     throw ConfigError(path + ".type", "must be one of " + join(kLayerTypes) + " (got " + show(type) + ")");
-  layer.name = auto_name(type, names);
+  layer.name = names.next(type);
   Reader r(j, path, "a " + type + " layer");
   r("type", type);
   r("name", layer.name);
@@ -278,7 +263,7 @@ LayerSpec read_layer(const json& j, const std::string& path, std::map<std::strin
 
 void read_value(const json& v, const std::string& path, const Rule&, std::vector<LayerSpec>& out) {
   if (!v.is_array() || v.empty()) throw ConfigError(path, "must be a non-empty list of layers (got " + show(v) + ")");
-  std::map<std::string, int> names;
+  KerasLayerNames names;
   out.clear();
   for (size_t i = 0; i < v.size(); ++i) out.push_back(read_layer(v[i], path + "[" + std::to_string(i) + "]", names));
   std::set<std::string> unique;

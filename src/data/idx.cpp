@@ -9,7 +9,7 @@ namespace mnist {
 namespace {
 
 constexpr uint32_t kImageMagic = 2051, kLabelMagic = 2049;  // IDX: 0x0803 ubyte 3-D, 0x0801 ubyte 1-D
-constexpr uint32_t kRows = 28, kCols = 28, kClasses = 10;
+constexpr uint32_t kRows = kImageRows, kCols = kImageCols, kClasses = 10;
 
 uint32_t big_endian(const unsigned char* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
@@ -33,7 +33,8 @@ uint32_t check_idx_header(const unsigned char* head, size_t head_size, uint64_t 
   if (images) {
     const uint32_t rows = big_endian(head + 8), cols = big_endian(head + 12);
     if (rows != kRows || cols != kCols)
-      throw std::runtime_error("holds " + std::to_string(rows) + "x" + std::to_string(cols) + " images, expected 28x28");
+      throw std::runtime_error("holds " + std::to_string(rows) + "x" + std::to_string(cols) + " images, expected " +
+                               std::to_string(kRows) + "x" + std::to_string(kCols));
   }
   if (count != expected_count)
     throw std::runtime_error("holds " + std::to_string(count) + " items; the MNIST loader expects the " +

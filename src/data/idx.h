@@ -7,6 +7,10 @@
 
 namespace mnist {
 
+// MNIST's (and Fashion-MNIST's) images: 28 x 28 pixels of one channel. Every shape in the program is
+// written with these.
+inline constexpr int64_t kImageRows = 28, kImageCols = 28;
+
 // `head`: the file's first bytes (16 suffice for images, 8 for labels); `file_size`: its total
 // size. Returns the item count. Throws std::runtime_error whose message completes the sentence
 // "data file F ...", e.g. "is truncated: 5000 bytes, expected 47040016 for 60000 items".

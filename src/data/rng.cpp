@@ -10,13 +10,8 @@
 namespace mnist {
 
 uint64_t mix_seed(std::initializer_list<uint64_t> values) {
-  uint64_t z = 0x632BE59BD9B4E019ull;
-  for (uint64_t v : values) {
-    z += v * 0x9E3779B97F4A7C15ull + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-  }
+  uint64_t z = kSeedBasis;
+  for (uint64_t v : values) z = splitmix64(z + v * kGoldenGamma + kGoldenGamma);
   return z;
 }
 

@@ -7,9 +7,16 @@
 
 #include "config/errors.h"
 #include "config/user_input.h"
+#include "data/idx.h"
+#include "model/model.h"
 
 namespace mnist {
 namespace {
+
+// Keras's batch_shape of our input: (None, 28, 28) before a Flatten, else (None, 28, 28, 1).
+json keras_input_shape(bool flat) {
+  return flat ? json::array({nullptr, kImageRows, kImageCols}) : json::array({nullptr, kImageRows, kImageCols, 1});
+}
 
 using nlohmann::json;
 
@@ -226,9 +233,10 @@ KerasConfig config_from_keras(const std::string& text, const std::string& where)
       if (layer.value("class_name", json()) == "InputLayer") {
         const json& c = layer.value("config", json::object());
         const json shape = c.is_object() ? c.value("batch_shape", c.value("batch_input_shape", json())) : json();
-        if (i != 0 || (shape != json::array({nullptr, 28, 28}) && shape != json::array({nullptr, 28, 28, 1})))
-          throw std::runtime_error(where + ": the model's input is " + shape.dump() +
-                                   "; models here take 28x28 images, (None, 28, 28) or (None, 28, 28, 1)");
+        if (i != 0 || (shape != keras_input_shape(/*flat=*/true) && shape != keras_input_shape(/*flat=*/false)))
+          throw std::runtime_error(where + ": the model's input is " + shape.dump() + "; models here take " +
+                                   std::to_string(kImageRows) + "x" + std::to_string(kImageCols) + " images, " +
+                                   format_shape({kImageRows, kImageCols}) + " or " + format_shape(kImageShape));
         continue;
       }
       layers.push_back(convert_layer(layer, i, where));
@@ -253,7 +261,7 @@ KerasConfig config_from_keras(const std::string& text, const std::string& where)
 
 json keras_config_json(const Config& config) {
   const bool flat_input = !config.model.layers.empty() && std::holds_alternative<FlattenSpec>(config.model.layers.front().params);
-  const json batch_shape = flat_input ? json::array({nullptr, 28, 28}) : json::array({nullptr, 28, 28, 1});
+  const json batch_shape = keras_input_shape(flat_input);
   json layers = json::array({{{"module", "keras.layers"},
                               {"class_name", "InputLayer"},
                               {"config", {{"batch_shape", batch_shape}, {"dtype", "float32"}, {"sparse", false}, {"name", "input_layer"}}},

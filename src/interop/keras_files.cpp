@@ -2,7 +2,6 @@
 #include "interop/keras_files.h"
 
 #include <memory>
-#include <regex>
 #include <stdexcept>
 
 #include <sys/wait.h>
@@ -21,14 +20,6 @@ extern "C" void __sanitizer_set_death_callback(void (*callback)(void)) __attribu
 #endif
 
 namespace mnist {
-
-std::string keras_snake_case(const std::string& class_name) {
-  std::string name = std::regex_replace(class_name, std::regex(R"(\W+)"), "");
-  name = std::regex_replace(name, std::regex("(.)([A-Z][a-z]+)"), "$1_$2");
-  name = std::regex_replace(name, std::regex("([a-z])([A-Z])"), "$1_$2");
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
-}
 
 #ifdef MNIST_WITH_KERAS_FILES
 namespace {

@@ -52,7 +52,5 @@ std::map<std::string, std::string> read_zip_entries(const std::string& bytes, co
                                                     const std::string& name, int64_t max_entry_bytes);
 std::string write_zip(const std::vector<std::pair<std::string, std::string>>& entries);
 
-// Keras's slot name for a class: keras.src.utils.naming.to_snake_case ("MaxPooling2D" -> "max_pooling2d").
-std::string keras_snake_case(const std::string& class_name);
 
 }  // namespace mnist

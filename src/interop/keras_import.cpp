@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/keras_names.h"
 #include "config/user_input.h"
 #include "interop/keras_config.h"
 #include "interop/keras_files.h"
@@ -35,14 +36,9 @@ struct LayerLayout {
 
 // Slots are numbered per class, as keras.src.saving.saving_lib names them: dense, dense_1, ...
 std::vector<LayerLayout> keras_layout(const ModelImpl& model) {
-  std::map<std::string, int> used;
+  KerasLayerNames slots;
   std::vector<LayerLayout> layout;
-  for (const auto& layer : model.layers()) {
-    std::string slot = keras_snake_case(layer->type);
-    const auto [it, first] = used.try_emplace(slot, 0);
-    if (!first) slot += "_" + std::to_string(++it->second);
-    layout.push_back({slot, layer, layer->keras_weights()});
-  }
+  for (const auto& layer : model.layers()) layout.push_back({slots.next(layer->type), layer, layer->keras_weights()});
   return layout;
 }
 

@@ -11,12 +11,13 @@
 #include <torch/torch.h>
 
 #include "config/config.h"
+#include "data/idx.h"
 #include "model/layers.h"
 
 namespace mnist {
 
 // The model's input in Keras's terms: a 28x28 image with one channel (LibTorch: [N, 1, 28, 28]).
-inline const Shape kImageShape = {28, 28, 1};
+inline const Shape kImageShape = {kImageRows, kImageCols, 1};
 
 class ModelImpl : public torch::nn::Module {
  public:

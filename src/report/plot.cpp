@@ -8,6 +8,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "data/idx.h"
 #include "interop/rundir.h"
 
 namespace mnist {
@@ -124,38 +125,28 @@ cv::Scalar blues(double t) {
   return cv::Scalar(rgb[2], rgb[1], rgb[0]);
 }
 
-Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std::vector<std::string>& classes,
-                      const std::string& title, bool normalize) {
-  // Cells widen (64..96 px) so column names such as Fashion-MNIST's "T-shirt/top" stay legible.
-  const double row_scale = 0.5;
-  int widest = 0;
-  for (const auto& c : classes) widest = std::max(widest, text_size(c, 0.42).width);
-  const int n = static_cast<int>(matrix.size()), cell = std::clamp(widest + 10, 64, 96), grid = n * cell;
-  const double label_scale = fit_scale(classes, cell - 6, 0.5);
-  // Values shown: counts, or each row as percentages of its total.
-  std::vector<std::vector<double>> value(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(n), 0));
-  double vmax = 0;
-  for (int i = 0; i < n; ++i) {
+namespace {
+
+// The heatmap's values: counts, or each row as percentages of its total; and the largest (at least 1).
+std::vector<std::vector<double>> confusion_values(const std::vector<std::vector<int64_t>>& matrix, bool normalize, double& vmax) {
+  const size_t n = matrix.size();
+  std::vector<std::vector<double>> value(n, std::vector<double>(n, 0));
+  vmax = 0;
+  for (size_t i = 0; i < n; ++i) {
     double row = 0;
-    for (int j = 0; j < n; ++j) row += static_cast<double>(matrix[i][j]);
-    for (int j = 0; j < n; ++j) {
+    for (size_t j = 0; j < n; ++j) row += static_cast<double>(matrix[i][j]);
+    for (size_t j = 0; j < n; ++j) {
       value[i][j] = normalize ? (row > 0 ? 100.0 * static_cast<double>(matrix[i][j]) / row : 0.0) : static_cast<double>(matrix[i][j]);
       vmax = std::max(vmax, value[i][j]);
     }
   }
   if (vmax <= 0) vmax = 1;
+  return value;
+}
 
-  int label_width = 0;
-  for (const auto& c : classes) label_width = std::max(label_width, text_size(c, row_scale).width);
-  const int left = 40 + label_width + 12, top = 60, bar_x = left + grid + 30, bar_w = 22;
-  const Axis bar_axis = nice_axis(0, vmax, 6);
-  int bar_label_width = 0;
-  for (double t : bar_axis.ticks()) bar_label_width = std::max(bar_label_width, text_size(tick_label(t, bar_axis.step), 0.45).width);
-  Figure fig(std::max(640, bar_x + bar_w + 10 + bar_label_width + 20), std::max(480, top + grid + 80));
-
-  const double title_scale = fit_scale({title}, fig.image.cols - 20, 0.7);
-  fig.text(title, fig.image.cols / 2, 35, title_scale, kBlack, Figure::Align::center);
-
+// The cells from (left, top), `cell` pixels square, each with its value in text readable on it.
+void draw_cells(Figure& fig, const std::vector<std::vector<double>>& value, double vmax, bool normalize, int left, int top, int cell) {
+  const int n = static_cast<int>(value.size());
   std::vector<std::string> cell_texts;
   for (int i = 0; i < n; ++i)
     for (int j = 0; j < n; ++j) cell_texts.push_back(normalize ? format("%.1f", value[i][j]) : format("%.0f", value[i][j]));
@@ -172,9 +163,12 @@ Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std
       fig.text(s, r.x + cell / 2, r.y + cell / 2 + h / 2, cell_scale, luminance < 0.5 ? kWhite : kBlack, Figure::Align::center);
     }
   }
-  fig.plot_area = cv::Rect(left, top, grid, grid);
-  cv::rectangle(fig.image, fig.plot_area, kAxis, 1);
-  // Ticks: class names under the columns and left of the rows.
+}
+
+// Class names under the columns and left of the rows, and the axes' titles.
+void draw_class_labels(Figure& fig, const std::vector<std::string>& classes, int left, int top, int cell, double row_scale) {
+  const int n = static_cast<int>(classes.size()), grid = n * cell;
+  const double label_scale = fit_scale(classes, cell - 6, 0.5);
   for (int k = 0; k < n; ++k) {
     const std::string& name = classes[static_cast<size_t>(k)];
     const int h = text_size(name, label_scale).height;
@@ -184,28 +178,60 @@ Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std
   }
   fig.text("Predicted label", left + grid / 2, top + grid + 55, 0.6, kBlack, Figure::Align::center);
   fig.vertical_text("True label", 20, top + grid / 2, 0.6, kBlack);
+}
 
-  // Colour bar from 0 (bottom, light) to the largest value (dark), as seaborn draws it; ticks at
-  // the nice numbers inside that range.
+// Colour bar from 0 (bottom, light) to the largest value (dark), as seaborn draws it; ticks at
+// the nice numbers inside that range.
+void draw_colour_bar(Figure& fig, const Axis& axis, double vmax, int bar_x, int bar_w, int top, int grid) {
   for (int y = 0; y < grid; ++y)
     cv::line(fig.image, {bar_x, top + grid - 1 - y}, {bar_x + bar_w - 1, top + grid - 1 - y}, blues((y + 0.5) / grid));
   cv::rectangle(fig.image, cv::Rect(bar_x, top, bar_w, grid), kAxis, 1);
-  for (double t : bar_axis.ticks()) {
+  for (double t : axis.ticks()) {
     if (t > vmax * (1 + 1e-9)) continue;
     const int y = top + grid - 1 - static_cast<int>(std::lround(t / vmax * (grid - 1)));
     cv::line(fig.image, {bar_x + bar_w, y}, {bar_x + bar_w + 4, y}, kAxis);
-    const std::string s = tick_label(t, bar_axis.step);
+    const std::string s = tick_label(t, axis.step);
     fig.text(s, bar_x + bar_w + 8, y + text_size(s, 0.45).height / 2, 0.45, kBlack);
   }
+}
+
+int widest_text(const std::vector<std::string>& strings, double scale) {
+  int widest = 0;
+  for (const auto& s : strings) widest = std::max(widest, text_size(s, scale).width);
+  return widest;
+}
+
+}  // namespace
+
+Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std::vector<std::string>& classes,
+                      const std::string& title, bool normalize) {
+  // Cells widen (64..96 px) so column names such as Fashion-MNIST's "T-shirt/top" stay legible.
+  const double row_scale = 0.5;
+  const int n = static_cast<int>(matrix.size()), cell = std::clamp(widest_text(classes, 0.42) + 10, 64, 96), grid = n * cell;
+  double vmax = 0;
+  const std::vector<std::vector<double>> value = confusion_values(matrix, normalize, vmax);
+  const int left = 40 + widest_text(classes, row_scale) + 12, top = 60, bar_x = left + grid + 30, bar_w = 22;
+  const Axis bar_axis = nice_axis(0, vmax, 6);
+  std::vector<std::string> bar_labels;
+  for (double t : bar_axis.ticks()) bar_labels.push_back(tick_label(t, bar_axis.step));
+  Figure fig(std::max(640, bar_x + bar_w + 10 + widest_text(bar_labels, 0.45) + 20), std::max(480, top + grid + 80));
+  fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.7), kBlack, Figure::Align::center);
+  draw_cells(fig, value, vmax, normalize, left, top, cell);
+  fig.plot_area = cv::Rect(left, top, grid, grid);
+  cv::rectangle(fig.image, fig.plot_area, kAxis, 1);
+  draw_class_labels(fig, classes, left, top, cell, row_scale);
+  draw_colour_bar(fig, bar_axis, vmax, bar_x, bar_w, top, grid);
   return fig;
 }
 
-Figure plot_curves(const std::string& title, const std::string& y_label, const std::vector<Series>& series, bool fraction) {
-  Figure fig(960, 600);
-  const int left = 95, right = 30, top = 60, bottom = 75;
-  const cv::Rect plot(left, top, fig.image.cols - left - right, fig.image.rows - top - bottom);
-  const int inset = 8;  // points keep this far from the axes' box: a marker (radius 4) is never cut
-  size_t epochs = 1;
+namespace {
+
+constexpr int kInset = 8;         // points keep this far from the axes' box: a marker is never cut
+constexpr int kMarkerRadius = 4;  // a marker's radius; a point without one covers less
+
+// The axes of curves over epochs (see plot_curves).
+void curve_axes(const std::vector<Series>& series, bool fraction, Axis& x, Axis& y, size_t& epochs) {
+  epochs = 1;
   double lo = INFINITY, hi = -INFINITY;
   for (const auto& s : series) {
     epochs = std::max(epochs, s.values.size());
@@ -216,71 +242,74 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
   // Show the detail: pad the data range by 5% and let the nice-number axis round it outward, but
   // not below 0 for data that never is (a loss, an accuracy), nor above 1 for fractions.
   const double pad = (hi - lo) * 0.05;
-  Axis y = nice_axis(lo - pad, hi + pad, 7);
+  y = nice_axis(lo - pad, hi + pad, 7);
   if (lo >= 0) y.lo = std::max(y.lo, 0.0);
   if (fraction) y.hi = std::min(y.hi, 1.0);
   // Epochs from 0 (before training) to a whole round number at or past the last, at least 4.
   const double last = static_cast<double>(std::max<size_t>(epochs, 4));
-  Axis x = nice_axis(0, last, 10);
+  x = nice_axis(0, last, 10);
   x.step = std::max(1.0, x.step);
   x.lo = 0;
   x.hi = std::ceil(last / x.step) * x.step;
+}
 
-  // The legend's size, from its labels.
-  int legend_w = 0;
-  for (const auto& s : series) legend_w = std::max(legend_w, text_size(s.label, 0.5).width);
-  legend_w += 60;
-  const int legend_h = 12 + 24 * static_cast<int>(series.size());
-  const bool markers = epochs <= 30;
-  const int radius = 4;  // a marker's radius; a point without one covers less
-
-  // Lay out the data, then the legend in the first corner no curve crosses (top right, bottom
-  // right, top left, bottom left). When every corner is crossed, the data moves down to leave a
-  // band for the legend at the top.
-  cv::Rect data;
+// Each series' finite points, in pixels of `data`.
+std::vector<std::vector<cv::Point>> curve_points(const std::vector<Series>& series, const cv::Rect& data, const Axis& x, const Axis& y) {
   std::vector<std::vector<cv::Point>> curves;
-  cv::Rect box;
-  for (const int headroom : {0, legend_h + 2 * inset}) {
-    data = cv::Rect(plot.x + inset, plot.y + inset + headroom, plot.width - 2 * inset, plot.height - 2 * inset - headroom);
-    curves.clear();
-    for (const auto& s : series) {
-      std::vector<cv::Point> points;
-      for (size_t i = 0; i < s.values.size(); ++i) {
-        if (!std::isfinite(s.values[i])) continue;
-        const double ex = data.x + (static_cast<double>(i + 1) - x.lo) / (x.hi - x.lo) * data.width;
-        const double ey = data.y + data.height - (s.values[i] - y.lo) / (y.hi - y.lo) * data.height;
-        points.emplace_back(static_cast<int>(std::lround(ex)), static_cast<int>(std::lround(ey)));
-      }
-      curves.push_back(std::move(points));
+  for (const auto& s : series) {
+    std::vector<cv::Point> points;
+    for (size_t i = 0; i < s.values.size(); ++i) {
+      if (!std::isfinite(s.values[i])) continue;
+      const double ex = data.x + (static_cast<double>(i + 1) - x.lo) / (x.hi - x.lo) * data.width;
+      const double ey = data.y + data.height - (s.values[i] - y.lo) / (y.hi - y.lo) * data.height;
+      points.emplace_back(static_cast<int>(std::lround(ex)), static_cast<int>(std::lround(ey)));
     }
-    // How many of the curves' segments and points a box would cover.
-    auto covered = [&](const cv::Rect& b) {
-      const cv::Rect around(b.x - radius, b.y - radius, b.width + 2 * radius, b.height + 2 * radius);
-      int count = 0;
-      for (const auto& points : curves)
-        for (size_t i = 0; i < points.size(); ++i) {
-          cv::Point a = points[i], c = i + 1 < points.size() ? points[i + 1] : points[i];
-          count += around.contains(points[i]) || (i + 1 < points.size() && cv::clipLine(around, a, c));
-        }
-      return count;
-    };
-    const int x_right = plot.x + plot.width - legend_w - 10, x_left = plot.x + 10;
-    const int y_top = plot.y + 10, y_bottom = plot.y + plot.height - legend_h - 10;
-    const cv::Rect corners[] = {{x_right, y_top, legend_w, legend_h},
-                                {x_right, y_bottom, legend_w, legend_h},
-                                {x_left, y_top, legend_w, legend_h},
-                                {x_left, y_bottom, legend_w, legend_h}};
+    curves.push_back(std::move(points));
+  }
+  return curves;
+}
+
+// How many of the curves' segments and points a box would cover.
+int covered(const cv::Rect& b, const std::vector<std::vector<cv::Point>>& curves) {
+  const cv::Rect around(b.x - kMarkerRadius, b.y - kMarkerRadius, b.width + 2 * kMarkerRadius, b.height + 2 * kMarkerRadius);
+  int count = 0;
+  for (const auto& points : curves)
+    for (size_t i = 0; i < points.size(); ++i) {
+      cv::Point a = points[i], c = i + 1 < points.size() ? points[i + 1] : points[i];
+      count += around.contains(points[i]) || (i + 1 < points.size() && cv::clipLine(around, a, c));
+    }
+  return count;
+}
+
+// Where the data and the legend go: the legend in the first corner no curve crosses (top right,
+// bottom right, top left, bottom left); when every corner is crossed, the data moves down to leave
+// a band for the legend at the top.
+struct CurveLayout {
+  cv::Rect data, legend;
+  std::vector<std::vector<cv::Point>> curves;
+};
+CurveLayout layout_curves(const cv::Rect& plot, const std::vector<Series>& series, const Axis& x, const Axis& y, cv::Size legend) {
+  CurveLayout l;
+  for (const int headroom : {0, legend.height + 2 * kInset}) {
+    l.data = cv::Rect(plot.x + kInset, plot.y + kInset + headroom, plot.width - 2 * kInset, plot.height - 2 * kInset - headroom);
+    l.curves = curve_points(series, l.data, x, y);
+    const int x_right = plot.x + plot.width - legend.width - 10, x_left = plot.x + 10;
+    const int y_top = plot.y + 10, y_bottom = plot.y + plot.height - legend.height - 10;
+    const cv::Rect corners[] = {{{x_right, y_top}, legend}, {{x_right, y_bottom}, legend}, {{x_left, y_top}, legend}, {{x_left, y_bottom}, legend}};
     int least = -1;
     for (const cv::Rect& corner : corners) {
-      const int c = covered(corner);
-      if (least < 0 || c < least) least = c, box = corner;
+      const int c = covered(corner, l.curves);
+      if (least < 0 || c < least) least = c, l.legend = corner;
     }
     if (least == 0) break;
   }
+  return l;
+}
+
+// Grid lines, ticks and their labels on both axes, the box and the axes' titles.
+void draw_curve_axes(Figure& fig, const cv::Rect& plot, const cv::Rect& data, const Axis& x, const Axis& y, const std::string& y_label) {
   auto px = [&](double e) { return data.x + (e - x.lo) / (x.hi - x.lo) * data.width; };
   auto py = [&](double v) { return data.y + data.height - (v - y.lo) / (y.hi - y.lo) * data.height; };
-
-  fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.7), kBlack, Figure::Align::center);
   for (double t : y.ticks()) {
     const int yy = static_cast<int>(std::lround(py(t)));
     cv::line(fig.image, {plot.x, yy}, {plot.x + plot.width, yy}, kGrid);
@@ -298,36 +327,58 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
   fig.plot_area = plot;
   fig.text("Epoch", plot.x + plot.width / 2, fig.image.rows - 18, 0.6, kBlack, Figure::Align::center);
   fig.vertical_text(y_label, 20, plot.y + plot.height / 2, 0.6, kBlack);
+}
 
-  for (size_t k = 0; k < series.size(); ++k) {
-    const cv::Scalar color = kPalette[series[k].color % 10];
-    const std::vector<cv::Point>& points = curves[k];
-    for (size_t i = 1; i < points.size(); ++i) {
-      if (series[k].dashed)
-        dashed_line(fig.image, points[i - 1], points[i], color, 2);
-      else
-        cv::line(fig.image, points[i - 1], points[i], color, 2, cv::LINE_AA);
-    }
-    if (markers || points.size() == 1)
-      for (const auto& p : points) cv::circle(fig.image, p, radius, color, cv::FILLED, cv::LINE_AA);
-  }
-  fig.curves = curves;
-  fig.marker_radius = markers ? radius : 0;
-  fig.x_axis = x;
-  fig.y_axis = y;
+// A series' line from a to b: solid, or dashed.
+void series_line(Figure& fig, const Series& s, cv::Point2d a, cv::Point2d b) {
+  const cv::Scalar color = kPalette[s.color % 10];
+  if (s.dashed)
+    dashed_line(fig.image, a, b, color, 2);
+  else
+    cv::line(fig.image, cv::Point(static_cast<int>(a.x), static_cast<int>(a.y)), cv::Point(static_cast<int>(b.x), static_cast<int>(b.y)),
+             color, 2, cv::LINE_AA);
+}
 
-  fig.legend = box;
+void draw_legend(Figure& fig, const cv::Rect& box, const std::vector<Series>& series) {
   cv::rectangle(fig.image, box, kWhite, cv::FILLED);
   cv::rectangle(fig.image, box, kAxis, 1);
   for (size_t i = 0; i < series.size(); ++i) {
     const int yy = box.y + 20 + 24 * static_cast<int>(i);
-    const cv::Scalar color = kPalette[series[i].color % 10];
-    if (series[i].dashed)
-      dashed_line(fig.image, {box.x + 10.0, yy - 5.0}, {box.x + 45.0, yy - 5.0}, color, 2);
-    else
-      cv::line(fig.image, {box.x + 10, yy - 5}, {box.x + 45, yy - 5}, color, 2, cv::LINE_AA);
+    series_line(fig, series[i], {box.x + 10.0, yy - 5.0}, {box.x + 45.0, yy - 5.0});
     fig.text(series[i].label, box.x + 52, yy, 0.5, kBlack);
   }
+}
+
+}  // namespace
+
+Figure plot_curves(const std::string& title, const std::string& y_label, const std::vector<Series>& series, bool fraction) {
+  Figure fig(960, 600);
+  const int left = 95, right = 30, top = 60, bottom = 75;
+  const cv::Rect plot(left, top, fig.image.cols - left - right, fig.image.rows - top - bottom);
+  Axis x, y;
+  size_t epochs = 0;
+  curve_axes(series, fraction, x, y, epochs);
+  // The legend's size, from its labels.
+  std::vector<std::string> labels;
+  for (const auto& s : series) labels.push_back(s.label);
+  const cv::Size legend(widest_text(labels, 0.5) + 60, 12 + 24 * static_cast<int>(series.size()));
+  const bool markers = epochs <= 30;
+  const CurveLayout l = layout_curves(plot, series, x, y, legend);
+
+  fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.7), kBlack, Figure::Align::center);
+  draw_curve_axes(fig, plot, l.data, x, y, y_label);
+  for (size_t k = 0; k < series.size(); ++k) {
+    const std::vector<cv::Point>& points = l.curves[k];
+    for (size_t i = 1; i < points.size(); ++i) series_line(fig, series[k], points[i - 1], points[i]);
+    if (markers || points.size() == 1)
+      for (const auto& p : points) cv::circle(fig.image, p, kMarkerRadius, kPalette[series[k].color % 10], cv::FILLED, cv::LINE_AA);
+  }
+  fig.curves = l.curves;
+  fig.marker_radius = markers ? kMarkerRadius : 0;
+  fig.x_axis = x;
+  fig.y_axis = y;
+  fig.legend = l.legend;
+  draw_legend(fig, l.legend, series);
   return fig;
 }
 
@@ -346,9 +397,9 @@ Figure plot_mistakes(const MistakeSample& sample, const std::vector<std::string>
   for (size_t k = 0; k < mistakes.size(); ++k) {
     const Mistake& m = mistakes[k];
     const int x0 = 10 + static_cast<int>(k % columns) * tile_w, y0 = top + static_cast<int>(k / columns) * tile_h;
-    const torch::Tensor pixels = (m.image.reshape({28, 28}).clamp(0, 1) * 255).round().to(torch::kU8).contiguous();
-    cv::Mat gray(28, 28, CV_8UC1, pixels.data_ptr<uint8_t>()), big, bgr;
-    cv::resize(gray, big, {28 * zoom, 28 * zoom}, 0, 0, cv::INTER_NEAREST);
+    const torch::Tensor pixels = (m.image.reshape({kImageRows, kImageCols}).clamp(0, 1) * 255).round().to(torch::kU8).contiguous();
+    cv::Mat gray(kImageRows, kImageCols, CV_8UC1, pixels.data_ptr<uint8_t>()), big, bgr;
+    cv::resize(gray, big, {kImageCols * zoom, kImageRows * zoom}, 0, 0, cv::INTER_NEAREST);
     cv::cvtColor(big, bgr, cv::COLOR_GRAY2BGR);
     bgr.copyTo(fig.image(cv::Rect(x0 + (tile_w - bgr.cols) / 2, y0, bgr.cols, bgr.rows)));
     const std::string truth = classes[static_cast<size_t>(m.truth)], pred = classes[static_cast<size_t>(m.predicted)];

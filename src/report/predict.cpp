@@ -13,6 +13,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "config/user_input.h"
+#include "data/idx.h"
 
 namespace mnist {
 namespace fs = std::filesystem;
@@ -53,9 +54,10 @@ cv::Mat prepare_digit(const cv::Mat& gray_in, const std::string& what) {
   // Paste so that the centre of mass lands on the centre of the 28x28 field.
   const cv::Moments m = cv::moments(small, false);
   const double cx = m.m00 > 0 ? m.m10 / m.m00 : small.cols / 2.0, cy = m.m00 > 0 ? m.m01 / m.m00 : small.rows / 2.0;
-  const int ox = std::clamp(static_cast<int>(std::lround(14.0 - cx)), 0, 28 - small.cols);
-  const int oy = std::clamp(static_cast<int>(std::lround(14.0 - cy)), 0, 28 - small.rows);
-  cv::Mat out = cv::Mat::zeros(28, 28, CV_8UC1);
+  constexpr int rows = kImageRows, cols = kImageCols;
+  const int ox = std::clamp(static_cast<int>(std::lround(cols / 2.0 - cx)), 0, cols - small.cols);
+  const int oy = std::clamp(static_cast<int>(std::lround(rows / 2.0 - cy)), 0, rows - small.rows);
+  cv::Mat out = cv::Mat::zeros(rows, cols, CV_8UC1);
   small.copyTo(out(cv::Rect(ox, oy, small.cols, small.rows)));
   return out;
 }
@@ -157,7 +159,7 @@ torch::Tensor load_digit(const fs::path& file) {
     cv::resize(gray, gray, {}, scale, scale, cv::INTER_AREA);
   }
   const cv::Mat digit = prepare_digit(gray, file.string());
-  return torch::from_blob(digit.data, {1, 28, 28}, torch::kU8).to(torch::kFloat32).div(255.0);
+  return torch::from_blob(digit.data, {1, kImageRows, kImageCols}, torch::kU8).to(torch::kFloat32).div(255.0);
 }
 
 std::vector<fs::path> collect_images(const std::vector<std::string>& args) {

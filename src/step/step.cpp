@@ -20,7 +20,7 @@ class AutogradStep : public TrainingStep {
   void begin_epoch(const Split& train) override {
     if (x_buf_.defined() && bound_.is_same(train.images)) return;
     bound_ = train.images;
-    x_buf_ = torch::empty({config_.batch_size, 1, 28, 28}, train.images.options());
+    x_buf_ = torch::empty({config_.batch_size, 1, kImageRows, kImageCols}, train.images.options());
     y_buf_ = torch::empty({config_.batch_size}, train.labels.options());
     if (config_.augmentation.enabled() && !augment_gen_.defined()) augment_gen_ = make_generator(device_, 0);
   }

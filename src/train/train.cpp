@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 
+#include "data/rng.h"
 #include "fused/fused.h"
 #include "train/clock.h"
 #include "train/float_env.h"
@@ -112,10 +113,7 @@ double plateau_learning_rate(const History& history, const ReduceLROnPlateauConf
 
 torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
   // splitmix64 of (seed, epoch): neighbouring seeds and epochs get unrelated streams.
-  uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
+  const uint64_t z = splitmix64(seed * kGoldenGamma + static_cast<uint64_t>(epoch) + kSeedBasis);
   auto gen = at::detail::createCPUGenerator(z);
   return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
 }
