@@ -11,6 +11,7 @@ scripts/apt.sh g++ cmake make libopenblas0-pthread libopencv-dev nlohmann-json3-
                libgtest-dev zlib1g-dev libhdf5-dev libzip-dev pkgconf dataset-fashion-mnist curl ca-certificates python3-venv
 
 scripts/venv.sh torch >/dev/null  # LibTorch (inside PyTorch) for the build, PyTorch for the interop tests
+scripts/venv.sh lint >/dev/null   # lizard, for the test of function length and complexity (tests/style.sh)
 
 # CMakeLists.txt finds the LibTorch in .venv/torch by itself; a build/ configured against another
 # LibTorch (Debian's libtorch-dev, say) is configured anew.

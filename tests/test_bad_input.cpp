@@ -9,6 +9,7 @@
 #include "interop/export.h"
 #include "interop/keras_config.h"
 #include "interop/keras_files.h"
+#include "interop/checkpoint.h"
 #include "interop/rundir.h"
 #include "train/train.h"
 

@@ -12,6 +12,7 @@
 #include "helpers.h"
 #include "interop/export.h"
 #include "interop/keras_import.h"
+#include "interop/checkpoint.h"
 #include "interop/rundir.h"
 #include "train/train.h"
 #ifdef MNIST_WITH_OPENCV  // predict reads images with OpenCV

@@ -58,8 +58,8 @@ Trained train(const Config& config, bool fused, bool kernels = false, const Spli
   for (const auto& p : model->parameters()) flat.push_back(p.detach().reshape(-1));
   r.params = torch::cat(flat);
   const auto state = trainer.optimizer().state();
-  r.m = state[0];
-  r.v = state[1];
+  r.m = state.slots[0].second;  // the rule's first and second slots (sgd has one: the second stays 0)
+  r.v = state.slots.size() > 1 ? state.slots[1].second : torch::zeros_like(r.m);
   return r;
 }
 

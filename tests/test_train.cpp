@@ -11,6 +11,7 @@
 
 #include "helpers.h"
 #include "interop/export.h"
+#include "interop/checkpoint.h"
 #include "interop/rundir.h"
 #include "model/loss.h"
 #include "synthetic.h"
@@ -151,7 +152,7 @@ static void expect_resume_is_bit_exact(const Config& config, Step step) {
   Model resumed_model = model_with_params(c.config, c.params, "checkpoint");
   const auto resumed_trainer = trainer_on(step, resumed_model, c.config.training);
   Trainer& resumed = *resumed_trainer;
-  resumed.optimizer().load_state(c.optimizer_state);
+  resumed.optimizer().load_state(c.optimizer);
   resumed.resume(c.history, c.progress, c.best_state);
   const History got = resumed.fit(train, Split{}, test, FitOptions{}).history;
 

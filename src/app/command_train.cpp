@@ -3,6 +3,7 @@
 // figures, model.pt). Everything is loaded and checked before the run directory exists, so a bad
 // input leaves nothing behind.
 #include "app/command_train.h"
+#include "interop/rundir.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 
 #include "app/command.h"
 #include "config/errors.h"
+#include "interop/checkpoint.h"
 #include "interop/export.h"
 #include "interop/keras_import.h"
 #include "train/clock.h"
@@ -111,10 +113,6 @@ struct TrainRun {
   RunSeconds seconds;
 
   std::string origin() const { return flags.resume + "/checkpoint.pt"; }
-  void save_checkpoint_and_history(Trainer& trainer, const History& history) {
-    save_checkpoint(dir / "checkpoint.pt", *model, config, trainer, all_train.checksum);  // first: the run's record
-    save_history(dir, history);
-  }
 };
 
 // The weights to start from: the checkpoint's, --initial-weights, or the config's initialisers.
@@ -192,36 +190,32 @@ void prepare_trainer(const TrainRun& r, Trainer& trainer) {
   if (!r.flags.data_order.empty()) std::cout << "Data order from " << r.flags.data_order << "\n";
   if (!r.checkpoint) return;
   const Checkpoint& c = *r.checkpoint;
-  trainer.optimizer().load_state(c.optimizer_state);
+  trainer.optimizer().load_state(c.optimizer);
   trainer.resume(c.history, c.progress, c.best_state);
   std::cout << "Resuming after " << c.history.epochs() << " of " << r.config.training.epochs << " epochs"
             << (c.progress.step ? " and " + std::to_string(c.progress.step) + " steps of the next" : "") << "\n";
 }
 
 // Trains the remaining epochs, checkpointing after each; SIGINT/SIGTERM end it at a step boundary.
-FitResult fit_run(TrainRun& r, Trainer& trainer) {
+FitResult fit_run(TrainRun& r, Trainer& trainer, RunCheckpoint& checkpoint) {
   FitOptions options;
   options.log = &std::cout;
   options.progress_bar = ::isatty(STDOUT_FILENO);
-  options.on_epoch_end = [&](const History& h) {
-    const auto written = Clock::now();
-    r.save_checkpoint_and_history(trainer, h);
-    r.seconds.checkpoints += seconds_since(written);
-  };
+  options.callbacks = {&checkpoint};
   options.stop = &g_stop_requested;
   r.seconds.loading = seconds_since(r.start);
   const auto fit_start = Clock::now();
   FitResult fit = trainer.fit(r.train, r.validation, r.test, options);
   r.seconds.evaluation = fit.evaluation_seconds;
-  r.seconds.training = seconds_since(fit_start) - fit.evaluation_seconds - r.seconds.checkpoints;
+  r.seconds.training = seconds_since(fit_start) - fit.evaluation_seconds - checkpoint.seconds;
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   return fit;
 }
 
 // An interrupted run: its checkpoint, where it stopped and how to resume it.
-int save_interrupted(TrainRun& r, Trainer& trainer, const FitResult& fit) {
-  r.save_checkpoint_and_history(trainer, fit.history);
+int save_interrupted(const TrainRun& r, Trainer& trainer, RunCheckpoint& checkpoint, const FitResult& fit) {
+  checkpoint.save(fit.history);
   const int64_t steps = trainer.steps_per_epoch(r.train), epochs = r.config.training.epochs;
   const std::string where = trainer.progress().step == 0
                                 ? "after epoch " + std::to_string(fit.history.epochs()) + "/" + std::to_string(epochs)
@@ -233,13 +227,12 @@ int save_interrupted(TrainRun& r, Trainer& trainer, const FitResult& fit) {
 }
 
 // A finished run's files: the test evaluation, figures, model.pt and metrics.json.
-nlohmann::json write_results(TrainRun& r, Trainer& trainer, const FitResult& fit, Evaluation& test_eval) {
+nlohmann::json write_results(TrainRun& r, RunCheckpoint& checkpoint, const FitResult& fit, Evaluation& test_eval) {
   auto phase = Clock::now();
   test_eval = evaluate(r.model, r.test, r.config.training);
   r.seconds.evaluation += seconds_since(phase);
-  phase = Clock::now();
-  if (fit.history.epochs() == 0 || !fit.stopped_early.empty()) r.save_checkpoint_and_history(trainer, fit.history);
-  r.seconds.checkpoints += seconds_since(phase);
+  if (fit.history.epochs() == 0 || !fit.stopped_early.empty()) checkpoint.save(fit.history);
+  r.seconds.checkpoints = checkpoint.seconds;
   phase = Clock::now();
 #ifdef MNIST_WITH_OPENCV
   const MistakeSample mistakes = most_confident_mistakes(r.model, r.test, kGallerySize);
@@ -308,10 +301,11 @@ int run_train(const TrainFlags& t, bool config_flags) {
   }
   open_run_dir(r);
   prepare_trainer(r, trainer);
-  const FitResult fit = fit_run(r, trainer);
-  if (fit.interrupted) return save_interrupted(r, trainer, fit);
+  RunCheckpoint checkpoint(r.dir, *r.model, r.config, trainer, r.all_train.checksum);
+  const FitResult fit = fit_run(r, trainer, checkpoint);
+  if (fit.interrupted) return save_interrupted(r, trainer, checkpoint, fit);
   Evaluation test_eval;
-  const nlohmann::json metrics = write_results(r, trainer, fit, test_eval);
+  const nlohmann::json metrics = write_results(r, checkpoint, fit, test_eval);
   return report_finished(r, fit, test_eval, metrics);
 }
 

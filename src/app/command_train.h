@@ -5,7 +5,8 @@
 #include <string>
 
 #include "config/config.h"
-#include "interop/rundir.h"
+#include "interop/checkpoint.h"
+#include "interop/checkpoint.h"
 
 namespace mnist {
 

@@ -396,52 +396,64 @@ json to_json(const LayerSpec& l) {
   return j;
 }
 
+namespace {
+
+// The value of `--set KEY=TEXT`: TEXT as JSON, or else as a bare string.
+json override_value(const std::string& text, const std::string& key, const std::string& shown) {
+  try {
+    return parse_json(text, kMaxConfigDepth);
+  } catch (const JsonTooDeep&) {
+    throw UsageError("--set " + shown + ": the value is not a single value");
+  } catch (const json::exception&) {
+    json value = text;  // bare words are strings: --set training.optimizer.name=sgd
+    try {
+      (void)value.dump();  // the resolved config is written as JSON, which needs UTF-8 (found by fuzz_config)
+    } catch (const json::exception&) {
+      throw UsageError("--set " + key.substr(0, 100) + "=...: the value is not valid UTF-8 text");
+    }
+    return value;
+  }
+}
+
+// One `--set KEY.PATH=VALUE` applied to the config's JSON `j`: a single value of the same kind,
+// or another optimizer or schedule by name (its own fields, with Keras's defaults).
+void apply_override(json& j, const std::string& a) {
+  const std::string shown = a.size() <= 100 ? a : a.substr(0, 100) + "...";  // as messages quote it
+  const auto eq = a.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw UsageError("--set " + shown + ": expected KEY.PATH=VALUE, e.g. --set training.optimizer.learning_rate=0.01");
+  const std::string key = a.substr(0, eq);
+  const json value = override_value(a.substr(eq + 1), key, shown);
+  const auto keys = split_path(key);
+  std::string missing;
+  json* target = keys.empty() ? nullptr : find_path(j, keys, missing);
+  if (!target) throw UsageError("--set " + shown + ": " + (keys.empty() ? "empty key" : missing));
+  if (target->is_structured() || value.is_structured())
+    throw UsageError("--set " + shown + ": " + key + " is not a single value; set its fields one by one");
+  const bool same_kind = (target->is_number() && value.is_number()) || (target->is_boolean() && value.is_boolean()) ||
+                         (target->is_string() && value.is_string());
+  if (!same_kind)
+    throw UsageError("--set " + shown + ": " + key + " holds " + target->type_name() + " " + show(*target) + ", not " +
+                     value.type_name() + " " + show(value));
+  const bool optimizer = keys == std::vector<std::string>{"training", "optimizer", "name"};
+  if (!optimizer && keys != std::vector<std::string>{"training", "lr_schedule", "name"}) {
+    *target = value;
+    return;
+  }
+  try {  // later --set change the new optimizer's or schedule's fields
+    const std::string word = value.get<std::string>();
+    if (optimizer) j["training"]["optimizer"] = to_json(OptimizerConfig::keras_defaults(enum_named<Optimizer>(word, key)));
+    else j["training"]["lr_schedule"] = fields_json(ScheduleConfig::keras_defaults(enum_named<Schedule>(word, key)));
+  } catch (const ConfigError& e) {
+    throw UsageError(std::string("--set ") + shown + ": " + e.what());
+  }
+}
+
+}  // namespace
+
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {
   json j = to_json(c);
-  for (const auto& a : assignments) {
-    const std::string shown = a.size() <= 100 ? a : a.substr(0, 100) + "...";  // as messages quote it
-    const auto eq = a.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw UsageError("--set " + shown + ": expected KEY.PATH=VALUE, e.g. --set training.optimizer.learning_rate=0.01");
-    const std::string key = a.substr(0, eq), text = a.substr(eq + 1);
-    json value;
-    try {
-      value = parse_json(text, kMaxConfigDepth);
-    } catch (const JsonTooDeep&) {
-      throw UsageError("--set " + shown + ": the value is not a single value");
-    } catch (const json::exception&) {
-      value = text;  // bare words are strings: --set training.optimizer.name=sgd
-      try {
-        (void)value.dump();  // the resolved config is written as JSON, which needs UTF-8 (found by fuzz_config)
-      } catch (const json::exception&) {
-        throw UsageError("--set " + key.substr(0, 100) + "=...: the value is not valid UTF-8 text");
-      }
-    }
-    const auto keys = split_path(key);
-    std::string missing;
-    json* target = keys.empty() ? nullptr : find_path(j, keys, missing);
-    if (!target) throw UsageError("--set " + shown + ": " + (keys.empty() ? "empty key" : missing));
-    if (target->is_structured() || value.is_structured())
-      throw UsageError("--set " + shown + ": " + key + " is not a single value; set its fields one by one");
-    const bool same_kind = (target->is_number() && value.is_number()) || (target->is_boolean() && value.is_boolean()) ||
-                           (target->is_string() && value.is_string());
-    if (!same_kind)
-      throw UsageError("--set " + shown + ": " + key + " holds " + target->type_name() + " " + show(*target) + ", not " +
-                       value.type_name() + " " + show(value));
-    const bool optimizer = keys == std::vector<std::string>{"training", "optimizer", "name"};
-    if (optimizer || keys == std::vector<std::string>{"training", "lr_schedule", "name"}) {
-      // Another optimizer or schedule: its own fields, with Keras's defaults (later --set change them).
-      try {
-        const std::string word = value.get<std::string>();
-        if (optimizer) j["training"]["optimizer"] = to_json(OptimizerConfig::keras_defaults(enum_named<Optimizer>(word, key)));
-        else j["training"]["lr_schedule"] = fields_json(ScheduleConfig::keras_defaults(enum_named<Schedule>(word, key)));
-      } catch (const ConfigError& e) {
-        throw UsageError(std::string("--set ") + shown + ": " + e.what());
-      }
-    } else {
-      *target = value;
-    }
-  }
+  for (const auto& a : assignments) apply_override(j, a);
   try {
     return parse_config(j);
   } catch (const ConfigError& e) {

@@ -73,7 +73,7 @@ class FusedDenseStep : public TrainingStep {
   std::vector<Layer> layers_;
   // Keras layout, valid between begin_epoch and end_epoch; params_ ends in kSlack zeros.
   torch::Tensor params_, grads_;
-  std::array<torch::Tensor, 3> slots_;  // the optimizer's slots (optim.h), in the same layout
+  std::array<torch::Tensor, 3> slots_;  // the optimizer's slots (optim.h slot_names order, then zeros), in the same layout
 
  private:
   torch::Tensor to_keras_layout(const torch::Tensor& flat) const;

@@ -9,6 +9,7 @@
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include "config/user_input.h"
+#include "interop/checkpoint.h"
 #include "interop/rundir.h"
 
 namespace mnist {

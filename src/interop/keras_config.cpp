@@ -135,6 +135,47 @@ json convert_layer(const json& layer, size_t index, const std::string& where) {
   return ours;
 }
 
+// The optimizer Keras's compile() took, by class or by name ("Adam", "adam"); nullptr if none here.
+const OptimizerName* optimizer_named(const std::string& kind) {
+  std::string lowered = kind;
+  for (char& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const OptimizerName* found = nullptr;
+  for (const auto& o : kOptimizers)
+    if (kind == o.keras_class || lowered == o.name) found = &o;
+  return found;
+}
+
+// The settings of Keras's optimizer config `config` that carry over (our optimizer's own keys);
+// what does not becomes a note.
+json convert_optimizer(const OptimizerName& found, const std::string& kind, const json& config, std::vector<std::string>& notes) {
+  json ours = {{"name", found.name}};
+  for (const auto& key : field_keys(OptimizerConfig::keras_defaults(found.value))) {
+    if (key == "name" || !config.contains(key) || config[key].is_null()) continue;
+    if (config[key].is_number_float()) ours[key] = shortest_float(config[key].get<double>());
+    else if (config[key].is_number() || config[key].is_boolean()) ours[key] = config[key];
+    else notes.push_back("optimizer " + kind + ": " + key + " = " + config[key].dump() + " (a schedule?) did not carry over; the training section uses Keras's default");
+  }
+  for (const char* key : {"clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor", "gradient_accumulation_steps"})
+    if (config.contains(key) && !config[key].is_null()) notes.push_back(std::string("optimizer ") + kind + ": " + key + " did not carry over");
+  if (found.value == Optimizer::adam && config.contains("weight_decay") && !config["weight_decay"].is_null())
+    notes.push_back("optimizer Adam: weight_decay did not carry over (use adamw)");
+  if (config.value("amsgrad", json()) == true) notes.push_back("optimizer " + kind + ": amsgrad did not carry over");
+  if (config.value("use_ema", json()) == true) notes.push_back("optimizer " + kind + ": use_ema did not carry over");
+  return ours;
+}
+
+// compile()'s loss as our training.loss (null: our default); another loss becomes a note.
+json convert_loss(const json& loss, std::vector<std::string>& notes) {
+  const std::string kind = loss.is_string() ? loss.get<std::string>() : text_at(loss, "class_name");
+  if (kind != "sparse_categorical_crossentropy" && kind != "SparseCategoricalCrossentropy") {
+    notes.push_back("loss " + (kind.empty() ? loss.dump() : kind) + " has no counterpart here: the training section uses sparse_categorical_crossentropy");
+    return nullptr;
+  }
+  const bool from_logits = loss.is_object() && loss.contains("config") && loss["config"].is_object() &&
+                           loss["config"].value("from_logits", json()) == true;
+  return from_logits ? json{{"from_logits", true}} : json(nullptr);
+}
+
 // compile()'s optimizer and loss as our training section; what does not carry over becomes a note.
 json convert_training(const json& compile, std::vector<std::string>& notes) {
   json training = json::object();
@@ -145,39 +186,12 @@ json convert_training(const json& compile, std::vector<std::string>& notes) {
   const json& optimizer = compile.value("optimizer", json());
   const std::string kind = optimizer.is_string() ? optimizer.get<std::string>() : text_at(optimizer, "class_name");
   const json config = optimizer.is_object() && optimizer.contains("config") && optimizer["config"].is_object() ? optimizer["config"] : json::object();
-  std::string lowered = kind;
-  for (char& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  const OptimizerName* found = nullptr;
-  for (const auto& o : kOptimizers)
-    if (kind == o.keras_class || lowered == o.name) found = &o;
-  if (!found) {
+  if (const OptimizerName* found = optimizer_named(kind))
+    training["optimizer"] = convert_optimizer(*found, kind, config, notes);
+  else
     notes.push_back("optimizer " + (kind.empty() ? optimizer.dump() : kind) + " has no counterpart here: the training section uses adam");
-  } else {
-    json ours = {{"name", found->name}};
-    for (const auto& key : field_keys(OptimizerConfig::keras_defaults(found->value))) {
-      if (key == "name") continue;
-      if (!config.contains(key) || config[key].is_null()) continue;
-      if (config[key].is_number_float()) ours[key] = shortest_float(config[key].get<double>());
-      else if (config[key].is_number() || config[key].is_boolean()) ours[key] = config[key];
-      else notes.push_back("optimizer " + kind + ": " + key + " = " + config[key].dump() + " (a schedule?) did not carry over; the training section uses Keras's default");
-    }
-    for (const char* key : {"clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor", "gradient_accumulation_steps"})
-      if (config.contains(key) && !config[key].is_null()) notes.push_back(std::string("optimizer ") + kind + ": " + key + " did not carry over");
-    if (found->value == Optimizer::adam && config.contains("weight_decay") && !config["weight_decay"].is_null())
-      notes.push_back("optimizer Adam: weight_decay did not carry over (use adamw)");
-    if (config.value("amsgrad", json()) == true) notes.push_back("optimizer " + kind + ": amsgrad did not carry over");
-    if (config.value("use_ema", json()) == true) notes.push_back("optimizer " + kind + ": use_ema did not carry over");
-    training["optimizer"] = ours;
-  }
-
-  const json& loss = compile.value("loss", json());
-  const std::string loss_kind = loss.is_string() ? loss.get<std::string>() : text_at(loss, "class_name");
-  if (loss_kind == "sparse_categorical_crossentropy" || loss_kind == "SparseCategoricalCrossentropy") {
-    if (loss.is_object() && loss.contains("config") && loss["config"].is_object() && loss["config"].value("from_logits", json()) == true)
-      training["loss"] = {{"from_logits", true}};
-  } else {
-    notes.push_back("loss " + (loss_kind.empty() ? loss.dump() : loss_kind) + " has no counterpart here: the training section uses sparse_categorical_crossentropy");
-  }
+  const json loss = convert_loss(compile.value("loss", json()), notes);
+  if (!loss.is_null()) training["loss"] = loss;
   return training;
 }
 
@@ -205,7 +219,10 @@ json compile_config(const TrainingConfig& t) {
 
 }  // namespace
 
-KerasConfig config_from_keras(const std::string& text, const std::string& where) {
+namespace {
+
+// The text as a Keras Sequential model's serialised config; throws naming `where` when it is not one.
+json sequential_config(const std::string& text, const std::string& where) {
   json keras;
   try {
     keras = parse_json(text, /*max_depth=*/64);  // Keras nests a layer's dtype policy about eight levels down
@@ -222,26 +239,38 @@ KerasConfig config_from_keras(const std::string& text, const std::string& where)
   const json& model = keras.value("config", json::object());
   if (!model.is_object() || !model.contains("layers") || !model["layers"].is_array())
     throw std::runtime_error(where + ": the Sequential config has no list of layers");
+  return keras;
+}
 
+// The Sequential's layers as ours; its InputLayer (first, if any) must take our images.
+json convert_layers(const json& keras_layers, const std::string& where) {
+  json layers = json::array();
+  for (size_t i = 0; i < keras_layers.size(); ++i) {
+    const json& layer = keras_layers[i];
+    if (!layer.is_object()) throw std::runtime_error(where + ": layers[" + std::to_string(i) + "] is not a layer config");
+    if (layer.value("class_name", json()) != "InputLayer") {
+      layers.push_back(convert_layer(layer, i, where));
+      continue;
+    }
+    const json& c = layer.value("config", json::object());
+    const json shape = c.is_object() ? c.value("batch_shape", c.value("batch_input_shape", json())) : json();
+    if (i != 0 || (shape != keras_input_shape(/*flat=*/true) && shape != keras_input_shape(/*flat=*/false)))
+      throw std::runtime_error(where + ": the model's input is " + shape.dump() + "; models here take " + std::to_string(kImageRows) +
+                               "x" + std::to_string(kImageCols) + " images, " + format_shape({kImageRows, kImageCols}) + " or " +
+                               format_shape(kImageShape));
+  }
+  return layers;
+}
+
+}  // namespace
+
+KerasConfig config_from_keras(const std::string& text, const std::string& where) {
+  const json keras = sequential_config(text, where);
+  const json& model = keras["config"];
   KerasConfig out;
   json ours;
   try {
-    json layers = json::array();
-    for (size_t i = 0; i < model["layers"].size(); ++i) {
-      const json& layer = model["layers"][i];
-      if (!layer.is_object()) throw std::runtime_error(where + ": layers[" + std::to_string(i) + "] is not a layer config");
-      if (layer.value("class_name", json()) == "InputLayer") {
-        const json& c = layer.value("config", json::object());
-        const json shape = c.is_object() ? c.value("batch_shape", c.value("batch_input_shape", json())) : json();
-        if (i != 0 || (shape != keras_input_shape(/*flat=*/true) && shape != keras_input_shape(/*flat=*/false)))
-          throw std::runtime_error(where + ": the model's input is " + shape.dump() + "; models here take " +
-                                   std::to_string(kImageRows) + "x" + std::to_string(kImageCols) + " images, " +
-                                   format_shape({kImageRows, kImageCols}) + " or " + format_shape(kImageShape));
-        continue;
-      }
-      layers.push_back(convert_layer(layer, i, where));
-    }
-    ours = {{"model", {{"layers", layers}}}};
+    ours = {{"model", {{"layers", convert_layers(model["layers"], where)}}}};
     if (model.contains("name") && model["name"].is_string()) ours["name"] = model["name"];
     ours["training"] = convert_training(keras.value("compile_config", json()), out.notes);
   } catch (const json::exception& e) {

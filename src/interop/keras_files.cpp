@@ -264,6 +264,44 @@ void write_all(int fd, const std::string& bytes) {
 // Seconds the child may take: a valid file of any model here reads in well under one.
 constexpr unsigned kChildSeconds = 60;
 
+// The reader's child: reads, answers on `fd` ("O" and the arrays, or "E" and why) and leaves
+// without running this process's exit handlers.
+[[noreturn]] void answer_in_child(int fd, const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
+  // A fault here ends the child only, as the kernel ends it: no handler of the parent's (a fuzzer's
+  // crash reporter, a sanitizer's death callback) may act for it.
+  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM}) std::signal(signal, SIG_DFL);
+  if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
+  ::alarm(kChildSeconds);
+  std::string answer;
+  try {
+    answer = encode(read_in_this_process(bytes, name, requests));
+  } catch (const std::exception& e) {
+    answer = std::string("E") + e.what();
+  }
+  write_all(fd, answer);
+  ::_exit(0);
+}
+
+// Everything the child wrote on `fd`, until it closes it.
+std::string read_answer(int fd) {
+  std::string answer;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    answer.append(buffer, static_cast<size_t>(n));
+  }
+  return answer;
+}
+
+// How a child that gave no answer ended, for the message.
+std::string how_it_ended(int status) {
+  if (!WIFSIGNALED(status)) return "failed (exit " + std::to_string(WEXITSTATUS(status)) + ")";
+  return WTERMSIG(status) == SIGALRM ? "took over " + std::to_string(kChildSeconds) + " s"
+                                     : "crashed (signal " + std::to_string(WTERMSIG(status)) + ")";
+}
+
 }  // namespace
 
 KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
@@ -276,31 +314,12 @@ KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::strin
     ::close(fds[1]);
     throw std::runtime_error("cannot read " + name + ": no process for the HDF5 reader (" + std::strerror(errno) + ")");
   }
-  if (child == 0) {  // the child: read, answer, and leave without running this process's exit handlers
+  if (child == 0) {
     ::close(fds[0]);
-    // A fault here ends the child only, as the kernel ends it: no handler of the parent's (a fuzzer's
-    // crash reporter, a sanitizer's death callback) may act for it.
-    for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM}) std::signal(signal, SIG_DFL);
-    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
-    ::alarm(kChildSeconds);
-    std::string answer;
-    try {
-      answer = encode(read_in_this_process(bytes, name, requests));
-    } catch (const std::exception& e) {
-      answer = std::string("E") + e.what();
-    }
-    write_all(fds[1], answer);
-    ::_exit(0);
+    answer_in_child(fds[1], bytes, name, requests);
   }
   ::close(fds[1]);
-  std::string answer;
-  char buffer[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    answer.append(buffer, static_cast<size_t>(n));
-  }
+  const std::string answer = read_answer(fds[0]);
   ::close(fds[0]);
   int status = 0;
   while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
@@ -313,10 +332,7 @@ KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::strin
     } catch (const std::runtime_error&) {
     }
   }
-  const std::string how = WIFSIGNALED(status) ? (WTERMSIG(status) == SIGALRM ? "took over " + std::to_string(kChildSeconds) + " s"
-                                                                             : "crashed (signal " + std::to_string(WTERMSIG(status)) + ")")
-                                              : "failed (exit " + std::to_string(WEXITSTATUS(status)) + ")";
-  throw std::runtime_error(name + " is corrupt: libhdf5 " + how + " reading it");
+  throw std::runtime_error(name + " is corrupt: libhdf5 " + how_it_ended(status) + " reading it");
 }
 
 std::string write_keras_weights_h5(const std::vector<KerasLayerArrays>& layers, const std::string& model_name) {

@@ -1,17 +1,12 @@
 // rundir: what a run leaves on disk. A run directory (runs/<config-name>-<timestamp>/) holds
 // config.json (resolved config), history.json (Keras History keys), metrics.json and
-// checkpoint.pt. Every file is written under a temporary name and renamed into place, so a reader
-// never sees a half-written file.
+// checkpoint.pt (checkpoint.h). Every file is written under a temporary name and renamed into
+// place, so a reader never sees a half-written file.
 #pragma once
 #include <filesystem>
-#include <functional>
-#include <map>
 #include <string>
 
-#include "config/config.h"
-#include "model/model.h"
-#include "step/optim.h"
-#include "train/train.h"
+#include "train/history.h"
 
 namespace mnist {
 
@@ -30,25 +25,5 @@ fs::path create_run_dir(const std::string& out, const std::string& name, const f
 
 // history.json and history.csv (Keras CSVLogger format), both atomically.
 void save_history(const fs::path& dir, const History& history);
-
-// A self-contained checkpoint: the resolved config, the model's tensors by name, and the
-// trainer's optimizer state, history, position and early-stopping best weights, so `mnist
-// evaluate --model checkpoint.pt` needs nothing else and `train --resume` continues exactly.
-// `data_checksum`: Split::checksum of the training data, which a resumed run must train on again.
-void save_checkpoint(const fs::path& path, ModelImpl& model, const Config& config, Trainer& trainer, const std::string& data_checksum = "");
-
-struct Checkpoint {
-  Config config;
-  std::map<std::string, torch::Tensor> params;  // by ModelImpl::state() name
-  std::map<std::string, torch::Tensor> best_state;  // Trainer::best_state()
-  std::vector<torch::Tensor> optimizer_state;   // KerasOptimizer::state()
-  History history;
-  Progress progress;
-  torch::Tensor data_order;  // Trainer::data_order(): undefined unless the run took a given order
-  std::string checksum;      // ModelImpl::state_checksum() of the saved model (empty in older checkpoints)
-  std::string data_checksum; // Split::checksum of the training data (empty in older checkpoints)
-};
-// Reads a checkpoint written by save_checkpoint. Throws std::runtime_error naming the file.
-Checkpoint read_checkpoint(const fs::path& path);
 
 }  // namespace mnist

@@ -339,6 +339,7 @@ std::shared_ptr<Layer> make_layer(const LayerSpec& spec, const Shape& in, at::Ge
       spec.params);
   layer->name = spec.name;
   layer->type = spec.type();
+  layer->params = spec.params;
   layer->output_shape = out;
   return layer;
 }

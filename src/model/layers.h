@@ -42,7 +42,10 @@ class Layer : public torch::nn::Module {
   virtual std::string script() const = 0;
   virtual std::vector<KerasWeight> keras_weights() const { return {}; }
 
-  std::string name, type;
+  std::string name, type;  // type: Keras's class name, for people ("Dense")
+  LayerParams params;       // what the config built it from; is<DenseSpec>() asks which layer it is
+  template <class Spec>
+  bool is() const { return std::holds_alternative<Spec>(params); }
   Activation activation = Activation::linear;
   Shape output_shape;
 };

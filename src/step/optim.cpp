@@ -216,17 +216,40 @@ double scheduled_learning_rate(const ScheduleConfig& s, double initial, int64_t 
   return initial;
 }
 
-std::vector<torch::Tensor> KerasOptimizer::state() const {
-  return {slot_a_.clone(), slot_b_.clone(), slot_c_.clone(), torch::tensor(iterations_, torch::kLong)};
+const torch::Tensor& OptimizerState::slot(const std::string& name) const {
+  for (const auto& [slot_name, tensor] : slots)
+    if (slot_name == name) return tensor;
+  throw std::out_of_range("the optimizer has no slot " + name);
 }
 
-void KerasOptimizer::load_state(const std::vector<torch::Tensor>& state) {
-  TORCH_CHECK(state.size() == 4 && state[0].numel() == slot_a_.numel(), "optimizer state does not match the model");
+std::vector<std::string> slot_names(Optimizer optimizer) {
+  switch (optimizer) {
+    case Optimizer::sgd: return {"momentum"};
+    case Optimizer::rmsprop: return {"velocity", "momentum", "average_gradient"};
+    default: return {"momentum", "velocity"};  // adam, adamw
+  }
+}
+
+OptimizerState KerasOptimizer::state() const {
+  const torch::Tensor* buffers[] = {&slot_a_, &slot_b_, &slot_c_};
+  OptimizerState s;
+  const std::vector<std::string> names = slot_names(config_.name);
+  for (size_t k = 0; k < names.size(); ++k) s.slots.emplace_back(names[k], buffers[k]->clone());
+  s.iterations = iterations_;
+  return s;
+}
+
+void KerasOptimizer::load_state(const OptimizerState& state) {
+  const std::vector<std::string> names = slot_names(config_.name);
+  TORCH_CHECK(state.slots.size() == names.size(), "optimizer state does not match the optimizer");
+  torch::Tensor* buffers[] = {&slot_a_, &slot_b_, &slot_c_};
   torch::NoGradGuard no_grad;
-  slot_a_.copy_(state[0]);
-  slot_b_.copy_(state[1]);
-  slot_c_.copy_(state[2]);
-  iterations_ = state[3].item<int64_t>();
+  for (size_t k = 0; k < names.size(); ++k) {
+    TORCH_CHECK(state.slots[k].first == names[k] && state.slots[k].second.numel() == buffers[k]->numel(),
+                "optimizer state does not match the model");
+    buffers[k]->copy_(state.slots[k].second.reshape(buffers[k]->sizes()));
+  }
+  iterations_ = state.iterations;
 }
 
 }  // namespace mnist

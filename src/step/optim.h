@@ -12,6 +12,8 @@
 // p -= p * weight_decay * lr, applied to every trainable variable as Keras does by default.
 #pragma once
 #include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -39,6 +41,18 @@ void apply_update(const BasicUpdateRule<double>& rule, const torch::Tensor& row,
 // differs from the exact value by up to 1e-5 relative in the first thousand steps, always the same
 // way (1 - beta_2^t cancels), so an exact alpha_t drifts away from Keras's training.
 float keras_adam_alpha_float32(double learning_rate, double beta_1, double beta_2, int64_t t);
+
+// What an optimizer carries from step to step: its rule's slots by the names Keras gives them, each
+// flat and shaped like the parameters, and Keras's `iterations`.
+struct OptimizerState {
+  std::vector<std::pair<std::string, torch::Tensor>> slots;  // in the order the rule takes them (slot_names)
+  int64_t iterations = 0;
+  const torch::Tensor& slot(const std::string& name) const;  // throws std::out_of_range without it
+};
+// The slots of `optimizer`'s update rule (update_rules.h), in the order it takes them: adam and
+// adamw {momentum, velocity} (Keras's m and v), sgd {momentum}, rmsprop {velocity, momentum,
+// average_gradient}.
+std::vector<std::string> slot_names(Optimizer optimizer);
 
 class KerasOptimizer {
  public:
@@ -75,16 +89,17 @@ class KerasOptimizer {
   const torch::Tensor& flat_params() const { return params_; }
   const torch::Tensor& flat_grads() const { return grads_; }
 
-  // Optimizer state (slots and iteration count), for checkpoints and for rolling back a step.
-  std::vector<torch::Tensor> state() const;
-  void load_state(const std::vector<torch::Tensor>& state);
+  // A copy of the optimizer's state, for checkpoints and for rolling back an epoch; load_state
+  // takes one with this rule's slots, shaped like the parameters.
+  OptimizerState state() const;
+  void load_state(const OptimizerState& state);
 
  private:
   OptimizerConfig config_;
   UpdateRule rule_;
   BasicUpdateRule<double> rule_in_double_;
   torch::Tensor params_, grads_;
-  torch::Tensor slot_a_, slot_b_, slot_c_;  // adam: m, v; rmsprop: velocity, momentum, average_gradient; sgd: momentum
+  torch::Tensor slot_a_, slot_b_, slot_c_;  // the rule's slots, in slot_names order; those it does not use stay 0
   torch::Tensor scratch_, scratch_2_;
   int64_t iterations_ = 0;
   double learning_rate_;

@@ -21,15 +21,18 @@
 #include "model/model.h"
 #include "step/optim.h"
 #include "step/step.h"
+#include "train/callbacks.h"
 #include "train/graph.h"
 #include "train/history.h"
 
 namespace mnist {
 
 struct FitOptions {
-  std::ostream* log = nullptr;  // per-epoch lines; nullptr for silence
+  std::ostream* log = nullptr;  // per-epoch lines (callbacks.h ProgressLogger); nullptr for silence
   bool progress_bar = false;    // live bar (stdout is a terminal)
-  std::function<void(const History&)> on_epoch_end;
+  // Called after the standard callbacks at each point (the run directory's checkpoints, rundir.h).
+  std::vector<Callback*> callbacks;
+  std::function<void(const History&)> on_epoch_end;  // a LambdaCallback, after those
   // Checked after every step (a relaxed load, no device sync): when set, fit() returns after the
   // current step with `interrupted` set and progress() saying where to resume.
   const std::atomic<bool>* stop = nullptr;
@@ -42,18 +45,6 @@ struct FitResult {
   bool interrupted = false;   // options.stop was set
   double evaluation_seconds = 0;  // evaluating the validation and test sets after each epoch
 };
-
-// What keras.callbacks.EarlyStopping has concluded after the history's epochs. A pure function
-// of the history, so a resumed run needs only the best epoch's weights.
-struct EarlyStoppingState {
-  int64_t best_epoch = -1;  // -1: none yet (before start_from_epoch)
-  int64_t wait = 0;
-  bool stop = false;
-};
-EarlyStoppingState early_stopping_state(const History& history, const EarlyStoppingConfig& config);
-
-// The learning rate keras.callbacks.ReduceLROnPlateau has set after the history's epochs.
-double plateau_learning_rate(const History& history, const ReduceLROnPlateauConfig& config, double initial);
 
 // The permutation of [0, n) used for `epoch`: a pure function of (seed, epoch), drawn on the CPU,
 // so every device sees the same data order and a resumed run needs no saved RNG state.
@@ -100,6 +91,7 @@ class Trainer {
   void run_kernels_on_cpu();
 
   KerasOptimizer& optimizer() { return optimizer_; }
+  const KerasOptimizer& optimizer() const { return optimizer_; }
   // Which step trains this run: "fused" (fused.h), "autograd (<why not fused>)", either followed
   // by ", cuda graph" when CUDA replays each epoch as one graph. Final once fit() has seen the data.
   std::string step_kind() const;
@@ -113,23 +105,24 @@ class Trainer {
   const std::map<std::string, torch::Tensor>& best_state() const { return best_state_; }
 
  private:
-  // After an epoch: track the best weights; true when early stopping ends training (the best
-  // weights restored as Keras does when restore_best_weights is set).
-  bool early_stop();
-
   // Allocates the buffers every step reads and writes, once per training set: a captured graph
   // keeps their addresses. Decides whether a CUDA graph trains the run.
   void prepare(const Split& train);
   // Runs the rest of one epoch from progress_. Returns false when interrupted (progress_ then
   // holds the position); on completion `loss_sum` and `correct` hold the epoch's sums, read from
   // the device once.
-  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, double& loss_sum, double& correct);
+  bool train_epoch(const Split& train, int64_t epoch, const FitOptions& options, const std::vector<Callback*>& callbacks,
+                   FitState& state, double& loss_sum, double& correct);
   // The epoch's data order and per-step optimizer scalars to the device, and the running sums
   // from progress_: every step reads its part there, so no step needs a host value.
   void fill_epoch_buffers(const Split& train, int64_t epoch);
   // The eager loop: steps progress_.step .. steps-1, one call each, with the live progress bar and
   // the stop flag checked between steps. Returns the next step to take (steps: the epoch is done).
-  int64_t run_steps(const Split& train, int64_t epoch, const FitOptions& options);
+  int64_t run_steps(const Split& train, int64_t epoch, const FitOptions& options, const std::vector<Callback*>& callbacks,
+                    FitState& state);
+  // The epoch's logs: its training metrics, and the validation and test sets evaluated.
+  EpochLogs evaluate_epoch(const Split& validation, const Split& test, double loss, double accuracy, double seconds,
+                           FitResult& result);
   // The CUDA-graph epoch: every step of the epoch captured once as one graph, then replayed.
   void replay_epoch(const Split& train, int64_t epoch);
   Batch batch(const Split& train, int64_t epoch, int64_t step) const;
