@@ -3,7 +3,9 @@
 // graph: graph.h); the training metrics are Keras's running means over the
 // epoch's batches (what its progress bar and History report: the paper's 99.96% is such a number),
 // accumulated on the device and read once per epoch; after every epoch the validation data (the
-// validation_split, or else the test set) and the test set are evaluated.
+// validation_split, or else the test set) and the test set are evaluated. What Keras's callbacks do
+// around the steps (the NaN stop, History, EarlyStopping, ReduceLROnPlateau, the progress lines,
+// checkpoints) is callbacks.h's; fit() calls them.
 #pragma once
 #include <atomic>
 #include <functional>
