@@ -114,7 +114,7 @@ TEST(Callbacks, ProgressLoggerWritesKerasLinesAndWhyARunStopped) {
   std::ostringstream out;
   ProgressLogger logger(out, /*live_bar=*/false);
   logger.on_epoch_begin(1, f.state);
-  logger.on_batch_end(3, 0.5, [] { return EpochLogs{}; }, f.state);  // no bar off a terminal
+  logger.on_batch_end(3, [] { return EpochLogs{}; }, f.state);  // no bar off a terminal
   logger.on_epoch_end(1, logs_with(0.9), f.state);
   EXPECT_EQ(out.str(), "Epoch 2/3  10/10 [==============================] 2s 150ms/step - accuracy: 0.8000 - loss: 0.5000 - "
                        "val_accuracy: 0.9000 - val_loss: 0.4000\n");

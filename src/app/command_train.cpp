@@ -133,19 +133,17 @@ torch::Tensor initial_data_order(const TrainRun& r) {
   return order;
 }
 
-// Refuses a run whose training would not fit in this machine's memory (train.h training_bytes),
+// Refuses a run whose training would not fit in this machine's memory (train.h training_memory),
 // before anything is written. CUDA memory is checked by CUDA.
 void check_memory(const TrainRun& r) {
   if (!r.device.is_cpu()) return;
-  const double needed = training_bytes(*r.model, r.config.training, r.train.size());
+  const TrainingMemory needed = training_memory(*r.model, r.config.training, r.train.size());
   const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-  if (physical > 0 && needed > 0.8 * physical) {
-    int64_t parameters = 0;
-    for (const auto& [name, tensor] : r.model->state()) parameters += tensor.numel();
-    const int64_t batch = std::min(r.config.training.batch_size, std::max<int64_t>(r.train.size(), 1));
+  if (physical > 0 && needed.bytes > 0.8 * physical) {
     char text[256];
     std::snprintf(text, sizeof text, "training this config needs about %.1f GiB (%.3g parameters, batch %lld); this machine has %.1f GiB",
-                  needed / (1 << 30), static_cast<double>(parameters), static_cast<long long>(batch), physical / (1 << 30));
+                  needed.bytes / (1 << 30), static_cast<double>(needed.parameters), static_cast<long long>(needed.batch),
+                  physical / (1 << 30));
     throw UsageError(std::string(text) + ": use fewer units or filters, or a smaller batch_size");
   }
 }

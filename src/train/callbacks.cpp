@@ -156,12 +156,12 @@ void ProgressLogger::on_epoch_begin(int64_t epoch, FitState& s) {
   if (live_bar_) out_ << "Epoch " << epoch + 1 << "/" << s.config.epochs << "\n";
 }
 
-void ProgressLogger::on_batch_end(int64_t step, double epoch_seconds, const std::function<EpochLogs()>& running, FitState& s) {
+void ProgressLogger::on_batch_end(int64_t step, const std::function<EpochLogs()>& running, FitState& s) {
   // The live bar reads the running metrics (a device sync) at most ten times a second.
   if (!live_bar_ || step + 1 >= s.steps || seconds_since(last_draw_) <= 0.1) return;
   last_draw_ = Clock::now();
   const EpochLogs now = running();
-  out_ << "\r" << progress_line(step + 1, s.steps, epoch_seconds, format_metric("accuracy", now.accuracy) + format_metric("loss", now.loss))
+  out_ << "\r" << progress_line(step + 1, s.steps, now.seconds, format_metric("accuracy", now.accuracy) + format_metric("loss", now.loss))
        << "\033[K" << std::flush;
 }
 

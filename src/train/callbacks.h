@@ -68,8 +68,9 @@ class Callback {
  public:
   virtual ~Callback() = default;
   virtual void on_epoch_begin(int64_t /*epoch*/, FitState&) {}
-  // After each step; `running` reads the epoch's running means (a device sync, so only on demand).
-  virtual void on_batch_end(int64_t /*step*/, double /*epoch_seconds*/, const std::function<EpochLogs()>& /*running*/, FitState&) {}
+  // After each step. `running` gives the epoch's running means and seconds so far: it reads the
+  // device and the clock, so a callback calls it only when it uses them.
+  virtual void on_batch_end(int64_t /*step*/, const std::function<EpochLogs()>& /*running*/, FitState&) {}
   // After the epoch's steps, before it is evaluated. A callback that sets stop_training here ends
   // the run without evaluating or recording the epoch.
   virtual void on_epoch_trained(int64_t /*epoch*/, double /*loss*/, FitState&) {}
@@ -107,7 +108,7 @@ class ProgressLogger : public Callback {
  public:
   ProgressLogger(std::ostream& out, bool live_bar) : out_(out), live_bar_(live_bar) {}
   void on_epoch_begin(int64_t epoch, FitState& s) override;
-  void on_batch_end(int64_t step, double epoch_seconds, const std::function<EpochLogs()>& running, FitState& s) override;
+  void on_batch_end(int64_t step, const std::function<EpochLogs()>& running, FitState& s) override;
   void on_epoch_trained(int64_t epoch, double loss, FitState& s) override;
   void on_epoch_end(int64_t epoch, const EpochLogs& logs, FitState& s) override;
   void on_train_end(FitState& s) override;

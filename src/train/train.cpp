@@ -31,13 +31,15 @@ torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {
   return torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
 }
 
-double training_bytes(const ModelImpl& model, const TrainingConfig& config, int64_t samples) {
-  int64_t parameters = 0, activations = 0;
-  for (const auto& [name, tensor] : model.state()) parameters += tensor.numel();
+TrainingMemory training_memory(const ModelImpl& model, const TrainingConfig& config, int64_t samples) {
+  TrainingMemory m;
+  int64_t activations = 0;
+  for (const auto& [name, tensor] : model.state()) m.parameters += tensor.numel();
   for (const auto& layer : model.layers()) activations += numel(layer->output_shape);
-  const int64_t batch = std::min(config.batch_size, std::max<int64_t>(samples, 1));
-  return 4.0 * (24.0 * static_cast<double>(parameters) + 3.0 * static_cast<double>(batch) * static_cast<double>(activations)) +
-         static_cast<double>(kEvaluationBytes);
+  m.batch = std::min(config.batch_size, std::max<int64_t>(samples, 1));
+  m.bytes = 4.0 * (24.0 * static_cast<double>(m.parameters) + 3.0 * static_cast<double>(m.batch) * static_cast<double>(activations)) +
+            static_cast<double>(kEvaluationBytes);
+  return m;
 }
 
 std::unique_ptr<TrainingStep> make_training_step(const Model& model, KerasOptimizer& optimizer, const TrainingConfig& config,
@@ -112,18 +114,19 @@ int64_t Trainer::run_steps(const Split& train, int64_t epoch, const FitOptions& 
   const int64_t n = epoch_size(train), batch_size = config_.batch_size, steps = steps_per_epoch(train);
   const auto t0 = Clock::now();
   int64_t step = progress_.step;
-  // The running means so far, for a callback that asks (a device sync).
+  // The running means and seconds so far, for a callback that asks (a device sync and a clock read).
   const std::function<EpochLogs()> running = [&] {
     const double seen = static_cast<double>(std::min(n, (step + 1) * batch_size));
     EpochLogs logs;
     logs.loss = loss_sum_.item<double>() / seen;
     logs.accuracy = correct_.item<double>() / seen;
+    logs.seconds = progress_.seconds + seconds_since(t0);
     return logs;
   };
   for (; step < steps; ++step) {
     step_->step(batch(train, epoch, step));
     optimizer_.count_steps(1);
-    for (Callback* c : callbacks) c->on_batch_end(step, progress_.seconds + seconds_since(t0), running, state);
+    for (Callback* c : callbacks) c->on_batch_end(step, running, state);
     if (options.stop && options.stop->load(std::memory_order_relaxed) && step + 1 < steps) return step + 1;
   }
   warmed_up_ = true;

@@ -57,7 +57,11 @@ torch::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch);
 // step, counting the values, gradients, optimizer slots, flat buffers and the update's
 // temporaries), each batch's layer outputs three times over, and an evaluation pass
 // (metrics.h kEvaluationBytes).
-double training_bytes(const ModelImpl& model, const TrainingConfig& config, int64_t samples);
+struct TrainingMemory {
+  double bytes = 0;
+  int64_t parameters = 0, batch = 0;  // what the estimate counted
+};
+TrainingMemory training_memory(const ModelImpl& model, const TrainingConfig& config, int64_t samples);
 
 // The step that trains `model` with `config` on `device`: the fused step where it covers the run
 // (`kernels_on_cpu`: its CUDA kernels' code run serially on the CPU, for tests), else autograd,
