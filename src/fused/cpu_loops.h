@@ -254,6 +254,58 @@ MNIST_CLONES void narrow_forward(float* z, const float* w, const float* bias, co
   narrow_rows(z, out, bias, w, out, a, /*r_step=*/in, /*e_step=*/1, /*count=*/in, out, begin, end);
 }
 
+// A Dense layer as the forward reads it: weights [in, out] (Keras's layout) and bias [out] (null: none).
+struct DenseWeights {
+  const float* weight;
+  const float* bias;
+  int64_t in, out;
+  Activation activation;
+};
+
+// A layer's input: the sparse rows `rows[0 .. len)` of `x`; or, where `dense` is set, the layer
+// below's outputs [len, in], which a narrow layer reads as they are and a wide one packs into `x`
+// first (then `rows` is 0, 1, ..., len - 1).
+struct LayerInput {
+  const float* dense;
+  SparseRows* x;
+  const int64_t* rows;
+};
+
+// Layer l's forward on `len` samples (l counts Dense layers from 0; hidden: not the last), the one
+// forward that training (a batch) and evaluation (a piece of samples on each thread) both run:
+//     Z [len, out] = A [len, in] W [in, out] + b, then a hidden layer's activation.
+// A narrow layer reads A dense, a few samples at a time; a wide one reads A's sparse rows kChunk
+// samples at a time, band by band (`partials`: the bands but the first's sums, [bands - 1,
+// min(len, kChunk), out]), then adds the bands. Samples and bands go to the intra-op threads when
+// the work is worth a split; called inside a parallel section (evaluation), they run on its
+// thread. Either way each output sums its terms in one order. Returns a chunk's work, by which
+// the backward splits the same bands (0 for a narrow layer).
+MNIST_INLINE int64_t dense_forward(size_t l, bool hidden, const DenseWeights& L, const LayerInput& a, int64_t len, float* z,
+                                   float* partials) {
+  if (is_narrow(l, L.out)) {
+    split_rows(len, L.in * L.out, [&](int64_t begin, int64_t end) {
+      narrow_forward(z, L.weight, L.bias, a.dense, L.in, L.out, begin, end);
+    });
+    if (hidden) hidden_forward(z, len * L.out, L.activation);
+    return 0;
+  }
+  const int64_t bands = band_count(L.in);
+  if (a.dense) pack_rows(a.dense, L.in, len, bands, *a.x);
+  const int64_t* first_cut = a.x->cut.data() + a.rows[0] * (bands + 1);
+  const int64_t terms = first_cut[bands] - first_cut[0];  // a sample's non-zeros, judged by the first
+  const int64_t work = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
+  for_each_chunk(len, [&](int64_t first, int64_t n) {
+    float* zc = z + first * L.out;
+    for_each_band(bands, work, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b)
+        band_forward(b == 0 ? zc : partials + (b - 1) * n * L.out, L.weight, b == 0 ? L.bias : nullptr, L.out, a.rows + first, n,
+                     *a.x, bands, b);
+    });
+    sum_bands(zc, partials, bands, n * L.out, hidden, L.activation);
+  });
+  return work;
+}
+
 
 }  // namespace
 }  // namespace mnist

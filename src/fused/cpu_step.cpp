@@ -240,40 +240,14 @@ void CpuStep::bind(const Split& train) {
   bound_ = train.images;
 }
 
-// Layer l's outputs (a hidden layer's input first packed as sparse rows), chunk by chunk, band by
-// band (the parallel section above): each band's share of the chunk's outputs; then the bands'
-// sums. A narrow layer reads the layer below's outputs dense, a few samples at a time
-// (narrow_forward).
+// Layer l's outputs on the batch (cpu_loops.h dense_forward): the first reads the images' sparse
+// rows, a layer above the outputs of the one below.
 void CpuStep::forward(size_t l, const int64_t* rows, int64_t len) {
   const float* p = params_.data_ptr<float>();
   const Layer& L = layers_[l];
-  const bool hidden = l + 1 < layers_.size();
-  if (narrow(l)) {
-    float* z = acts_[l].data();
-    split_rows(len, L.in * L.out, [&](int64_t begin, int64_t end) {
-      narrow_forward(z, p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, acts_[l - 1].data(), L.in, L.out, begin, end);
-    });
-    if (hidden) hidden_forward(z, len * L.out, L.activation);
-    return;
-  }
-  const SparseRows& x = input(l);
-  const int64_t* x_rows = input_rows(l, rows);
-  const int64_t bands = band_count(L.in);
-  if (l > 0) pack_rows(acts_[l - 1].data(), L.in, len, bands, inputs_[l]);
-  const int64_t* first_cut = x.cut.data() + x_rows[0] * (bands + 1);
-  const int64_t terms = first_cut[bands] - first_cut[0];  // a sample's non-zeros, judged by the first
-  work_[l] = std::min(len, kChunk) * std::max<int64_t>(1, terms) * L.out;
-  for_each_chunk(len, [&](int64_t first, int64_t n) {
-    float* z = acts_[l].data() + first * L.out;
-    for_each_band(bands, work_[l], [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const float* init = b == 0 && L.bias >= 0 ? p + L.bias : nullptr;
-        band_forward(b == 0 ? z : partials_[l].data() + (b - 1) * n * L.out, p + L.weight, init, L.out, x_rows + first, n, x,
-                     bands, b);
-      }
-    });
-    sum_bands(z, partials_[l].data(), bands, n * L.out, hidden, L.activation);
-  });
+  const DenseWeights weights{p + L.weight, L.bias >= 0 ? p + L.bias : nullptr, L.in, L.out, L.activation};
+  const LayerInput input = l == 0 ? LayerInput{nullptr, &images_, rows} : LayerInput{acts_[l - 1].data(), &inputs_[l], batch_rows_.data()};
+  work_[l] = dense_forward(l, /*hidden=*/l + 1 < layers_.size(), weights, input, len, acts_[l].data(), partials_[l].data());
 }
 
 // Layer l's parameters, updated as soon as their gradients are summed: the bias, then (after the
