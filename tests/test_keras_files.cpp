@@ -5,6 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+
+#ifdef MNIST_WITH_KERAS_FILES
+#include <hdf5.h>
+#endif
 
 #include "config/config.h"
 #include "config/keras_names.h"
@@ -254,4 +259,101 @@ TEST(KerasFiles, BadFilesNameTheFileLayerAndArray) {
   model_refused(archive(R"({"class_name": "Sequential", "config": {"name": "m", "layers": [{"class_name": "Dense", "config": 7}]},
                            "compile_config": {"optimizer": 5}})"),
                 "m.keras: config.json");
+}
+
+#ifdef MNIST_WITH_KERAS_FILES
+namespace {
+
+// `bytes` (an HDF5 file) with the link `leaf` of group `group` replaced by what make(group, leaf)
+// creates there, through libhdf5 itself (in memory).
+std::string rewritten_h5(const std::string& bytes, const std::string& group, const std::string& leaf,
+                         const std::function<void(hid_t, const char*)>& make) {
+  const hid_t access = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_core(access, /*increment=*/1 << 20, /*backing_store=*/0);
+  H5Pset_file_image(access, const_cast<char*>(bytes.data()), bytes.size());
+  const hid_t file = H5Fopen("rewritten.h5", H5F_ACC_RDWR, access);
+  const hid_t g = H5Gopen2(file, group.c_str(), H5P_DEFAULT);
+  EXPECT_GE(H5Ldelete(g, leaf.c_str(), H5P_DEFAULT), 0);
+  make(g, leaf.c_str());
+  H5Gclose(g);
+  H5Fflush(file, H5F_SCOPE_GLOBAL);
+  std::string out(static_cast<size_t>(H5Fget_file_image(file, nullptr, 0)), '\0');
+  H5Fget_file_image(file, out.data(), out.size());
+  H5Fclose(file);
+  H5Pclose(access);
+  return out;
+}
+
+// A float32 dataset of `n` values at `leaf`, made with the dataset-creation list `create`.
+void make_dataset(hid_t group, const char* leaf, hsize_t n, hid_t create) {
+  const hid_t space = H5Screate_simple(1, &n, nullptr);
+  const hid_t dataset = H5Dcreate2(group, leaf, H5T_IEEE_F32LE, space, H5P_DEFAULT, create, H5P_DEFAULT);
+  EXPECT_GE(dataset, 0);
+  H5Dclose(dataset);
+  H5Sclose(space);
+}
+
+}  // namespace
+#endif
+
+TEST(KerasFiles, AModelFileNeverReadsOutsideItself) {
+  SKIP_WITHOUT_KERAS_FILES();
+#ifdef MNIST_WITH_KERAS_FILES
+  // The host's files a hostile weights file points at: a text file, and an HDF5 file whose /x
+  // has the shape the config expects of dense_1's bias ([10]).
+  const TempDir dir;
+  const std::string secret = (dir.path / "secret.txt").string(), other = (dir.path / "other.h5").string();
+  write_file(secret, std::string(400, 'S'));
+  {
+    const hid_t file = H5Fcreate(other.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t n = 10;
+    const hid_t space = H5Screate_simple(1, &n, nullptr);
+    const hid_t x = H5Dcreate2(file, "x", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const std::vector<float> sevens(10, 7.0f);
+    H5Dwrite(x, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, sevens.data());
+    H5Dclose(x), H5Sclose(space), H5Fclose(file);
+  }
+  const Config config = load_config_file("configs/quick.json");
+  const Model model(config.model, kImageShape, 1);
+  const std::string good = keras_weights_h5(*model, config.name);
+  ASSERT_NO_THROW(parse_keras_weights_h5(good, config, "w.weights.h5"));
+
+  auto refused = [&](const std::string& bytes, const std::string& expected) {
+    try {
+      parse_keras_weights_h5(bytes, config, "w.weights.h5");
+      ADD_FAILURE() << "accepted; expected: " << expected;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("a model file must hold its own data"), std::string::npos) << e.what();
+    }
+  };
+  const std::string vars = "layers/dense_1/vars";
+  refused(rewritten_h5(good, vars, "1", [&](hid_t g, const char* leaf) {  // external storage: the values are the secret's bytes
+            const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+            H5Pset_external(create, secret.c_str(), 0, 40);
+            make_dataset(g, leaf, 10, create);
+            H5Pclose(create);
+          }),
+          "w.weights.h5: layers/dense_1/vars/1 keeps its values in external files");
+  refused(rewritten_h5(good, vars, "1", [&](hid_t g, const char* leaf) {  // a virtual dataset: the other file's /x
+            const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+            const hsize_t n = 10;
+            const hid_t space = H5Screate_simple(1, &n, nullptr);
+            H5Pset_virtual(create, space, other.c_str(), "/x", space);
+            make_dataset(g, leaf, 10, create);
+            H5Sclose(space), H5Pclose(create);
+          }),
+          "w.weights.h5: layers/dense_1/vars/1 is a virtual dataset");
+  refused(rewritten_h5(good, vars, "1", [&](hid_t g, const char* leaf) { H5Lcreate_external(other.c_str(), "/x", g, leaf, H5P_DEFAULT, H5P_DEFAULT); }),
+          "w.weights.h5: layers/dense_1/vars/1 is an external link");
+  refused(rewritten_h5(good, "layers", "dense_1", [&](hid_t g, const char* leaf) {  // a whole layer's group elsewhere
+            H5Lcreate_external(other.c_str(), "/", g, leaf, H5P_DEFAULT, H5P_DEFAULT);
+          }),
+          "w.weights.h5: layers/dense_1 is an external link");
+  refused(rewritten_h5(good, vars, "1", [&](hid_t g, const char* leaf) { H5Lcreate_soft("/layers/dense/vars/1", g, leaf, H5P_DEFAULT, H5P_DEFAULT); }),
+          "w.weights.h5: layers/dense_1/vars/1 is a soft link");
+  // The same file with the bias stored in it reads.
+  ASSERT_NO_THROW(parse_keras_weights_h5(rewritten_h5(good, vars, "1", [&](hid_t g, const char* leaf) { make_dataset(g, leaf, 10, H5P_DEFAULT); }),
+                                         config, "w.weights.h5"));
+#endif
 }

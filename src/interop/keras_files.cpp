@@ -44,33 +44,69 @@ class Handle {
   herr_t (*close_)(hid_t);
 };
 
-// HDF5 prints its error stack to stderr by default; every failure here becomes one exception instead.
-void silence_hdf5() {
-  static const bool silenced = [] { return H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0; }();
-  (void)silenced;
+// HDF5 prints its error stack to stderr by default; every failure here becomes one exception
+// instead. It would also load filter plugins from the host's directories for a dataset that names
+// an unknown filter: never here (Keras writes no filters, and a model file must not pick code).
+void set_up_hdf5() {
+  static const bool done = [] { return H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0 && H5PLset_loading_state(0) >= 0; }();
+  (void)done;
 }
 
-bool has_link(hid_t location, const std::string& path) {
+// ---- a model file holds its own data ----
+// An HDF5 file can point outside itself: a link to an object of another file (an external or a
+// user-defined link), a dataset whose values lie in other files (external storage), or one made of
+// other files' datasets (a virtual dataset). A model file is data from strangers, so each is
+// refused before libhdf5 follows it; so are soft links (Keras writes none).
+
+[[noreturn]] void refuse_pointer(const std::string& name, const std::string& path, const std::string& what) {
+  throw std::runtime_error(name + ": " + path + " " + what + "; a model file must hold its own data, so it is refused (save the weights again with Keras's model.save_weights)");
+}
+
+std::string link_kind(H5L_type_t type) {
+  switch (type) {
+    case H5L_TYPE_SOFT: return "is a soft link";
+    case H5L_TYPE_EXTERNAL: return "is an external link (to an object of another file)";
+    default: return "is a user-defined link";
+  }
+}
+
+// Whether `path` names an object of the file through hard links only (refusing any other link
+// on the way, before it is followed).
+bool has_link(hid_t location, const std::string& path, const std::string& name) {
   // H5Lexists needs every component before the last to exist: check them one by one.
   size_t end = 0;
   do {
     end = path.find('/', end + 1);
-    if (H5Lexists(location, path.substr(0, end).c_str(), H5P_DEFAULT) <= 0) return false;
+    const std::string prefix = path.substr(0, end);
+    H5L_info_t info;
+    if (H5Lexists(location, prefix.c_str(), H5P_DEFAULT) <= 0 || H5Lget_info(location, prefix.c_str(), &info, H5P_DEFAULT) < 0) return false;
+    if (info.type != H5L_TYPE_HARD) refuse_pointer(name, prefix, link_kind(info.type));
   } while (end != std::string::npos);
   return true;
 }
 
-bool is_group(hid_t location, const std::string& path) {
-  if (!has_link(location, path)) return false;
+// Refuses a dataset whose values are not stored in the file itself, before anything reads them.
+void check_stored_inside(hid_t dataset, const std::string& name, const std::string& path) {
+  Handle create(H5Dget_create_plist(dataset), H5Pclose);
+  if (!create.ok()) throw std::runtime_error(name + ": " + path + " cannot be read: the file is truncated or corrupt");
+  const H5D_layout_t layout = H5Pget_layout(create.get());
+  if (layout == H5D_VIRTUAL) refuse_pointer(name, path, "is a virtual dataset (made of datasets of other files)");
+  if (H5Pget_external_count(create.get()) != 0) refuse_pointer(name, path, "keeps its values in external files");
+  if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED && layout != H5D_COMPACT)
+    throw std::runtime_error(name + ": " + path + " has a storage layout this reader does not know");
+}
+
+bool is_group(hid_t location, const std::string& path, const std::string& name) {
+  if (!has_link(location, path, name)) return false;
   H5O_info_t info;
   return H5Oget_info_by_name(location, path.c_str(), &info, H5P_DEFAULT) >= 0 && info.type == H5O_TYPE_GROUP;
 }
 
 // The vars group of a slot: layers/<slot>/vars, or where Keras 2.13 put it.
-std::optional<std::string> vars_path(hid_t file, const std::string& slot) {
+std::optional<std::string> vars_path(hid_t file, const std::string& slot, const std::string& name) {
   for (const char* root : {"layers/", "_layer_checkpoint_dependencies/"}) {
     const std::string path = root + slot + "/vars";
-    if (is_group(file, path)) return path;
+    if (is_group(file, path, name)) return path;
   }
   return std::nullopt;
 }
@@ -87,10 +123,10 @@ std::string zip_message(zip_error_t& error) {
 }
 
 // Every slot under layers/ whose vars group holds at least one array.
-std::vector<std::string> slots_with_arrays(hid_t file) {
+std::vector<std::string> slots_with_arrays(hid_t file, const std::string& name) {
   std::vector<std::string> slots;
   for (const char* root : {"layers", "_layer_checkpoint_dependencies"}) {
-    if (!is_group(file, root)) continue;
+    if (!is_group(file, root, name)) continue;
     Handle group(H5Gopen2(file, root, H5P_DEFAULT), H5Gclose);
     if (!group.ok()) continue;
     const hsize_t n = link_count(group.get());
@@ -98,7 +134,7 @@ std::vector<std::string> slots_with_arrays(hid_t file) {
       char buffer[256];
       const ssize_t size = H5Lget_name_by_idx(group.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, buffer, sizeof buffer, H5P_DEFAULT);
       if (size <= 0 || size >= static_cast<ssize_t>(sizeof buffer)) continue;
-      const auto vars = vars_path(file, buffer);
+      const auto vars = vars_path(file, buffer, name);
       if (!vars) continue;
       Handle group_of_vars(H5Gopen2(file, vars->c_str(), H5P_DEFAULT), H5Gclose);
       if (group_of_vars.ok() && link_count(group_of_vars.get()) > 0) slots.emplace_back(buffer);
@@ -109,7 +145,7 @@ std::vector<std::string> slots_with_arrays(hid_t file) {
 
 // The arrays of one layer's vars group (see KerasH5Contents).
 std::optional<std::vector<KerasArray>> layer_arrays(hid_t file, const KerasH5Request& request, const std::string& name) {
-  const auto vars = vars_path(file, request.slot);
+  const auto vars = vars_path(file, request.slot, name);
   if (!vars) return std::nullopt;
   Handle group(H5Gopen2(file, vars->c_str(), H5P_DEFAULT), H5Gclose);
   const hsize_t n = group.ok() ? link_count(group.get()) : 0;
@@ -119,10 +155,11 @@ std::optional<std::vector<KerasArray>> layer_arrays(hid_t file, const KerasH5Req
   std::vector<KerasArray> arrays;
   for (size_t i = 0; i < request.shapes.size(); ++i) {
     const std::string where = name + ": " + *vars + "/" + std::to_string(i);
-    if (H5Lexists(group.get(), std::to_string(i).c_str(), H5P_DEFAULT) <= 0)
+    if (!has_link(file, *vars + "/" + std::to_string(i), name))
       throw std::runtime_error(where + " is missing: the group's arrays are not numbered 0.." + std::to_string(n - 1));
     Handle dataset(H5Dopen2(group.get(), std::to_string(i).c_str(), H5P_DEFAULT), H5Dclose);
     if (!dataset.ok()) throw std::runtime_error(where + " is not a dataset");
+    check_stored_inside(dataset.get(), name, *vars + "/" + std::to_string(i));
     Handle type(H5Dget_type(dataset.get()), H5Tclose);
     if (!type.ok() || H5Tget_class(type.get()) != H5T_FLOAT) throw std::runtime_error(where + " does not hold floating-point numbers");
     Handle space(H5Dget_space(dataset.get()), H5Sclose);
@@ -145,7 +182,7 @@ std::optional<std::vector<KerasArray>> layer_arrays(hid_t file, const KerasH5Req
 }
 
 KerasH5Contents read_in_this_process(const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
-  silence_hdf5();
+  set_up_hdf5();
   Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // The core driver opens the bytes in memory; backing_store=0: nothing is ever written back.
   if (!access.ok() || H5Pset_fapl_core(access.get(), /*increment=*/1 << 20, /*backing_store=*/0) < 0 ||
@@ -154,12 +191,12 @@ KerasH5Contents read_in_this_process(const std::string& bytes, const std::string
   Handle file(H5Fopen("keras.weights.h5", H5F_ACC_RDONLY, access.get()), H5Fclose);
   if (!file.ok())
     throw std::runtime_error(name + " is not an HDF5 file, or is truncated: Keras writes its weights with model.save_weights(\"x.weights.h5\")");
-  if (!is_group(file.get(), "layers") && !is_group(file.get(), "_layer_checkpoint_dependencies"))
+  if (!is_group(file.get(), "layers", name) && !is_group(file.get(), "_layer_checkpoint_dependencies", name))
     throw std::runtime_error(name + " is an HDF5 file without a layers/ group: not a Keras 3 weights file "
                              "(Keras 2's legacy .h5 layout is not read; load it in Keras 3 and save_weights(\"x.weights.h5\") again)");
   KerasH5Contents contents;
   for (const auto& request : requests) contents.layers.push_back(layer_arrays(file.get(), request, name));
-  contents.slots_with_arrays = slots_with_arrays(file.get());
+  contents.slots_with_arrays = slots_with_arrays(file.get(), name);
   return contents;
 }
 
@@ -336,7 +373,7 @@ KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::strin
 }
 
 std::string write_keras_weights_h5(const std::vector<KerasLayerArrays>& layers, const std::string& model_name) {
-  silence_hdf5();
+  set_up_hdf5();
   auto check = [](bool ok, const std::string& what) {
     if (!ok) throw std::runtime_error("HDF5 could not " + what + " while writing Keras weights");
   };
