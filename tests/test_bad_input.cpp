@@ -2,6 +2,7 @@
 // code and one line naming the thing at fault, never a trace, and leave no half-written file.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "config/config.h"
 #include "data/data.h"
@@ -9,6 +10,7 @@
 #include "interop/export.h"
 #include "interop/keras_config.h"
 #include "interop/keras_files.h"
+#include "interop/keras_import.h"
 #include "interop/checkpoint.h"
 #include "interop/rundir.h"
 #include "train/train.h"
@@ -219,6 +221,73 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   }
   EXPECT_EQ(leftovers(d), std::vector<std::string>{});
   EXPECT_FALSE(fs::exists(d / "k.pt"));  // no failed import-keras wrote its output
+}
+
+TEST(BadInput, OutputsReplaceOnlyRegularFilesAndNeverTheirInputs) {
+  TempDir tmp;
+  const fs::path d = tmp.path;
+  const mnist::Config small = mnist::parse_config_text(R"({"name": "small", "model": {"layers": [{"type": "Flatten"},
+      {"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}})", "t");
+  write_file(d / "small.json", mnist::to_json(small).dump());
+  mnist::Model model(small.model, mnist::kImageShape, 0);
+  mnist::export_model(*model, small, d / "good.pt");
+  write_file(d / "w.json", mnist::keras_weights_json(*model).dump());
+  {
+    mnist::Trainer trainer(model, small.training, torch::kCPU);
+    fs::create_directories(d / "run");
+    mnist::save_checkpoint(d / "run" / "checkpoint.pt", *model, small, trainer);
+    write_file(d / "run" / "metrics.json", "{\"seconds\": 1}");
+  }
+  ASSERT_EQ(::mkfifo((d / "fifo.pt").c_str(), 0600), 0);
+  write_file(d / "target.txt", "keep");
+  fs::create_symlink(d / "target.txt", d / "link.json");
+  write_file(d / "m_weights.pt", "someone else's");
+  const bool device = ::mknod((d / "null").c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0;  // as root only
+
+  const BadInput cases[] = {
+      {"onto a FIFO", "export --run {tmp}/good.pt --out {tmp}/fifo.pt", 2, "--out {tmp}/fifo.pt: it is a FIFO"},
+      {"onto a symbolic link", "export --run {tmp}/good.pt --out {tmp}/link.json", 2, "--out {tmp}/link.json: it is a symbolic link"},
+      {"--config-out onto a link", "import-keras {tmp}/w.json --config {tmp}/small.json --out {tmp}/k.pt --config-out {tmp}/link.json", 2,
+       "--config-out {tmp}/link.json: it is a symbolic link"},
+      {"onto a folder", "export --run {tmp}/good.pt --out {tmp}/run.json", 2, ""},
+      {"onto its own input", "import-keras {tmp}/w.json --config {tmp}/small.json --out {tmp}/w.json", 2,
+       "--out {tmp}/w.json: that is this command's input {tmp}/w.json"},
+      {"onto its own config", "import-keras {tmp}/w.json --config {tmp}/small.json --out {tmp}/k.pt --config-out {tmp}/small.json", 2,
+       "--config-out {tmp}/small.json: that is this command's input"},
+      {"two outputs on one path", "import-keras {tmp}/w.json --config {tmp}/small.json --out {tmp}/k.pt --config-out {tmp}/k.pt", 2,
+       "--config-out {tmp}/k.pt: that is this command's input"},
+      {"export onto the model it reads", "export --run {tmp}/good.pt --out {tmp}/good.pt", 2, "that is this command's input {tmp}/good.pt"},
+      {"export onto the checkpoint", "export --run {tmp}/run --out {tmp}/run/checkpoint.pt", 2, "that is this command's input"},
+      {"a stranger's file where the state_dict goes", "import-keras {tmp}/w.json --config {tmp}/small.json --out {tmp}/m.pt", 2,
+       "its state_dict goes to {tmp}/m_weights.pt, which exists without m.pt beside it"},
+      {"evaluate into a run", "evaluate --model {tmp}/run --out {tmp}/run", 2, "--out {tmp}/run: that is a training run's directory"},
+      {"compare onto a history it reads", "compare {tmp}/run --out {tmp}/run/metrics.json", 2, "that is this command's input"},
+  };
+  fs::create_directories(d / "run.json");
+  for (const auto& c : cases) {
+    const CommandResult r = run_mnist(expand(c.args, d.string(), ""));
+    const std::string message = expand(c.message, d.string(), "");
+    EXPECT_EQ(r.exit_code, c.code) << c.what << ": " << r.err;
+    EXPECT_NE(r.err.find(message.empty() ? "it is a folder" : message), std::string::npos) << c.what << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.what << ": " << r.err;
+  }
+  if (device) {
+    const CommandResult r = run_mnist("export --run " + (d / "good.pt").string() + " --out " + (d / "null").string());
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("it is a device"), std::string::npos) << r.err;
+    EXPECT_TRUE(fs::is_character_file(d / "null"));
+  }
+  // Every one of them left alone.
+  EXPECT_TRUE(fs::is_fifo(d / "fifo.pt"));
+  EXPECT_TRUE(fs::is_symlink(d / "link.json"));
+  EXPECT_EQ(slurp(d / "target.txt"), "keep");
+  EXPECT_EQ(slurp(d / "m_weights.pt"), "someone else's");
+  EXPECT_EQ(slurp(d / "run" / "metrics.json"), "{\"seconds\": 1}");
+  EXPECT_FALSE(fs::exists(d / "k.pt"));
+  EXPECT_EQ(leftovers(d), std::vector<std::string>{});
+  // A re-export replaces the pair it wrote before.
+  EXPECT_EQ(run_mnist("export --run " + (d / "good.pt").string() + " --out " + (d / "again.pt").string()).exit_code, 0);
+  EXPECT_EQ(run_mnist("export --run " + (d / "good.pt").string() + " --out " + (d / "again.pt").string()).exit_code, 0);
 }
 
 TEST(BadInput, DiskFullWhileWritingLeavesNoHalfWrittenFile) {

@@ -113,6 +113,28 @@ TEST(Cli, SummaryPrintsTheKerasTableAndResolvedConfig) {
   EXPECT_NE(r.out.find("\"epsilon\": 1e-07"), std::string::npos) << r.out;
 }
 
+TEST(Cli, OutputThatCannotBeWrittenFailsTheCommand) {
+  TempDir tmp;
+  // The binary with its stdout redirected by the shell as `redirect` says; its exit code and stderr.
+  auto run = [&](const std::string& args, const std::string& redirect) {
+    const std::string cmd = std::string("'") + MNIST_BINARY + "' " + args + " " + redirect + " 2>'" + (tmp.path / "err").string() + "'";
+    const int status = std::system(cmd.c_str());
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(tmp.path / "err"));
+  };
+  const std::string summary = "summary --config configs/quick.json";
+  EXPECT_EQ(run(summary, ">'" + (tmp.path / "out").string() + "'").first, 0);
+  for (const char* redirect : {">/dev/full", ">&-"}) {
+    const auto [code, err] = run(summary, redirect);
+    EXPECT_EQ(code, 1) << redirect << ": " << err;
+    EXPECT_NE(err.find("mnist: standard output could not be written"), std::string::npos) << redirect << ": " << err;
+  }
+  // With stdout closed, what is printed does not land in a file the command writes.
+  mnist::Model model(mnist::load_config_file("configs/quick.json").model, mnist::kImageShape, 0);
+  mnist::export_model(*model, mnist::load_config_file("configs/quick.json"), tmp.path / "m.pt");
+  EXPECT_EQ(run("export --run '" + (tmp.path / "m.pt").string() + "' --out '" + (tmp.path / "w.json").string() + "'", ">&-").first, 1);
+  EXPECT_NO_THROW(json::parse(slurp(tmp.path / "w.json")));
+}
+
 TEST(Cli, RefusesANonEmptyOutDirectory) {
   TempDir tmp;
   write_file(tmp / "keep.txt", "precious");

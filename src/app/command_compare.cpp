@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "interop/rundir.h"
 #include "report/compare.h"
 
 namespace mnist {
@@ -13,7 +14,21 @@ struct CompareFlags {
   std::string out;
 };
 
+// The files compare reads: each History file, and each run directory's records.
+std::vector<fs::path> files_read(const std::vector<std::string>& inputs) {
+  std::vector<fs::path> files;
+  for (const fs::path in : inputs) {
+    if (!fs::is_directory(in)) {
+      files.push_back(in);
+      continue;
+    }
+    for (const char* name : {"history.json", "metrics.json", "config.json", "checkpoint.pt"}) files.push_back(in / name);
+  }
+  return files;
+}
+
 int run_compare(const CompareFlags& f) {
+  if (!f.out.empty()) check_output_file(f.out, "--out", files_read(f.inputs));
   std::vector<RunRecord> runs;
   for (const auto& in : f.inputs) runs.push_back(load_run_record(in));
   std::cout << comparison_table(runs);

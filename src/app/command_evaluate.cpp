@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "config/errors.h"
 #include "interop/export.h"
 #include "interop/rundir.h"
 #include "train/metrics.h"
@@ -52,7 +53,19 @@ void write_evaluation(const std::string& out, const std::string& split, const nl
 #endif
 }
 
+// --out may be a new folder or an earlier evaluation's, not a training run's: its metrics.json is
+// the run's record (with its timings and epochs), which an evaluation must not replace.
+void check_evaluation_out(const std::string& out) {
+  if (out.empty()) return;
+  std::error_code ec;
+  if (fs::exists(fs::path(out) / "checkpoint.pt", ec))
+    throw UsageError("--out " + out + ": that is a training run's directory, whose metrics.json is the run's own record; choose another directory");
+  if (fs::exists(fs::symlink_status(out, ec)) && !fs::is_directory(fs::symlink_status(out, ec)))
+    throw UsageError("--out " + out + ": exists and is not a directory; choose a folder to write the evaluation into");
+}
+
 int run_evaluate(const EvaluateFlags& f) {
+  check_evaluation_out(f.out);
   LoadedModel loaded = load_model(f.model);
   const Split data = load_checked_split(data_dir_of(f.data, loaded.config), f.split == "train", loaded.config);
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training);

@@ -14,9 +14,20 @@ struct ExportFlags {
   std::string run, out;
 };
 
+// --out, or model.pt in the run's directory (beside the checkpoint.pt --run names).
+fs::path export_path(const ExportFlags& f) {
+  if (!f.out.empty()) return f.out;
+  return fs::is_directory(f.run) ? fs::path(f.run) / "model.pt" : fs::path(f.run).parent_path() / "model.pt";
+}
+
 int run_export(const ExportFlags& f) {
+  const fs::path out = export_path(f), input = model_file_of(f.run);
+  const bool keras = out.extension() == ".json" || is_keras_weights_h5_file(out) || is_keras_model_file(out);
+  if (keras)
+    check_output_file(out, "--out", {input});
+  else
+    check_model_outputs(out, weights_path_for(out), "--out", {input});
   LoadedModel loaded = load_model(f.run);
-  const fs::path out = f.out.empty() ? fs::path(f.run) / "model.pt" : fs::path(f.out);
   if (out.extension() == ".json") {  // Keras's get_weights() list, for model.set_weights()
     write_file_atomic(out, keras_weights_json(*loaded.model).dump() + "\n");
     std::cout << "Keras weights (model.get_weights() order) written to " << out.string() << "\n";

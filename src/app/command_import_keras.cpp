@@ -16,7 +16,19 @@ struct ImportKerasFlags {
   ConfigFlags config;
 };
 
+// Neither output may replace an input, a non-file, or the other output.
+void check_outputs(const ImportKerasFlags& f, bool config_given) {
+  std::vector<fs::path> inputs = {f.file};
+  if (config_given) inputs.emplace_back(f.config.config);
+  const fs::path weights = weights_path_for(f.out);
+  check_model_outputs(f.out, weights, "--out", inputs);
+  if (f.config_out.empty()) return;
+  inputs.insert(inputs.end(), {f.out, weights});
+  check_output_file(f.config_out, "--config-out", inputs);
+}
+
 int run_import_keras(const ImportKerasFlags& f, bool config_given) {
+  check_outputs(f, config_given);
   Config config;
   Params params;
   if (is_keras_model_file(f.file)) {

@@ -1,5 +1,9 @@
 // main: the one place errors are caught. A user sees one line on stderr, never a c10 backtrace:
 // exit 2 for a bad flag or config, 1 for a runtime failure (data, files, a diverged run).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <iostream>
 #include <new>
 #include <sstream>
@@ -29,12 +33,29 @@ void keep_freed_memory() {
 #endif
 }
 
+// A closed standard stream (`mnist summary >&-`) would give its number to the next file opened,
+// and what is printed would land in that file. Each closed one is taken by /dev/null opened
+// read-only, so that writing to it fails, and is reported (finish).
+void occupy_closed_standard_streams() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) ::open("/dev/null", O_RDONLY);
+}
+
+// Output that could not be written (a closed stdout, a full disk, /dev/full) fails the command.
+int finish(int code) {
+  std::cout.flush();
+  if (std::cout || code != 0) return code;
+  std::cerr << "mnist: standard output could not be written (closed, or its disk is full): the command's output is lost\n";
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  occupy_closed_standard_streams();
   keep_freed_memory();
   try {
-    return mnist::run_cli(argc, argv);
+    return finish(mnist::run_cli(argc, argv));
   } catch (const mnist::UsageError& e) {
     std::cerr << "mnist: " << e.what() << "\n";
     return 2;

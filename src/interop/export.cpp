@@ -112,9 +112,12 @@ Model model_with_params(const Config& config, const std::map<std::string, torch:
   return model;
 }
 
+std::filesystem::path model_file_of(const std::string& path) {
+  return std::filesystem::is_directory(path) ? std::filesystem::path(path) / "checkpoint.pt" : std::filesystem::path(path);
+}
+
 LoadedModel load_model(const std::string& path_arg) {
-  std::filesystem::path path(path_arg);
-  if (std::filesystem::is_directory(path)) path /= "checkpoint.pt";
+  const std::filesystem::path path = model_file_of(path_arg);
   const std::string what = "model file " + path.string();
   if (!std::filesystem::exists(path)) throw std::runtime_error(what + " does not exist: pass a model.pt, a checkpoint.pt or a run directory");
   require_regular_file(path, "model file");

@@ -35,6 +35,9 @@ std::filesystem::path weights_path_for(const std::filesystem::path& model_path);
 // torch::pickle_save tags the dict with its C++ type, a global that weights_only refuses.
 std::vector<char> save_tensor_dict(const c10::Dict<std::string, torch::Tensor>& tensors);
 
+// The file a model path names: a run directory's checkpoint.pt, or the path itself.
+std::filesystem::path model_file_of(const std::string& path);
+
 struct LoadedModel {
   Config config;
   Model model;

@@ -14,14 +14,29 @@
 namespace mnist {
 namespace {
 
+// What a path that is not a regular file is, for messages ("" for a regular file or nothing).
+std::string non_file_kind(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status s = fs::symlink_status(path, ec);
+  if (ec || !fs::exists(s) || fs::is_regular_file(s)) return "";
+  if (fs::is_symlink(s)) return "a symbolic link";
+  if (fs::is_directory(s)) return "a folder";
+  if (fs::is_block_file(s) || fs::is_character_file(s)) return "a device";
+  if (fs::is_fifo(s)) return "a FIFO";
+  return fs::is_socket(s) ? "a socket" : "not a regular file";
+}
+
 fs::path temp_name(const fs::path& path) {
   return path.parent_path() / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
 }
 
 // Calls `write(tmp)` with a temporary name beside `path`, then renames it onto `path`; on any
 // failure the temporary is removed and the error propagates.
-// A missing parent folder is created first, as `train --out` creates its run directory.
+// A missing parent folder is created first, as `train --out` creates its run directory. Only a
+// regular file is ever replaced (a rename would put the file in place of a link or a device node).
 void write_atomically(const fs::path& path, const std::function<void(const fs::path& tmp)>& write) {
+  if (const std::string kind = non_file_kind(path); !kind.empty())
+    throw std::runtime_error("cannot write " + path.string() + ": it is " + kind + ", and outputs replace only regular files");
   std::error_code ec;
   if (path.has_parent_path() && !fs::exists(path.parent_path(), ec)) {
     fs::create_directories(path.parent_path(), ec);
@@ -56,6 +71,25 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
     out.flush();
     if (!out) throw std::runtime_error("cannot write " + path.string() + ": disk full or not writable");
   });
+}
+
+void check_output_file(const fs::path& out, const std::string& flag, const std::vector<fs::path>& inputs) {
+  if (const std::string kind = non_file_kind(out); !kind.empty())
+    throw UsageError(flag + " " + out.string() + ": it is " + kind + ", and outputs replace only regular files; remove it or choose another path");
+  std::error_code ec;
+  const auto same = [&](const fs::path& in) { return fs::equivalent(out, in, ec) || fs::weakly_canonical(out, ec) == fs::weakly_canonical(in, ec); };
+  for (const fs::path& in : inputs)
+    if (same(in))
+      throw UsageError(flag + " " + out.string() + ": that is this command's input " + in.string() + ", which it would overwrite; choose another path");
+}
+
+void check_model_outputs(const fs::path& out, const fs::path& weights, const std::string& flag, const std::vector<fs::path>& inputs) {
+  check_output_file(out, flag, inputs);
+  check_output_file(weights, flag + " " + out.string() + " also writes", inputs);
+  std::error_code ec;
+  if (fs::exists(weights, ec) && !fs::exists(out, ec))
+    throw UsageError(flag + " " + out.string() + ": its state_dict goes to " + weights.string() +
+                     ", which exists without " + out.filename().string() + " beside it; move it or choose another path");
 }
 
 void remove_temporaries(const fs::path& dir) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "train/history.h"
 
@@ -12,7 +13,16 @@ namespace mnist {
 
 namespace fs = std::filesystem;
 
+// Replaces only a regular file (or nothing): a link, device, FIFO, socket or folder at `path` is
+// an error, never overwritten.
 void write_file_atomic(const fs::path& path, const std::string& content);
+// Checks an output a user named with `flag`, before any slow work: refuses (UsageError) a path that
+// exists and is not a regular file, or that is one of the command's `inputs` under any name.
+void check_output_file(const fs::path& out, const std::string& flag, const std::vector<fs::path>& inputs = {});
+// The same for a model written as `out` and its state_dict `weights` (export.h weights_path_for),
+// which also refuses a `weights` file that exists without `out`: a file of someone else's, not the
+// pair's.
+void check_model_outputs(const fs::path& out, const fs::path& weights, const std::string& flag, const std::vector<fs::path>& inputs);
 // Removes the temporaries (".NAME.tmp-PID") that a process killed while writing left in `dir`.
 void remove_temporaries(const fs::path& dir);
 
