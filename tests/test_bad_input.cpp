@@ -112,6 +112,12 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "order_ragged.json", "[[0, 1], [2]]");
   write_file(d / "order_string.json", "[[0, \"1\"]]");
   write_file(d / "weights_wrong.json", "[[1.0]]");
+  {  // More entries than the run or the config can use: refused as they are read, before a tree of them is built.
+    std::string many = "[[0";
+    for (int i = 0; i < 80000; ++i) many += ",0";
+    write_file(d / "order_long.json", many + "]]");
+    write_file(d / "weights_long.json", many + "]]");
+  }
   // Keras's files: a truncated .weights.h5 and a .keras whose model has a layer we do not have.
   const std::string keras_h5 = slurp("tests/data/keras/tiny-cnn.weights.h5");
   write_file(d / "truncated.weights.h5", keras_h5.substr(0, keras_h5.size() / 2));
@@ -185,11 +191,15 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
        "epoch 2's list has 1 indices where epoch 1's has 2"},
       {"data order not a number", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_string.json", 1,
        "epoch 1's list has a string at position 1"},
+      {"data order list longer than the split", "train --epochs 1 --data {tmp}/good --data-order {tmp}/order_long.json", 1,
+       "order_long.json: epoch 1's list has more than 60000 indices"},
       {"data order missing", "train --epochs 1 --data {tmp}/good --data-order {tmp}/nope.json", 1, "--data-order {tmp}/nope.json does not exist"},
       {"initial weights mismatch", "train --epochs 1 --data {tmp}/good --initial-weights {tmp}/weights_wrong.json", 1,
        "weights_wrong.json holds 1 arrays; the config needs 4"},
       {"Keras weights JSON of another model", "import-keras {tmp}/weights_wrong.json --out {tmp}/k.pt", 1,
        "weights_wrong.json holds 1 arrays; the config needs 4 in this order"},
+      {"Keras weights JSON with more numbers than the model", "import-keras {tmp}/weights_long.json --out {tmp}/k.pt", 1,
+       "weights_long.json holds more numbers than the config's 79510 weights"},
 #ifdef MNIST_WITH_KERAS_FILES
       {"Keras weights file truncated", "import-keras {tmp}/truncated.weights.h5 --out {tmp}/k.pt", 1,
        "truncated.weights.h5 is not an HDF5 file, or is truncated"},

@@ -119,3 +119,21 @@ TEST(Data, RealMnistSplitSizes) {
   EXPECT_EQ(train.size(), 54000);
   EXPECT_EQ(validation.size(), 6000);
 }
+
+TEST(Data, ADataOrderKeepsTheRunsEpochsAndRefusesAListLongerThanTheSplit) {
+  TempDir tmp;
+  write_file(tmp.path / "order.json", R"([[2, 0, 1], [1, 2, 0], [0, 1, 2]])");
+  const torch::Tensor order = read_data_order((tmp.path / "order.json").string(), /*epochs=*/2, /*n=*/3);
+  ASSERT_EQ(order.sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(order[1][0].item<int64_t>(), 1);
+  // A list one entry longer than the training split is refused when its entry n + 1 is read.
+  write_file(tmp.path / "long.json", R"([[2, 0, 1], [0, 1, 2, 0]])");
+  try {
+    read_data_order((tmp.path / "long.json").string(), /*epochs=*/2, /*n=*/3);
+    ADD_FAILURE() << "accepted a list of 4 indices into 3 samples";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("epoch 2's list has more than 3 indices"), std::string::npos) << e.what();
+  }
+  // The same list after the run's epochs is never read (a longer order serves a shorter run).
+  EXPECT_EQ(read_data_order((tmp.path / "long.json").string(), /*epochs=*/1, /*n=*/3).size(0), 1);
+}

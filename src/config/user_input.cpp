@@ -30,10 +30,13 @@ std::string read_user_file(const std::filesystem::path& file, const std::string&
   return bytes;
 }
 
-nlohmann::json parse_json(const std::string& text, int max_depth) {
+nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_values) {
   // nlohmann calls back at every value with its depth; throwing there stops the parse.
-  return nlohmann::json::parse(text, [max_depth](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+  int64_t values = 0;
+  return nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
     if (depth > max_depth) throw JsonTooDeep("nested deeper than " + std::to_string(max_depth) + " levels");
+    if (event == nlohmann::json::parse_event_t::value && ++values > max_values)
+      throw JsonTooLarge("holds more than " + std::to_string(max_values) + " values");
     return true;
   });
 }

@@ -22,9 +22,16 @@ struct JsonTooDeep : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Parses `text`; throws nlohmann::json::exception on invalid JSON and JsonTooDeep past `max_depth`
-// levels of arrays and objects, before the deeper levels are built.
-nlohmann::json parse_json(const std::string& text, int max_depth);
+// More values than a reader takes; what() is "holds more than N values".
+struct JsonTooLarge : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses `text`; throws nlohmann::json::exception on invalid JSON, JsonTooDeep past `max_depth`
+// levels of arrays and objects, before the deeper levels are built, and JsonTooLarge past
+// `max_values` values (numbers, strings, ...), before the rest are built: a document's tree takes
+// 16-32 bytes a value, however few bytes of text each is.
+nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_values = INT64_MAX);
 
 // The JSON file at `path` (a History, say), parsed as parse_json does; throws std::runtime_error
 // naming the file when it cannot be read, is not JSON or is nested deeper than `max_depth`.

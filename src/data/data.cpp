@@ -203,6 +203,30 @@ std::pair<Split, Split> split_validation(const Split& all, double validation_spl
           Split{all.images.narrow(0, split_at, n - split_at), all.labels.narrow(0, split_at, n - split_at), /*checksum=*/""}};
 }
 
+namespace {
+
+struct OrderListTooLong {
+  int64_t list;  // from 1
+};
+
+// A data order's JSON, keeping only what the run reads: the lists of its `epochs` epochs, each of
+// at most `n` entries (one list longer is refused as it is read); the lists after them are parsed
+// and dropped. So the document in memory follows the run (16-32 bytes an index), never the file's
+// size, and nesting deeper than a list of lists is refused before it is built.
+nlohmann::json parse_order_lists(const std::string& text, int64_t epochs, int64_t n) {
+  using Event = nlohmann::json::parse_event_t;
+  int64_t lists = 0, in_list = 0;  // lists begun, and the entries of the last one
+  return nlohmann::json::parse(text, [&](int depth, Event event, nlohmann::json&) {
+    if (depth > 2) throw JsonTooDeep("nested deeper than a list of lists");
+    if (depth == 1 && event == Event::array_start) ++lists, in_list = 0;
+    const bool kept = lists <= epochs;
+    if (depth == 2 && kept && event != Event::array_end && event != Event::object_end && ++in_list > n) throw OrderListTooLong{lists};
+    return kept || depth == 0;
+  });
+}
+
+}  // namespace
+
 torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n) {
   const std::string what = "--data-order " + file;
   const std::string expected = "; expected a JSON list with one list per epoch, all of one length, of distinct indices in 0.." +
@@ -215,9 +239,11 @@ torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n
   }
   nlohmann::json j;
   try {
-    j = parse_json(text, /*max_depth=*/2);  // a list of lists; deeper nesting is refused before it is built
+    j = parse_order_lists(text, epochs, n);
   } catch (const JsonTooDeep&) {
     throw std::runtime_error(what + " is nested deeper than a list of lists" + expected);
+  } catch (const OrderListTooLong& e) {
+    throw std::runtime_error(what + ": epoch " + std::to_string(e.list) + "'s list has more than " + std::to_string(n) + " indices" + expected);
   } catch (const nlohmann::json::exception&) {
     throw std::runtime_error(what + " is not valid JSON" + expected);
   }

@@ -221,13 +221,19 @@ json compile_config(const TrainingConfig& t) {
 
 namespace {
 
+constexpr int64_t kMaxKerasConfigValues = 1 << 20;
+
 // The text as a Keras Sequential model's serialised config; throws naming `where` when it is not one.
 json sequential_config(const std::string& text, const std::string& where) {
   json keras;
   try {
-    keras = parse_json(text, /*max_depth=*/64);  // Keras nests a layer's dtype policy about eight levels down
+    // Keras nests a layer's dtype policy about eight levels down, and writes about 30 values a layer
+    // (tests/data/keras/tiny-cnn.keras: 217 for 8 layers), so a million is a model of 30,000 layers.
+    keras = parse_json(text, /*max_depth=*/64, /*max_values=*/kMaxKerasConfigValues);
   } catch (const JsonTooDeep& e) {
     throw std::runtime_error(where + " is " + e.what() + ": not a Keras model config");
+  } catch (const JsonTooLarge& e) {
+    throw std::runtime_error(where + " " + e.what() + ": more than any Keras model config here holds");
   } catch (const json::exception&) {
     throw std::runtime_error(where + " is not valid JSON");
   }

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
+#include <numeric>
 #include <sstream>
 
 #include "config/keras_names.h"
@@ -124,15 +126,6 @@ Params read_keras_weights(const std::filesystem::path& file, const Config& confi
 }
 
 Params parse_keras_weights(const std::string& text, const Config& config, const std::string& name) {
-  json j;
-  try {
-    j = parse_json(text, /*max_depth=*/8);  // a list of at most 4-D arrays
-  } catch (const JsonTooDeep&) {
-    throw std::runtime_error(name + " is nested deeper than any Keras weight (8 levels)");
-  } catch (const json::exception&) {
-    throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
-  }
-
   // The arrays Keras's model.get_weights() lists, in order: layer by layer, each layer's own order.
   const Model model(config.model, kImageShape, 0);
   std::vector<std::pair<const LayerLayout*, const KerasWeight*>> expected;
@@ -140,7 +133,21 @@ Params parse_keras_weights(const std::string& text, const Config& config, const 
   for (const auto& l : layout)
     for (const auto& w : l.weights) expected.emplace_back(&l, &w);
   std::string wanted;
-  for (const auto& [l, w] : expected) wanted += (wanted.empty() ? "" : ", ") + l->layer->name + " " + w->role + " " + show(w->keras_shape);
+  int64_t numbers = 0;
+  for (const auto& [l, w] : expected) {
+    wanted += (wanted.empty() ? "" : ", ") + l->layer->name + " " + w->role + " " + show(w->keras_shape);
+    numbers += std::accumulate(w->keras_shape.begin(), w->keras_shape.end(), int64_t{1}, std::multiplies<>());
+  }
+  json j;
+  try {
+    j = parse_json(text, /*max_depth=*/8, /*max_values=*/numbers);  // a list of at most 4-D arrays, of the config's numbers
+  } catch (const JsonTooDeep&) {
+    throw std::runtime_error(name + " is nested deeper than any Keras weight (8 levels)");
+  } catch (const JsonTooLarge&) {
+    throw std::runtime_error(name + " holds more numbers than the config's " + std::to_string(numbers) + " weights (" + wanted + ")");
+  } catch (const json::exception&) {
+    throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
+  }
   if (!j.is_array() || j.size() != expected.size())
     throw std::runtime_error(name + " holds " + (j.is_array() ? std::to_string(j.size()) + " arrays" : std::string("no list")) +
                              "; the config needs " + std::to_string(expected.size()) + " in this order: " + wanted);
