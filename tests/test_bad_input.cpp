@@ -295,6 +295,14 @@ TEST(BadInput, OutputsReplaceOnlyRegularFilesAndNeverTheirInputs) {
   EXPECT_EQ(slurp(d / "run" / "metrics.json"), "{\"seconds\": 1}");
   EXPECT_FALSE(fs::exists(d / "k.pt"));
   EXPECT_EQ(leftovers(d), std::vector<std::string>{});
+  // Past a file-size limit (ulimit -f, 10 KiB) a write fails with the message of a full disk, never SIGXFSZ's silent end.
+  const std::string limited = "ulimit -f 10; '" + std::string(MNIST_BINARY) + "' export --run '" + (d / "good.pt").string() + "' --out '" +
+                              (d / "big.keras").string() + "' 2>'" + (d / "err").string() + "'";
+  const int status = std::system(("bash -c \"" + limited + "\"").c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  EXPECT_NE(slurp(d / "err").find("big.keras: disk full or not writable"), std::string::npos) << slurp(d / "err");
+  EXPECT_FALSE(fs::exists(d / "big.keras"));
+  EXPECT_EQ(leftovers(d), std::vector<std::string>{});
   // A re-export replaces the pair it wrote before.
   EXPECT_EQ(run_mnist("export --run " + (d / "good.pt").string() + " --out " + (d / "again.pt").string()).exit_code, 0);
   EXPECT_EQ(run_mnist("export --run " + (d / "good.pt").string() + " --out " + (d / "again.pt").string()).exit_code, 0);

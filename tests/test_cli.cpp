@@ -93,6 +93,72 @@ TEST(Cli, ARunKilledBeforeItsFirstCheckpointTrainsAgainOnResume) {
   expect_one_line_error(run_mnist("train --resume " + (tmp / "empty").string()), 1, "is not a run directory");
 }
 
+TEST(Cli, ARunKilledInItsFirstEpochResumesWithItsInitialWeightsAndDataOrder) {
+  // The run's start is its first checkpoint: killed before the first epoch ends, it resumes from
+  // the weights and the order it was given, not from its config's initialisers and shuffle.
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const std::string data = " --data " + tmp.path.string(), wide = " --set model.layers[1].units=300";  // an epoch of a second or so
+  mnist::Config config = mnist::load_config_file("configs/paper.json");
+  std::get<mnist::DenseSpec>(config.model.layers[1].params).units = 300;
+  write_file(tmp / "init.json", mnist::keras_weights_json(*mnist::Model(config.model, mnist::kImageShape, /*seed=*/9)).dump());
+  const torch::Tensor perm = mnist::epoch_permutation(60000, /*seed=*/5, /*epoch=*/0);
+  write_file(tmp / "order.json", json::array({std::vector<int64_t>(perm.data_ptr<int64_t>(), perm.data_ptr<int64_t>() + 60000)}).dump());
+  const std::string given = " --initial-weights " + (tmp / "init.json").string() + " --data-order " + (tmp / "order.json").string();
+  const fs::path straight = tmp / "straight", killed = tmp / "killed";
+  ASSERT_EQ(run_mnist("train --epochs 1" + wide + data + given + " --out " + straight.string()).exit_code, 0);
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string args = "train --epochs 1" + wide + data + given + " --out " + killed.string() + " >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", (std::string("exec '") + MNIST_BINARY + "' " + args).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  while (!fs::exists(killed / "config.json")) usleep(200);  // written right after the start's checkpoint
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_EQ(mnist::read_checkpoint(killed / "checkpoint.pt").history.epochs(), 0u) << "killed after its first epoch: too fast a machine";
+
+  const CommandResult resumed = run_mnist("train --resume " + killed.string() + data);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("Resuming after 0 of 1 epochs"), std::string::npos) << resumed.out;
+  expect_same_training(mnist::read_checkpoint(straight / "checkpoint.pt"), mnist::read_checkpoint(killed / "checkpoint.pt"));
+}
+
+TEST(Cli, ARunStoppedBeforeItsResultsGetsThemOnResume) {
+  // What a kill after the last checkpoint and before the results leaves: every epoch in the
+  // checkpoint, no metrics.json or model.pt. --resume writes them, the same as the run would have.
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const std::string data = " --data " + tmp.path.string();
+  const fs::path run = tmp / "run";
+  ASSERT_EQ(run_mnist("train --config configs/quick.json --epochs 1" + data + " --out " + run.string()).exit_code, 0);
+  json before = json::parse(slurp(run / "metrics.json"));
+  before.erase("seconds");
+  const std::string history = slurp(run / "history.json");
+  fs::remove(run / "metrics.json");
+  fs::remove(run / "model.pt");
+  const CommandResult r = run_mnist("train --resume " + run.string() + data);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("trained all 1 epochs but stopped before its results were written: writing them"), std::string::npos) << r.out;
+  ASSERT_TRUE(fs::exists(run / "model.pt"));
+  json after = json::parse(slurp(run / "metrics.json"));
+  after.erase("seconds");
+  EXPECT_EQ(after, before);
+  EXPECT_EQ(slurp(run / "history.json"), history);
+  EXPECT_NE(run_mnist("train --resume " + run.string() + data).out.find("already finished all 1 epochs"), std::string::npos);
+#ifdef MNIST_WITH_OPENCV
+  // plot draws figures only: the run's records are the trainer's, which may be writing them.
+  fs::remove(run / "history.csv");
+  ASSERT_EQ(run_mnist("plot " + run.string() + data).exit_code, 0);
+  EXPECT_FALSE(fs::exists(run / "history.csv"));
+  EXPECT_EQ(slurp(run / "history.json"), history);
+#endif
+}
+
 TEST(Cli, ATrainingThatCannotFitInMemoryIsRefusedBeforeItStarts) {
   // A hidden layer wide enough that 24 float32 values per parameter pass this machine's memory.
   TempDir tmp;

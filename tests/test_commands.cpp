@@ -71,7 +71,14 @@ TEST(Commands, ResumeContinuesARunMidEpochAndAfterAnEpoch) {
     EXPECT_TRUE(plan.message.empty()) << plan.message;
   }
   EXPECT_EQ(plan_resume((tmp / "mid").string()).checkpoint->progress.step, 5);
-  // Three of three epochs at a boundary: nothing left.
+  // Three of three epochs at a boundary, but no results yet (stopped before they were written):
+  // resumed, to write them.
+  const ResumePlan unwritten = plan_resume((tmp / "last-epoch-begun").string());
+  EXPECT_EQ(unwritten.action, ResumePlan::Action::resume);
+  EXPECT_NE(unwritten.message.find("trained all 3 epochs but stopped before its results were written"), std::string::npos)
+      << unwritten.message;
+  // With its results: nothing left.
+  for (const char* result : {"metrics.json", "model.pt"}) write_file(tmp / "last-epoch-begun" / result, "{}");
   const ResumePlan done = plan_resume((tmp / "last-epoch-begun").string());
   EXPECT_EQ(done.action, ResumePlan::Action::finished);
   EXPECT_NE(done.message.find("already finished all 3 epochs; nothing to resume"), std::string::npos) << done.message;

@@ -1,6 +1,7 @@
 // command_plot: `mnist plot RUN`: redraws every figure of a run directory from its files (the
 // gallery needs the test images), in place or, with --out, into another directory (created if
-// missing), leaving the run untouched.
+// missing). It writes only figures: a run's records (history, checkpoint, metrics) are the
+// trainer's, which may be writing them while the figures are drawn.
 #include <iostream>
 
 #include "app/command.h"
@@ -30,7 +31,6 @@ int run_plot(const PlotFlags& f) {
   const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
   const fs::path target = f.out.empty() ? dir : fs::path(f.out);
-  if (f.out.empty()) save_history(dir, history);  // history.csv follows history.json
   save_run_figures(target, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
   std::cout << "figures written to " << target.string()
             << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";

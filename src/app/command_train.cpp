@@ -43,7 +43,10 @@ ResumePlan plan_resume(const std::string& run_dir) {
   plan.config = plan.checkpoint->config;
   const History& history = plan.checkpoint->history;
   const int64_t epochs = plan.config.training.epochs;
-  if (history.epochs() >= static_cast<size_t>(epochs) && plan.checkpoint->progress.step == 0) {
+  const bool results = fs::exists(fs::path(run_dir) / "metrics.json") && fs::exists(fs::path(run_dir) / "model.pt");
+  if (history.epochs() >= static_cast<size_t>(epochs) && plan.checkpoint->progress.step == 0 && !results) {
+    plan.message = "run " + run_dir + " trained all " + std::to_string(epochs) + " epochs but stopped before its results were written: writing them";
+  } else if (history.epochs() >= static_cast<size_t>(epochs) && plan.checkpoint->progress.step == 0) {
     plan.action = ResumePlan::Action::finished;
     plan.message = "run " + run_dir + " already finished all " + std::to_string(epochs) + " epochs; nothing to resume";
   } else if (early_stopping_state(history, plan.config.training.early_stopping).stop) {
@@ -63,7 +66,7 @@ struct TrainFlags {
   int threads = 0;
 };
 
-// Set by SIGINT/SIGTERM while training; the trainer finishes its step and returns. Signal handlers
+// Set by SIGINT/SIGTERM/SIGHUP while training; the trainer finishes its step and returns. Signal handlers
 // can only reach globals, so this is the program's one piece of global state.
 std::atomic<bool> g_stop_requested{false};
 volatile std::sig_atomic_t g_signal = 0;
@@ -72,19 +75,20 @@ extern "C" void request_stop(int sig) {
   g_stop_requested.store(true);
   std::signal(sig, SIG_DFL);  // a second Ctrl-C ends the program at once
 }
-const char* signal_name() { return g_signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
+const char* signal_name() { return g_signal == SIGTERM ? "SIGTERM" : g_signal == SIGHUP ? "SIGHUP" : "SIGINT"; }
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};  // Ctrl-C, kill, the terminal closed
 
-// Ctrl-C or SIGTERM from here on ends training at a step boundary, saving a checkpoint; before the
-// run directory exists it ends the command with one line. The signals are unblocked in case the
+// A stop signal from here on ends training at a step boundary, saving a checkpoint; before the run
+// directory exists it ends the command with one line. The signals are unblocked in case the
 // process was started with them blocked.
 void catch_stop_signals() {
   g_stop_requested = false;
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
+  for (int sig : kStopSignals) {
+    std::signal(sig, request_stop);
+    sigaddset(&stop_signals, sig);
+  }
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
 }
 
@@ -167,10 +171,9 @@ void load_inputs(TrainRun& r) {
   check_memory(r);
 }
 
-// The run directory (new, or the resumed run's), its config.json, and the run's first lines.
+// The run directory (new, or the resumed run's) and the run's first lines.
 void open_run_dir(TrainRun& r) {
   r.dir = r.reuse_dir ? fs::path(r.flags.resume) : create_run_dir(r.flags.out, r.config.name);
-  if (!r.checkpoint) write_file_atomic(r.dir / "config.json", to_json(r.config).dump(2) + "\n");
   // The checkpoint is the run's record: files derived from it are rewritten from it, in case a kill
   // left them ahead of it.
   if (r.checkpoint) save_history(r.dir, r.checkpoint->history);
@@ -206,8 +209,7 @@ FitResult fit_run(TrainRun& r, Trainer& trainer, RunCheckpoint& checkpoint) {
   FitResult fit = trainer.fit(r.train, r.validation, r.test, options);
   r.seconds.evaluation = fit.evaluation_seconds;
   r.seconds.training = seconds_since(fit_start) - fit.evaluation_seconds - checkpoint.seconds;
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  end_cleanly_on_signals();
   return fit;
 }
 
@@ -220,7 +222,8 @@ int save_interrupted(const TrainRun& r, Trainer& trainer, RunCheckpoint& checkpo
                                 : "in epoch " + std::to_string(fit.history.epochs() + 1) + "/" + std::to_string(epochs) +
                                       " after step " + std::to_string(trainer.progress().step) + "/" + std::to_string(steps);
   std::cout << "Interrupted (" << signal_name() << ") " << where << "; saved " << (r.dir / "checkpoint.pt").string()
-            << ".\nResume with: build/mnist train --resume " << r.dir.string() << "\n";
+            << ".\nResume with: build/mnist train --resume " << r.dir.string() << (r.flags.data.empty() ? "" : " --data " + r.flags.data)
+            << "\n";
   return 128 + static_cast<int>(g_signal);
 }
 
@@ -300,8 +303,13 @@ int run_train(const TrainFlags& t, bool config_flags) {
   open_run_dir(r);
   prepare_trainer(r, trainer);
   RunCheckpoint checkpoint(r.dir, *r.model, r.config, trainer, r.all_train.checksum);
+  if (!r.checkpoint) {  // the run's start, weights and data order included, before its first step: a kill resumes from it
+    checkpoint.save(History{});
+    write_file_atomic(r.dir / "config.json", to_json(r.config).dump(2) + "\n");
+  }
   const FitResult fit = fit_run(r, trainer, checkpoint);
-  if (fit.interrupted) return save_interrupted(r, trainer, checkpoint, fit);
+  // A signal during the last step ends the run there too: its results are left to --resume.
+  if (fit.interrupted || g_stop_requested) return save_interrupted(r, trainer, checkpoint, fit);
   Evaluation test_eval;
   const nlohmann::json metrics = write_results(r, checkpoint, fit, test_eval);
   return report_finished(r, fit, test_eval, metrics);

@@ -6,15 +6,14 @@
 
 #include "config/config.h"
 #include "interop/checkpoint.h"
-#include "interop/checkpoint.h"
 
 namespace mnist {
 
 struct ResumePlan {
   enum class Action {
-    resume,         // continue from the checkpoint
+    resume,         // continue from the checkpoint (or, every epoch trained, write the results)
     restart,        // no checkpoint yet (killed before the first epoch was saved): train again from config.json
-    finished,       // every epoch ran: nothing to do
+    finished,       // every epoch ran and the results are written: nothing to do
     stopped_early,  // early stopping ended it: nothing to do
   };
   Action action = Action::resume;

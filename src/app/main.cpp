@@ -16,6 +16,7 @@
 
 #include "app/cli.h"
 #include "config/errors.h"
+#include "interop/rundir.h"
 
 namespace {
 
@@ -53,6 +54,7 @@ int finish(int code) {
 
 int main(int argc, char** argv) {
   occupy_closed_standard_streams();
+  mnist::end_cleanly_on_signals();
   keep_freed_memory();
   try {
     return finish(mnist::run_cli(argc, argv));

@@ -4,6 +4,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -303,10 +304,13 @@ constexpr unsigned kChildSeconds = 60;
 
 // The reader's child: reads, answers on `fd` ("O" and the arrays, or "E" and why) and leaves
 // without running this process's exit handlers.
-[[noreturn]] void answer_in_child(int fd, const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
+[[noreturn]] void answer_in_child(pid_t parent, int fd, const std::string& bytes, const std::string& name, const std::vector<KerasH5Request>& requests) {
+  // It ends with its parent, however the parent ends (killed, it would outlive it by up to the alarm).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(1);
   // A fault here ends the child only, as the kernel ends it: no handler of the parent's (a fuzzer's
   // crash reporter, a sanitizer's death callback) may act for it.
-  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM}) std::signal(signal, SIG_DFL);
+  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT, SIGTERM, SIGHUP}) std::signal(signal, SIG_DFL);
   if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
   ::alarm(kChildSeconds);
   std::string answer;
@@ -345,7 +349,7 @@ KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::strin
   if (bytes.empty()) throw std::runtime_error(name + " is empty, not an HDF5 weights file");
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("cannot read " + name + ": no pipe for the HDF5 reader (" + std::strerror(errno) + ")");
-  const pid_t child = ::fork();
+  const pid_t parent = ::getpid(), child = ::fork();
   if (child < 0) {
     ::close(fds[0]);
     ::close(fds[1]);
@@ -353,7 +357,7 @@ KerasH5Contents read_keras_weights_h5(const std::string& bytes, const std::strin
   }
   if (child == 0) {
     ::close(fds[0]);
-    answer_in_child(fds[1], bytes, name, requests);
+    answer_in_child(parent, fds[1], bytes, name, requests);
   }
   ::close(fds[1]);
   const std::string answer = read_answer(fds[0]);

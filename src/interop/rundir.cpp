@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -13,6 +15,28 @@
 
 namespace mnist {
 namespace {
+
+// The temporary being written (write_atomically), for end_on_signal; g_temporary_set: it is whole.
+char g_temporary[4096];
+volatile std::sig_atomic_t g_temporary_set = 0;
+
+extern "C" void end_on_signal(int sig) {
+  if (g_temporary_set) ::unlink(g_temporary);
+  std::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// Marks `tmp` as the temporary in flight while it lives.
+class InFlight {
+ public:
+  explicit InFlight(const fs::path& tmp) {
+    const std::string text = tmp.string();
+    if (text.size() >= sizeof g_temporary) return;
+    std::memcpy(g_temporary, text.c_str(), text.size() + 1);
+    g_temporary_set = 1;
+  }
+  ~InFlight() { g_temporary_set = 0; }
+};
 
 // What a path that is not a regular file is, for messages ("" for a regular file or nothing).
 std::string non_file_kind(const fs::path& path) {
@@ -43,6 +67,7 @@ void write_atomically(const fs::path& path, const std::function<void(const fs::p
     if (ec) throw std::runtime_error("cannot create the folder " + path.parent_path().string() + " for " + path.filename().string() + ": " + ec.message());
   }
   const fs::path tmp = temp_name(path);
+  const InFlight in_flight(tmp);
   try {
     write(tmp);
     fs::rename(tmp, path);
@@ -90,6 +115,11 @@ void check_model_outputs(const fs::path& out, const fs::path& weights, const std
   if (fs::exists(weights, ec) && !fs::exists(out, ec))
     throw UsageError(flag + " " + out.string() + ": its state_dict goes to " + weights.string() +
                      ", which exists without " + out.filename().string() + " beside it; move it or choose another path");
+}
+
+void end_cleanly_on_signals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, end_on_signal);
+  std::signal(SIGXFSZ, SIG_IGN);  // past a file-size limit a write fails (EFBIG) and is reported, as on a full disk
 }
 
 void remove_temporaries(const fs::path& dir) {

@@ -23,6 +23,10 @@ void check_output_file(const fs::path& out, const std::string& flag, const std::
 // which also refuses a `weights` file that exists without `out`: a file of someone else's, not the
 // pair's.
 void check_model_outputs(const fs::path& out, const fs::path& weights, const std::string& flag, const std::vector<fs::path>& inputs);
+// SIGINT, SIGTERM and SIGHUP end the program as they would, after removing the temporary being
+// written; SIGXFSZ is ignored, so a write past `ulimit -f` fails with a message. (Training
+// installs its own handlers while it runs: command_train.cpp.)
+void end_cleanly_on_signals();
 // Removes the temporaries (".NAME.tmp-PID") that a process killed while writing left in `dir`.
 void remove_temporaries(const fs::path& dir);
 
