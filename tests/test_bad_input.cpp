@@ -173,7 +173,8 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"image is a FIFO", "predict --model {tmp}/good.pt {tmp}/fifo.png", 1, "image {tmp}/fifo.png is not a regular file"},
       {"image header 60000x60000", "predict --model {tmp}/good.pt {tmp}/huge.png", 1,
        "image {tmp}/huge.png is 60000x60000 pixels; images here are at most 50 megapixels"},
-      {"image truncated after its header", "predict --model {tmp}/good.pt {tmp}/truncated.png", 1, "truncated.png cannot be decoded"},
+      {"image truncated after its header", "predict --model {tmp}/good.pt {tmp}/truncated.png", 1,
+       "truncated.png is truncated: its PNG IEND chunk is missing"},
 #else
       {"predict in a build without OpenCV", "predict --model {tmp}/good.pt {tmp}/garbage.png", 2, "predict needs OpenCV"},
       {"plot in a build without OpenCV", "plot {tmp}/good_run", 2, "needs OpenCV"},

@@ -370,6 +370,39 @@ TEST(Cli, PaperConfigShortRealRunReaches95Percent) {
   EXPECT_EQ(json::parse(slurp(tmp / "eval" / "metrics.json"))["test_accuracy"], metrics["test_accuracy"]);
 }
 
+#ifdef MNIST_WITH_OPENCV
+TEST(Cli, PredictAnswersForEveryGoodImageAndNamesEachBadOne) {
+  TempDir tmp;
+  const mnist::Config config = mnist::load_config_file("configs/quick.json");
+  mnist::Model model(config.model, mnist::kImageShape, 0);
+  mnist::export_model(*model, config, tmp / "m.pt");
+  const fs::path dir = tmp / "images";
+  fs::create_directories(dir);
+  cv::Mat one(64, 64, CV_8UC1, cv::Scalar(255));
+  cv::line(one, {32, 10}, {32, 54}, cv::Scalar(0), 4);  // a dark "1" on white paper
+  cv::imwrite((dir / "a.png").string(), one);
+  cv::imwrite((dir / "b\nnewline.png").string(), one);  // a file name with a newline in it
+  std::vector<uchar> jpeg;
+  cv::imencode(".jpg", one, jpeg);
+  write_file(dir / "c-half.jpg", std::string(jpeg.begin(), jpeg.begin() + static_cast<long>(jpeg.size() / 2)));
+  cv::imwrite((dir / "d-strip.png").string(), cv::Mat(1, 2100, CV_8UC1, cv::Scalar(255)));  // reduced to 1024x1, not to nothing
+  fs::create_symlink("loop-b.png", dir / "loop-a.png");  // a link loop: no image, passed over
+  fs::create_symlink("loop-a.png", dir / "loop-b.png");
+
+  const CommandResult r = run_mnist("predict --model " + (tmp / "m.pt").string() + " " + dir.string());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;  // one line per good image, the newline shown as \n
+  EXPECT_NE(r.out.find((dir / "a.png").string() + ": "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find((dir / "b\\nnewline.png").string() + ": "), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;  // one line per bad image
+  EXPECT_NE(r.err.find("c-half.jpg is truncated: its JPEG end-of-image marker is missing"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("d-strip.png has no visible ink"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("OpenCV"), std::string::npos) << r.err;
+  const CommandResult loop = run_mnist("predict --model " + (tmp / "m.pt").string() + " " + (dir / "loop-a.png").string());
+  expect_one_line_error(loop, 1, "cannot be read (Too many levels of symbolic links)");
+}
+#endif
+
 TEST(Cli, CompareAndPlotNameTheirBadInputs) {
   TempDir tmp;
   expect_one_line_error(run_mnist("compare " + (tmp / "nothing").string()), 1, "does not exist");

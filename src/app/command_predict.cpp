@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "config/user_input.h"
 #include "interop/export.h"
 #ifdef MNIST_WITH_OPENCV
 #include "report/predict.h"
@@ -48,11 +49,27 @@ nlohmann::json ranked_predictions(const torch::Tensor& outputs, const std::vecto
   return predictions;
 }
 
+// Each image's digit; an image that has none (undecodable, cut short, blank) is named on stderr and
+// passed over, so that one bad file in a folder does not cost the others their answers.
+std::vector<fs::path> load_digits(const std::vector<fs::path>& files, std::vector<torch::Tensor>& digits) {
+  std::vector<fs::path> loaded;
+  for (const auto& file : files) {
+    try {
+      digits.push_back(load_digit(file));
+      loaded.push_back(file);
+    } catch (const std::runtime_error& e) {
+      std::cerr << "mnist: " << printable(e.what()) << "\n";
+    }
+  }
+  return loaded;
+}
+
 int run_predict(const PredictFlags& f) {
   LoadedModel loaded = load_model(f.model);
-  const auto files = collect_images(f.images);
   std::vector<torch::Tensor> digits;
-  for (const auto& file : files) digits.push_back(load_digit(file));
+  const auto all = collect_images(f.images), files = load_digits(all, digits);
+  const int code = files.size() == all.size() ? 0 : 1;
+  if (files.empty()) return code;
   torch::Tensor outputs;
   {
     torch::NoGradGuard no_grad;
@@ -63,18 +80,18 @@ int run_predict(const PredictFlags& f) {
   const Activation head = loaded.model->output_activation();
   if (f.json) {
     std::cout << nlohmann::json{{"model", f.model}, {"output_activation", to_string(head)}, {"outputs_are", outputs_are(head)},
-                                {"predictions", predictions}}.dump(2)
+                                {"predictions", predictions}}.dump(2, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace)
               << "\n";
-    return 0;
+    return code;
   }
   for (const auto& p : predictions) {
-    std::cout << p["image"].get<std::string>() << ": " << p["class"].get<std::string>() << "  (" << outputs_are(head) << ": ";
+    std::cout << printable(p["image"].get<std::string>()) << ": " << p["class"].get<std::string>() << "  (" << outputs_are(head) << ": ";
     for (size_t r = 0; r < p["top"].size(); ++r)
       std::cout << (r ? ", " : "") << p["top"][r]["class"].get<std::string>() << " " << std::fixed << std::setprecision(3)
                 << p["top"][r]["output"].get<double>();
     std::cout << ")\n";
   }
-  return 0;
+  return code;
 }
 #else
 int run_predict(const PredictFlags&) { needs_opencv("predict"); }

@@ -16,6 +16,7 @@
 
 #include "app/cli.h"
 #include "config/errors.h"
+#include "config/user_input.h"
 #include "interop/rundir.h"
 
 namespace {
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
   try {
     return finish(mnist::run_cli(argc, argv));
   } catch (const mnist::UsageError& e) {
-    std::cerr << "mnist: " << e.what() << "\n";
+    std::cerr << "mnist: " << mnist::printable(e.what()) << "\n";
     return 2;
   } catch (const std::bad_alloc&) {
     std::cerr << "mnist: out of memory: the model, batch or data does not fit in this machine's memory (fewer units or "
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
       std::cerr << "mnist: LibTorch: " << (line.empty() ? "an error without a message" : line) << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "mnist: " << e.what() << "\n";
+    std::cerr << "mnist: " << mnist::printable(e.what()) << "\n";
     return 1;
   }
 }

@@ -1,8 +1,13 @@
 // user_input: bounded JSON parsing and display.
 #include "config/user_input.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -10,9 +15,32 @@ namespace mnist {
 
 void require_regular_file(const std::filesystem::path& file, const std::string& what) {
   std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) throw std::runtime_error(what + " " + file.string() + " does not exist");
-  if (!std::filesystem::is_regular_file(file, ec))
+  const auto status = std::filesystem::status(file, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory)  // a link loop, a folder on the way that cannot be searched
+    throw std::runtime_error(what + " " + file.string() + " cannot be read (" + ec.message() + ")");
+  if (!std::filesystem::exists(status)) throw std::runtime_error(what + " " + file.string() + " does not exist");
+  if (!std::filesystem::is_regular_file(status))
     throw std::runtime_error(what + " " + file.string() + " is not a regular file (a folder, FIFO or device cannot be read as one)");
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);  // a permission problem is said as one, not as damage
+  if (fd < 0) throw std::runtime_error(what + " " + file.string() + " cannot be read (" + std::strerror(errno) + ")");
+  ::close(fd);
+}
+
+std::string printable(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      out += c;
+    } else if (c == '\n' || c == '\r' || c == '\t') {
+      out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : "\\t";
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", byte);
+      out += hex;
+    }
+  }
+  return out;
 }
 
 std::string read_user_file(const std::filesystem::path& file, const std::string& what, int64_t max_bytes) {

@@ -37,6 +37,10 @@ nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_va
 // naming the file when it cannot be read, is not JSON or is nested deeper than `max_depth`.
 nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth);
 
+// `text` as one line a terminal shows as written: control bytes (a newline in a file name, an
+// escape sequence) as \n, \r, \t or \xNN; other bytes as they are.
+std::string printable(const std::string& text);
+
 // A value as a message shows it: its JSON text, cut to about `max_chars` with "...".
 std::string show_json(const nlohmann::json& value, size_t max_chars = 80);
 

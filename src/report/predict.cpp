@@ -110,6 +110,18 @@ std::optional<std::pair<int64_t, int64_t>> header_size(const std::string& b) {
   return std::nullopt;
 }
 
+// What a file cut short lacks ("" when it ends whole): a PNG ends with its IEND chunk, a JPEG with
+// its end-of-image marker (a few bytes of padding after it are allowed), a BMP is as long as its
+// header says. OpenCV decodes a cut file without a word, the missing part grey.
+std::string missing_end(const std::string& b) {
+  if (b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0)
+    return b.size() >= 12 && b.compare(b.size() - 12, 8, std::string("\0\0\0\0IEND", 8)) == 0 ? "" : "its PNG IEND chunk is missing";
+  if (b.compare(0, 2, "BM") == 0) return little_endian(b, 2, 4) <= b.size() ? "" : "it is shorter than its BMP header says";
+  constexpr size_t kPadding = 64;
+  const size_t from = b.size() > kPadding ? b.size() - kPadding : 0;
+  return b.find("\xFF\xD9", from) != std::string::npos ? "" : "its JPEG end-of-image marker is missing";
+}
+
 // Sends this process's stderr to /dev/null while it lives: OpenCV and libpng print their own lines
 // about a bad file (and libpng warnings about good ones); the one line about it is ours.
 class QuietStderr {
@@ -146,6 +158,8 @@ torch::Tensor load_digit(const fs::path& file) {
   if (width < 1 || height < 1 || width > kMaxImagePixels || height > kMaxImagePixels || width * height > kMaxImagePixels)
     throw std::runtime_error("image " + file.string() + " is " + std::to_string(width) + "x" + std::to_string(height) +
                              " pixels; images here are at most " + std::to_string(kMaxImagePixels / 1000000) + " megapixels");
+  if (const std::string missing = missing_end(bytes); !missing.empty())
+    throw std::runtime_error("image " + file.string() + " is truncated: " + missing + " (a decoder would fill the rest with grey)");
   cv::Mat gray;
   try {
     QuietStderr quiet;
@@ -154,29 +168,45 @@ torch::Tensor load_digit(const fs::path& file) {
     gray.release();
   }
   if (gray.empty()) throw std::runtime_error(cannot);
-  if (std::max(gray.rows, gray.cols) > kWorkingSide) {
+  if (std::max(gray.rows, gray.cols) > kWorkingSide) {  // each side at least a pixel: a 2100x1 strip stays one pixel high
     const double scale = static_cast<double>(kWorkingSide) / std::max(gray.rows, gray.cols);
-    cv::resize(gray, gray, {}, scale, scale, cv::INTER_AREA);
+    const cv::Size reduced(std::max(1, static_cast<int>(std::lround(gray.cols * scale))), std::max(1, static_cast<int>(std::lround(gray.rows * scale))));
+    cv::resize(gray, gray, reduced, 0, 0, cv::INTER_AREA);
   }
   const cv::Mat digit = prepare_digit(gray, file.string());
   return torch::from_blob(digit.data, {1, kImageRows, kImageCols}, torch::kU8).to(torch::kFloat32).div(255.0);
 }
 
+namespace {
+
+// A folder's image files, sorted: entries that are no regular file (folders, links that lead
+// nowhere or round in a loop) are passed over, as other files are.
+std::vector<fs::path> images_in(const fs::path& dir) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (fs::directory_iterator e(dir, ec), end; !ec && e != end; e.increment(ec)) {
+    std::string ext = e->path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::error_code kind;
+    if (e->is_regular_file(kind) && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp")) found.push_back(e->path());
+  }
+  if (ec) throw std::runtime_error("directory " + dir.string() + " cannot be read (" + ec.message() + ")");
+  if (found.empty()) throw std::runtime_error("directory " + dir.string() + " holds no .png, .jpg, .jpeg or .bmp images");
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+}  // namespace
+
 std::vector<fs::path> collect_images(const std::vector<std::string>& args) {
   std::vector<fs::path> files;
   for (const auto& a : args) {
     const fs::path p(a);
-    if (fs::is_directory(p)) {
-      std::vector<fs::path> found;
-      for (const auto& e : fs::directory_iterator(p)) {
-        std::string ext = e.path().extension().string();
-        std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (e.is_regular_file() && (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp")) found.push_back(e.path());
-      }
-      if (found.empty()) throw std::runtime_error("directory " + a + " holds no .png, .jpg, .jpeg or .bmp images");
-      std::sort(found.begin(), found.end());
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      const std::vector<fs::path> found = images_in(p);
       files.insert(files.end(), found.begin(), found.end());
-    } else if (fs::exists(p)) {
+    } else if (fs::exists(fs::symlink_status(p, ec))) {
       files.push_back(p);  // load_digit refuses what is not a regular file
     } else {
       throw std::runtime_error("image " + a + " does not exist");
