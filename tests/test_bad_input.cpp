@@ -114,7 +114,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
   write_file(d / "weights_wrong.json", "[[1.0]]");
   {  // More entries than the run or the config can use: refused as they are read, before a tree of them is built.
     std::string many = "[[0";
-    for (int i = 0; i < 80000; ++i) many += ",0";
+    for (int i = 0; i < 1300000; ++i) many += ",0";  // the paper's 79,510 weights twice, and a million more
     write_file(d / "order_long.json", many + "]]");
     write_file(d / "weights_long.json", many + "]]");
   }
@@ -160,6 +160,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"validation_split leaving nothing", "train --epochs 1 --data {tmp}/good --set training.validation_split=0.99999", 2,
        "config error at training.validation_split"},
       {"--set missing path", "train --set training.optimizer.beta=0.5", 2, "no key \"beta\" under training.optimizer"},
+      {"name too long for a run directory", "summary --set name=" + std::string(201, 'n'), 2, "config error at name: must be a non-empty name"},
       {"--set wrong type", "train --set training.shuffle=maybe", 2, "training.shuffle holds boolean"},
       {"model not a model", "evaluate --model {tmp}/not_a_model.pt", 1, "not_a_model.pt is not a model written by"},
       {"model truncated", "evaluate --model {tmp}/truncated.pt", 1, "truncated.pt is not a model written by"},
@@ -200,7 +201,7 @@ TEST(BadInput, EveryCaseGivesOneLineAndTheRightExitCode) {
       {"Keras weights JSON of another model", "import-keras {tmp}/weights_wrong.json --out {tmp}/k.pt", 1,
        "weights_wrong.json holds 1 arrays; the config needs 4 in this order"},
       {"Keras weights JSON with more numbers than the model", "import-keras {tmp}/weights_long.json --out {tmp}/k.pt", 1,
-       "weights_long.json holds more numbers than the config's 79510 weights"},
+       "weights_long.json holds far more numbers than the config's 79510 weights"},
 #ifdef MNIST_WITH_KERAS_FILES
       {"Keras weights file truncated", "import-keras {tmp}/truncated.weights.h5 --out {tmp}/k.pt", 1,
        "truncated.weights.h5 is not an HDF5 file, or is truncated"},

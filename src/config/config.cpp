@@ -351,8 +351,12 @@ std::vector<std::string> class_names(Dataset dataset) {
 Config parse_config(const json& j) {
   Config c;
   read_struct(j, "", "the config", c);
-  require(!c.name.empty() && c.name.find_first_of("/\\") == std::string::npos && c.name[0] != '.', "name",
-          "must be a non-empty name usable in a directory name", c.name);
+  // A run directory is <name>-YYYYmmdd-HHMMSS[-N]: the name leaves room for that within a file name's 255 bytes.
+  constexpr size_t kMaxName = 200;
+  require(!c.name.empty() && c.name.size() <= kMaxName && c.name.find_first_of("/\\") == std::string::npos && c.name[0] != '.' &&
+              std::none_of(c.name.begin(), c.name.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20; }),
+          "name", "must be a non-empty name usable in a directory name (at most 200 bytes, no /, \\ or control characters, not starting with .)",
+          c.name);
   check_consistency(c);
   return c;
 }

@@ -225,6 +225,27 @@ nlohmann::json parse_order_lists(const std::string& text, int64_t epochs, int64_
   });
 }
 
+// Epoch e's list into `row` ([m]: epoch 1's length): m distinct indices in 0..n-1. `where` names
+// the list in messages, `expected` says what a data order is.
+void read_epoch_list(const nlohmann::json& list, const std::string& where, const std::string& expected, int64_t e, int64_t n,
+                     torch::Tensor row) {
+  const int64_t m = row.size(0);
+  if (!list.is_array()) throw std::runtime_error(where + " is not a list" + expected);
+  if (list.empty() || static_cast<int64_t>(list.size()) > n || static_cast<int64_t>(list.size()) != m)
+    throw std::runtime_error(where + " has " + std::to_string(list.size()) + " indices" +
+                             (e > 0 ? " where epoch 1's has " + std::to_string(m) : std::string()) + expected);
+  std::vector<char> seen(static_cast<size_t>(n), 0);
+  int64_t* out = row.data_ptr<int64_t>();
+  for (int64_t i = 0; i < m; ++i) {
+    const nlohmann::json& v = list[static_cast<size_t>(i)];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= n)
+      throw std::runtime_error(where + " has " + (v.is_number() ? v.dump() : std::string("a ") + v.type_name()) + " at position " + std::to_string(i) + expected);
+    const int64_t index = v.get<int64_t>();
+    if (seen[static_cast<size_t>(index)]++) throw std::runtime_error(where + " has index " + std::to_string(index) + " twice" + expected);
+    out[i] = index;
+  }
+}
+
 }  // namespace
 
 torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n) {
@@ -253,25 +274,8 @@ torch::Tensor read_data_order(const std::string& file, int64_t epochs, int64_t n
                              " (give one list per epoch, or set training.epochs)");
   const int64_t m = epochs > 0 && j[0].is_array() ? static_cast<int64_t>(j[0].size()) : 0;
   torch::Tensor order = torch::empty({epochs, m}, torch::kLong);
-  std::vector<char> seen;
-  for (int64_t e = 0; e < epochs; ++e) {
-    const nlohmann::json& list = j[static_cast<size_t>(e)];
-    const std::string where = what + ": epoch " + std::to_string(e + 1) + "'s list";
-    if (!list.is_array()) throw std::runtime_error(where + " is not a list" + expected);
-    if (list.empty() || static_cast<int64_t>(list.size()) > n || static_cast<int64_t>(list.size()) != m)
-      throw std::runtime_error(where + " has " + std::to_string(list.size()) + " indices" +
-                               (e > 0 ? " where epoch 1's has " + std::to_string(m) : std::string()) + expected);
-    seen.assign(static_cast<size_t>(n), 0);
-    int64_t* row = order[e].data_ptr<int64_t>();
-    for (int64_t i = 0; i < m; ++i) {
-      const nlohmann::json& v = list[static_cast<size_t>(i)];
-      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= n)
-        throw std::runtime_error(where + " has " + (v.is_number() ? v.dump() : std::string("a ") + v.type_name()) + " at position " + std::to_string(i) + expected);
-      const int64_t index = v.get<int64_t>();
-      if (seen[static_cast<size_t>(index)]++) throw std::runtime_error(where + " has index " + std::to_string(index) + " twice" + expected);
-      row[i] = index;
-    }
-  }
+  for (int64_t e = 0; e < epochs; ++e)
+    read_epoch_list(j[static_cast<size_t>(e)], what + ": epoch " + std::to_string(e + 1) + "'s list", expected, e, n, order[e]);
   return order;
 }
 

@@ -140,11 +140,13 @@ Params parse_keras_weights(const std::string& text, const Config& config, const 
   }
   json j;
   try {
-    j = parse_json(text, /*max_depth=*/8, /*max_values=*/numbers);  // a list of at most 4-D arrays, of the config's numbers
+    // A list of at most 4-D arrays, of about the config's numbers: room for a shape error to be named
+    // (one array too large), none for a file's worth of values.
+    j = parse_json(text, /*max_depth=*/8, /*max_values=*/2 * numbers + (1 << 20));
   } catch (const JsonTooDeep&) {
     throw std::runtime_error(name + " is nested deeper than any Keras weight (8 levels)");
   } catch (const JsonTooLarge&) {
-    throw std::runtime_error(name + " holds more numbers than the config's " + std::to_string(numbers) + " weights (" + wanted + ")");
+    throw std::runtime_error(name + " holds far more numbers than the config's " + std::to_string(numbers) + " weights (" + wanted + ")");
   } catch (const json::exception&) {
     throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
   }
