@@ -171,6 +171,13 @@ TEST(Config, TrainingFeaturesParseAndGuardTheTestSet) {
     }
     return std::string("no error");
   };
+  // A --set inside such a section turns it on too, unless the command line says otherwise.
+  const Config base = parse_config_text(with_training(R"({"validation_split": 0.1})"), "t");
+  EXPECT_TRUE(apply_overrides(base, {"training.early_stopping.patience=3"}).training.early_stopping.enabled);
+  EXPECT_TRUE(apply_overrides(base, {"training.reduce_lr_on_plateau.factor=0.5"}).training.reduce_lr_on_plateau.enabled);
+  EXPECT_FALSE(apply_overrides(base, {"training.early_stopping.patience=3", "training.early_stopping.enabled=false"})
+                   .training.early_stopping.enabled);
+  EXPECT_FALSE(apply_overrides(base, {"training.epochs=3"}).training.early_stopping.enabled);
   EXPECT_NE(error(R"({"early_stopping": {"patience": 3}})")
                 .find("training.early_stopping.monitor: monitors val_loss but training.validation_split is 0"),
             std::string::npos);

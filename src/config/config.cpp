@@ -455,9 +455,25 @@ void apply_override(json& j, const std::string& a) {
 
 }  // namespace
 
+// A --set inside a section that can be off (early_stopping, reduce_lr_on_plateau) turns it on, as
+// the section written in a config file does, unless the command line sets its `enabled` itself.
+void turn_on_set_sections(json& j, const std::vector<std::string>& assignments) {
+  std::vector<std::vector<std::string>> set_keys;
+  for (const auto& a : assignments) set_keys.push_back(split_path(a.substr(0, a.find('='))));
+  for (const auto& keys : set_keys) {
+    if (keys.size() < 2 || keys.back() == "enabled") continue;
+    std::vector<std::string> enabled(keys.begin(), keys.end() - 1);
+    enabled.push_back("enabled");
+    std::string missing;
+    json* flag = find_path(j, enabled, missing);
+    if (flag && flag->is_boolean() && std::find(set_keys.begin(), set_keys.end(), enabled) == set_keys.end()) *flag = true;
+  }
+}
+
 Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {
   json j = to_json(c);
   for (const auto& a : assignments) apply_override(j, a);
+  turn_on_set_sections(j, assignments);
   try {
     return parse_config(j);
   } catch (const ConfigError& e) {
