@@ -312,19 +312,24 @@ TEST(BadInput, OutputsReplaceOnlyRegularFilesAndNeverTheirInputs) {
 
 TEST(BadInput, DiskFullWhileWritingLeavesNoHalfWrittenFile) {
   // A 200 KiB file-size limit (SIGXFSZ ignored, so writes fail with EFBIG like on a full disk):
-  // the config and history fit, the 320 KiB checkpoint does not.
+  // the config and history fit, the 320 KiB checkpoint does not. The run, under runs/, never
+  // becomes runs/latest, which still links to the run before it.
   TempDir tmp;
   write_synthetic_mnist(tmp.path);
-  const fs::path run = tmp / "run";
-  const std::string cmd = "bash -c 'ulimit -f 200; trap \"\" XFSZ; exec \"" + std::string(MNIST_BINARY) +
-                          "\" train --epochs 1 --data " + tmp.path.string() + " --out " + run.string() + "' >/dev/null 2>'" +
-                          (tmp / "err").string() + "'";
+  fs::create_directories(tmp / "runs" / "older");
+  fs::create_directory_symlink("older", tmp / "runs" / "latest");
+  const std::string cmd = "cd '" + tmp.path.string() + "' && bash -c 'ulimit -f 200; trap \"\" XFSZ; exec \"" + std::string(MNIST_BINARY) +
+                          "\" train --config " + fs::absolute("configs/quick.json").string() + " --epochs 1 --data " + tmp.path.string() + "' >/dev/null 2>'" + (tmp / "err").string() + "'";
   const int status = std::system(cmd.c_str());
   const std::string err = slurp(tmp / "err");
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1) << err;
   EXPECT_EQ(err.rfind("mnist: ", 0), 0u) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
-  EXPECT_FALSE(fs::exists(run / "checkpoint.pt"));  // never a partial checkpoint under the real name
+  EXPECT_EQ(fs::read_symlink(tmp / "runs" / "latest"), "older");
+  for (const auto& run : fs::directory_iterator(tmp / "runs")) {
+    EXPECT_FALSE(fs::exists(run.path() / "checkpoint.pt")) << run.path();  // never a partial checkpoint under the real name
+    EXPECT_EQ(leftovers(run.path()), std::vector<std::string>{}) << run.path();
+  }
   EXPECT_EQ(leftovers(tmp.path), std::vector<std::string>{});
 }

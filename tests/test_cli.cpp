@@ -490,22 +490,24 @@ TEST(Cli, SigintSavesAndResumeEndsBitIdenticalToAStraightRun) {
   expect_one_line_error(run_mnist("train --resume " + (tmp / "nowhere").string()), 1, "is not a run directory: it holds neither checkpoint.pt nor config.json");
 }
 
-// runs/latest follows the newest run made under runs/, and leaves a user's own "latest" alone.
+// runs/latest follows the newest run it is pointed at, and leaves a user's own "latest" alone.
 TEST(RunDir, LatestLinksToTheNewestRun) {
   TempDir tmp;
   const fs::path first = mnist::create_run_dir("", "quick", tmp.path), second = mnist::create_run_dir("", "quick", tmp.path);
   ASSERT_NE(first, second);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(tmp / "latest")));  // a new directory is not yet a run
+  EXPECT_EQ(mnist::point_latest_at(first), "");
+  EXPECT_EQ(mnist::point_latest_at(second), "");
   ASSERT_TRUE(fs::is_symlink(tmp / "latest"));
   EXPECT_EQ(fs::read_symlink(tmp / "latest"), second.filename());  // relative: the runs folder can move
   EXPECT_TRUE(fs::equivalent(tmp / "latest", second));
-  mnist::create_run_dir((tmp / "elsewhere").string(), "quick", tmp.path);  // --out: not under runs/
-  EXPECT_EQ(fs::read_symlink(tmp / "latest"), second.filename());
   for (const auto& entry : fs::directory_iterator(tmp.path))  // no temporary link left behind
     EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
   TempDir own;
   fs::create_directory(own / "latest");
   write_file(own / "latest" / "notes.txt", "mine");
-  mnist::create_run_dir("", "quick", own.path);
+  EXPECT_EQ(mnist::point_latest_at(mnist::create_run_dir("", "quick", own.path)),
+            (own / "latest").string() + " is a directory of your own, left as it is");
   EXPECT_FALSE(fs::is_symlink(own / "latest"));
   EXPECT_EQ(slurp(own / "latest" / "notes.txt"), "mine");
 }

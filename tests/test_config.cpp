@@ -121,6 +121,25 @@ TEST(Config, SetOverridesOneValueAndRevalidates) {
   EXPECT_DOUBLE_EQ(c.training.optimizer.momentum, 0.9);
 }
 
+// A --set applies before the file's values are checked: it can repair one (`mnist train --config
+// x.json --epochs 3` on a file with epochs 0), while a file whose shape is wrong fails as before.
+TEST(Config, SetRepairsAValueTheFileGotWrong) {
+  const std::string zero_epochs = with(R"("epochs": 100)", R"("epochs": 0)");
+  EXPECT_THROW(parse_config_text(zero_epochs, "t"), ConfigError);
+  EXPECT_EQ(parse_config_text(zero_epochs, "t", {"training.epochs=3"}).training.epochs, 3);
+  const std::string logits = with(R"("activation": "sigmoid")", R"("activation": "linear")");
+  EXPECT_THROW(parse_config_text(logits, "t"), ConfigError);
+  EXPECT_TRUE(parse_config_text(logits, "t", {"training.loss.from_logits=true"}).training.loss.from_logits);
+  try {  // an unrelated --set leaves the file's error standing, and the message says where it came from
+    parse_config_text(zero_epochs, "x.json", {"training.seed=1"});
+    ADD_FAILURE() << "epochs 0 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.path, "training.epochs");
+    EXPECT_NE(std::string(e.what()).find("[in x.json with the --set changes]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_config_text(with(R"("epochs": 100)", R"("epochs": "many")"), "t", {"training.epochs=3"}), ConfigError);
+}
+
 TEST(Config, SetRejectsUnknownPathsWrongTypesAndBadValues) {
   const Config base = parse_config_text(kPaper, "t");
   auto message = [&](const std::string& set) -> std::string {

@@ -32,8 +32,7 @@ Config resolve_config(const ConfigFlags& f) {
   std::vector<std::string> sets = f.sets;
   if (f.epochs > 0) sets.push_back("training.epochs=" + std::to_string(f.epochs));
   if (f.seed >= 0) sets.push_back("training.seed=" + std::to_string(f.seed));
-  Config c = load_config_file(f.config);
-  return sets.empty() ? c : apply_overrides(c, sets);
+  return load_config_file(f.config, sets);
 }
 
 CLI::Validator whole_number(int64_t lo, int64_t hi) {

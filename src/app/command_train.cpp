@@ -306,6 +306,9 @@ int run_train(const TrainFlags& t, bool config_flags) {
   if (!r.checkpoint) {  // the run's start, weights and data order included, before its first step: a kill resumes from it
     checkpoint.save(History{});
     write_file_atomic(r.dir / "config.json", to_json(r.config).dump(2) + "\n");
+    // A run becomes runs/latest once it can be resumed: one that fails to start never does.
+    const std::string not_linked = r.flags.out.empty() ? point_latest_at(r.dir) : "";
+    if (!not_linked.empty()) std::cerr << "mnist: note: " << not_linked << "; this run is " << r.dir.string() << "\n";
   }
   const FitResult fit = fit_run(r, trainer, checkpoint);
   // A signal during the last step ends the run there too: its results are left to --resume.

@@ -75,8 +75,13 @@ E enum_named(const std::string& word, const std::string& path) {
   throw ConfigError(path, "must be one of " + join(words) + " (got \"" + word + "\")");
 }
 
+// What a read checks: everything, or the shape alone (types, known keys) with the value rules left
+// for a later read, so that a --set can repair a value the file got wrong (epochs 0, from_logits).
+enum class Checks { all, shape };
+
 template <class S>
-void read_struct(const json& j, const std::string& path, std::string owner, S& out);
+void read_struct(const json& j, const std::string& path, std::string owner, S& out, Checks checks);
+void read_layers(const json& v, const std::string& path, std::vector<LayerSpec>& out, Checks checks);
 
 // One JSON value into one field, by the field's C++ type.
 void read_value(const json& v, const std::string& path, const Rule& r, double& out) {
@@ -139,25 +144,26 @@ void read_value(const json& v, const std::string& path, const Rule&, TargetShape
   }
   require(ok && unknown <= 1, path, "must be [features] or [height, width, channels] (Keras order), with at most one -1", v);
 }
-template <class S, std::enable_if_t<HasFields<S>::value, int> = 0>
-void read_value(const json& v, const std::string& path, const Rule&, S& out) {
-  read_struct(v, path, path, out);
-}
-void read_value(const json& v, const std::string& path, const Rule&, std::vector<LayerSpec>& out);
-
 // Reads one JSON object through a struct's fields(): each field it lists is read when present
 // (else keeps its default, or is an error when required), and any other key is an error: a typo
 // such as "learning_rte" must fail loudly rather than silently train with the default.
 class Reader {
  public:
-  Reader(const json& j, std::string path, std::string owner) : j_(j), path_(std::move(path)), owner_(std::move(owner)) {
+  Reader(const json& j, std::string path, std::string owner, Checks checks)
+      : j_(j), path_(std::move(path)), owner_(std::move(owner)), checks_(checks) {
     if (!j_.is_object()) throw ConfigError(path_.empty() ? "(top level)" : path_, "must be a JSON object (got " + show(j_) + ")");
   }
   template <class T>
   void operator()(const char* key, T& value, Rule rule = {}) {
     known_.emplace_back(key);
-    if (j_.contains(key)) read_value(j_.at(key), path(key), rule, value);
-    else if (rule.required) throw ConfigError(path(key), "missing: " + owner_ + " needs \"" + key + "\"");
+    if (!j_.contains(key)) {
+      if (rule.required) throw ConfigError(path(key), "missing: " + owner_ + " needs \"" + key + "\"");
+      return;
+    }
+    const json& v = j_.at(key);
+    if constexpr (HasFields<T>::value) read_struct(v, path(key), path(key), value, checks_);
+    else if constexpr (std::is_same_v<T, std::vector<LayerSpec>>) read_layers(v, path(key), value, checks_);
+    else read_value(v, path(key), checks_ == Checks::all ? rule : Rule{}, value);
   }
   void reject_unknown() const {
     for (auto it = j_.begin(); it != j_.end(); ++it)
@@ -169,18 +175,19 @@ class Reader {
  private:
   const json& j_;
   std::string path_, owner_;
+  Checks checks_;
   std::vector<std::string> known_;
 };
 
 // `owner` names what needs a missing key ("a Dense layer"); an optimizer or schedule is named by its name.
 template <class S>
-void read_struct(const json& j, const std::string& path, std::string owner, S& out) {
+void read_struct(const json& j, const std::string& path, std::string owner, S& out, Checks checks) {
   if constexpr (HasKerasDefaults<S>::value) {  // the name first: the other fields and their defaults follow from it
-    Reader(j, path, owner)("name", out.name);
+    Reader(j, path, owner, checks)("name", out.name);
     out = S::keras_defaults(out.name);
     owner = name_of(out.name);
   }
-  Reader r(j, path, owner);
+  Reader r(j, path, owner, checks);
   S::fields(out, r);
   r.reject_unknown();
 }
@@ -244,28 +251,29 @@ void check_layer_name(const std::string& name, const std::string& path) {
 }
 
 // One layer: its type picks the spec, whose fields() say which keys it takes.
-LayerSpec read_layer(const json& j, const std::string& path, KerasLayerNames& names) {
+LayerSpec read_layer(const json& j, const std::string& path, KerasLayerNames& names, Checks checks) {
   std::string type;
-  Reader(j, path, "a layer")("type", type);
+  Reader(j, path, "a layer", checks)("type", type);
   if (!j.contains("type")) throw ConfigError(path + ".type", "missing: every layer needs a \"type\" (" + join(kLayerTypes) + ")");
   LayerSpec layer;
   if (!default_layer(type, layer.params))
     throw ConfigError(path + ".type", "must be one of " + join(kLayerTypes) + " (got " + show(type) + ")");
   layer.name = names.next(type);
-  Reader r(j, path, "a " + type + " layer");
+  Reader r(j, path, "a " + type + " layer", checks);
   r("type", type);
   r("name", layer.name);
-  check_layer_name(layer.name, r.path("name"));
+  if (checks == Checks::all) check_layer_name(layer.name, r.path("name"));
   std::visit([&](auto& spec) { std::decay_t<decltype(spec)>::fields(spec, r); }, layer.params);
   r.reject_unknown();
   return layer;
 }
 
-void read_value(const json& v, const std::string& path, const Rule&, std::vector<LayerSpec>& out) {
+void read_layers(const json& v, const std::string& path, std::vector<LayerSpec>& out, Checks checks) {
   if (!v.is_array() || v.empty()) throw ConfigError(path, "must be a non-empty list of layers (got " + show(v) + ")");
   KerasLayerNames names;
   out.clear();
-  for (size_t i = 0; i < v.size(); ++i) out.push_back(read_layer(v[i], path + "[" + std::to_string(i) + "]", names));
+  for (size_t i = 0; i < v.size(); ++i) out.push_back(read_layer(v[i], path + "[" + std::to_string(i) + "]", names, checks));
+  if (checks == Checks::shape) return;
   std::set<std::string> unique;
   for (size_t i = 0; i < out.size(); ++i)
     if (!unique.insert(out[i].name).second)
@@ -348,9 +356,12 @@ std::vector<std::string> class_names(Dataset dataset) {
   return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
 }
 
-Config parse_config(const json& j) {
+namespace {
+
+Config read_config(const json& j, Checks checks) {
   Config c;
-  read_struct(j, "", "the config", c);
+  read_struct(j, "", "the config", c, checks);
+  if (checks == Checks::shape) return c;
   // A run directory is <name>-YYYYmmdd-HHMMSS[-N]: the name leaves room for that within a file name's 255 bytes.
   constexpr size_t kMaxName = 200;
   require(!c.name.empty() && c.name.size() <= kMaxName && c.name.find_first_of("/\\") == std::string::npos && c.name[0] != '.' &&
@@ -361,34 +372,9 @@ Config parse_config(const json& j) {
   return c;
 }
 
-Config parse_config_text(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = parse_json(text, kMaxConfigDepth);
-  } catch (const JsonTooDeep& e) {
-    throw UsageError("config error in " + origin + ": " + e.what() + "; a config is a few levels deep");
-  } catch (const json::exception& e) {
-    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
-    std::string what = e.what();
-    auto pos = what.find("] ");
-    throw UsageError("config error in " + origin + ": not valid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
-  }
-  try {
-    return parse_config(j);
-  } catch (const ConfigError& e) {
-    throw e.in("in " + origin);
-  }
-}
+}  // namespace
 
-Config load_config_file(const std::string& path) {
-  std::string text;
-  try {
-    text = read_user_file(path, "config file", kMaxConfigBytes);
-  } catch (const std::runtime_error& e) {
-    throw UsageError(std::string(e.what()) + ": check the --config path");
-  }
-  return parse_config_text(text, path);
-}
+Config parse_config(const json& j) { return read_config(j, Checks::all); }
 
 json to_json(const Config& c) { return fields_json(c); }
 
@@ -470,15 +456,54 @@ void turn_on_set_sections(json& j, const std::vector<std::string>& assignments) 
   }
 }
 
-Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {
-  json j = to_json(c);
+namespace {
+
+// The resolved config `j` with the --set changes made, then checked whole.
+Config overridden(json j, const std::vector<std::string>& assignments) {
   for (const auto& a : assignments) apply_override(j, a);
   turn_on_set_sections(j, assignments);
+  return parse_config(j);
+}
+
+}  // namespace
+
+Config apply_overrides(const Config& c, const std::vector<std::string>& assignments) {
   try {
-    return parse_config(j);
+    return overridden(to_json(c), assignments);
   } catch (const ConfigError& e) {
     throw e.in("after --set");
   }
+}
+
+Config parse_config_text(const std::string& text, const std::string& origin, const std::vector<std::string>& sets) {
+  json j;
+  try {
+    j = parse_json(text, kMaxConfigDepth);
+  } catch (const JsonTooDeep& e) {
+    throw UsageError("config error in " + origin + ": " + e.what() + "; a config is a few levels deep");
+  } catch (const json::exception& e) {
+    // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
+    std::string what = e.what();
+    auto pos = what.find("] ");
+    throw UsageError("config error in " + origin + ": not valid JSON: " + (pos == std::string::npos ? what : what.substr(pos + 2)));
+  }
+  try {
+    if (sets.empty()) return parse_config(j);
+    // The file's shape is checked first and its values after the --set changes, which may repair them.
+    return overridden(to_json(read_config(j, Checks::shape)), sets);
+  } catch (const ConfigError& e) {
+    throw e.in("in " + origin + (sets.empty() ? "" : " with the --set changes"));
+  }
+}
+
+Config load_config_file(const std::string& path, const std::vector<std::string>& sets) {
+  std::string text;
+  try {
+    text = read_user_file(path, "config file", kMaxConfigBytes);
+  } catch (const std::runtime_error& e) {
+    throw UsageError(std::string(e.what()) + ": check the --config path");
+  }
+  return parse_config_text(text, path, sets);
 }
 
 }  // namespace mnist

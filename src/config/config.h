@@ -420,10 +420,12 @@ struct Config {
   }
 };
 
-// Parse and validate. `origin` names the source in errors (a file path). Throws ConfigError.
+// Parse and validate. `origin` names the source in errors (a file path). `sets` are --set changes
+// ("a.b=value", as apply_overrides takes them) made before the file's values are checked, so they
+// can repair one (epochs 0 with --epochs 3). Throws ConfigError/UsageError.
 Config parse_config(const nlohmann::json& j);
-Config load_config_file(const std::string& path);
-Config parse_config_text(const std::string& text, const std::string& origin);
+Config load_config_file(const std::string& path, const std::vector<std::string>& sets = {});
+Config parse_config_text(const std::string& text, const std::string& origin, const std::vector<std::string>& sets = {});
 
 // The fully resolved config (every default written out): what a run directory stores. A layer
 // or an optimizer alone as it shows there.

@@ -136,20 +136,21 @@ void check_out_dir(const std::string& out) {
     throw UsageError("--out " + out + ": already exists and is not an empty directory; choose a new path (runs are never overwritten)");
 }
 
-namespace {
-// runs/latest: a relative symbolic link to the newest run directory under `runs_root`, replaced
-// atomically (made under a temporary name, renamed over the old link). Where links cannot be made,
-// or a user's own file or directory is called "latest", it is left alone: the run itself goes on.
-void point_latest_at(const fs::path& runs_root, const fs::path& run_name) {
-  const fs::path link = runs_root / "latest", temporary = runs_root / (".latest.tmp-" + std::to_string(::getpid()));
+std::string point_latest_at(const fs::path& run_dir) {
+  const fs::path runs_root = run_dir.parent_path(), link = runs_root / "latest";
+  const fs::path temporary = runs_root / (".latest.tmp-" + std::to_string(::getpid()));
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(link, ec)) && !fs::is_symlink(fs::symlink_status(link, ec))) return;
+  const auto status = fs::symlink_status(link, ec);
+  if (fs::exists(status) && !fs::is_symlink(status))
+    return link.string() + " is a " + (fs::is_directory(status) ? "directory" : "file") + " of your own, left as it is";
   fs::remove(temporary, ec);
-  fs::create_directory_symlink(run_name, temporary, ec);
+  fs::create_directory_symlink(run_dir.filename(), temporary, ec);
   if (!ec) fs::rename(temporary, link, ec);
-  if (ec) fs::remove(temporary, ec);
+  if (!ec) return "";
+  const std::string why = ec.message();
+  fs::remove(temporary, ec);
+  return "cannot link " + link.string() + " here (" + why + ")";
 }
-}  // namespace
 
 fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root) {
   std::error_code ec;
@@ -165,10 +166,7 @@ fs::path create_run_dir(const std::string& out, const std::string& name, const f
   const std::string base = name + "-" + timestamp();
   for (int i = 1; i < 1000; ++i) {
     const fs::path dir = runs_root / (i == 1 ? base : base + "-" + std::to_string(i));
-    if (fs::create_directory(dir, ec)) {  // atomic: fails if another run took the name
-      point_latest_at(runs_root, dir.filename());
-      return dir;
-    }
+    if (fs::create_directory(dir, ec)) return dir;  // atomic: fails if another run took the name
     if (ec) throw std::runtime_error("cannot create run directory " + dir.string() + ": " + ec.message());
   }
   throw std::runtime_error("cannot find a free run directory name under " + runs_root.string());

@@ -30,12 +30,16 @@ void end_cleanly_on_signals();
 // Removes the temporaries (".NAME.tmp-PID") that a process killed while writing left in `dir`.
 void remove_temporaries(const fs::path& dir);
 
-// `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory;
-// `runs_root`/latest then links to it.
+// `out` empty: runs/<name>-<YYYYmmdd-HHMMSS>[-N] under `runs_root`, never an existing directory.
 // `out` given: created if missing; refused (UsageError) if it exists and is not empty.
 // Throws UsageError for an --out that create_run_dir would refuse; call it before slow work.
 void check_out_dir(const std::string& out);
 fs::path create_run_dir(const std::string& out, const std::string& name, const fs::path& runs_root = "runs");
+
+// Points <runs root>/latest, a relative symbolic link, at `run_dir` (atomically: a new link renamed
+// over the old). A "latest" that is not a link (the user's own file or directory) is left alone, as
+// is a file system without links: returns why, or "" when the link now points at `run_dir`.
+std::string point_latest_at(const fs::path& run_dir);
 
 // history.json and history.csv (Keras CSVLogger format), both atomically.
 void save_history(const fs::path& dir, const History& history);
