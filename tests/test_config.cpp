@@ -71,6 +71,7 @@ TEST(Config, ErrorsNameTheJsonPath) {
     std::string text, expected;
   } cases[] = {
       {"{not json", "not valid JSON"},
+      {with(R"("epochs": 100)", R"("epochs": 100, "epochs": 3)"), "the key \"epochs\" appears twice in one object; keep one"},
       {with(R"("epochs": 100)", R"("epochs": 100, "epochz": 1)"), "config error at training.epochz: unknown key"},
       {with(R"("learning_rate": 0.001)", R"("learning_rate": -1)"),
        "config error at training.optimizer.learning_rate: must be > 0 (got -1)"},

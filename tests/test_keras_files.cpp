@@ -259,6 +259,9 @@ TEST(KerasFiles, BadFilesNameTheFileLayerAndArray) {
   colour["config"]["layers"][0]["config"]["batch_shape"] = nlohmann::json::parse("[null, 32, 32, 3]");
   model_refused(archive(colour.dump()), "m.keras: config.json: the model's input is [null,32,32,3]; models here take 28x28 images");
   model_refused(archive("[1, 2"), "m.keras: config.json is not valid JSON");
+  std::string twice = sequential;  // "class_name" written twice: which one Keras meant is unknowable
+  twice.insert(1, R"("class_name": "Functional", )");
+  model_refused(archive(twice), "m.keras: config.json: the key \"class_name\" appears twice in one object");
   model_refused(archive(R"({"class_name": "Sequential", "config": {"name": "m", "layers": [{"class_name": "Dense", "config": 7}]},
                            "compile_config": {"optimizer": 5}})"),
                 "m.keras: config.json");

@@ -223,6 +223,20 @@ TEST(Compare, TableOfTwoHistoryFiles) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("\"accuracy\" must be a list of numbers"), std::string::npos) << e.what();
   }
+  // One entry per epoch in every list, and each key once: anything else is not one run's History.
+  const std::pair<std::string, std::string> not_one_run[] = {
+      {R"({"accuracy": [0.9, 0.95], "loss": [0.3]})", "\"accuracy\" has 2 entries where \"loss\" has 1"},
+      {R"({"accuracy": [0.9], "val_loss": [0.3, 0.2]})", "\"val_loss\" has 2 entries where \"accuracy\" has 1"},
+      {R"({"accuracy": [0.9], "loss": [0.3], "loss": [0.2]})", "the key \"loss\" appears twice in one object"}};
+  for (const auto& [text, expected] : not_one_run) {
+    write_file(tmp / "bad.json", text);
+    try {
+      load_run_record((tmp / "bad.json").string());
+      ADD_FAILURE() << text;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Compare, HistoryCsvIsKerasCsvLoggerFormat) {

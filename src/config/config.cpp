@@ -394,6 +394,8 @@ json override_value(const std::string& text, const std::string& key, const std::
     return parse_json(text, kMaxConfigDepth);
   } catch (const JsonTooDeep&) {
     throw UsageError("--set " + shown + ": the value is not a single value");
+  } catch (const JsonDuplicateKey&) {
+    throw UsageError("--set " + shown + ": the value is not a single value");
   } catch (const json::exception&) {
     json value = text;  // bare words are strings: --set training.optimizer.name=sgd
     try {
@@ -481,6 +483,8 @@ Config parse_config_text(const std::string& text, const std::string& origin, con
     j = parse_json(text, kMaxConfigDepth);
   } catch (const JsonTooDeep& e) {
     throw UsageError("config error in " + origin + ": " + e.what() + "; a config is a few levels deep");
+  } catch (const JsonDuplicateKey& e) {
+    throw UsageError("config error in " + origin + ": " + e.what() + "; keep one");
   } catch (const json::exception& e) {
     // nlohmann's message starts with "[json.exception.parse_error.101] parse error at line 3, column 5: ..."
     std::string what = e.what();

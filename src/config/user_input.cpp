@@ -10,6 +10,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
+#include <vector>
 
 namespace mnist {
 
@@ -59,12 +61,17 @@ std::string read_user_file(const std::filesystem::path& file, const std::string&
 }
 
 nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_values) {
-  // nlohmann calls back at every value with its depth; throwing there stops the parse.
+  // nlohmann calls back at every value and key with its depth; throwing there stops the parse.
+  using Event = nlohmann::json::parse_event_t;
   int64_t values = 0;
-  return nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+  std::vector<std::unordered_set<std::string>> keys;  // of each object being read, innermost last
+  return nlohmann::json::parse(text, [&](int depth, Event event, nlohmann::json& parsed) {
     if (depth > max_depth) throw JsonTooDeep("nested deeper than " + std::to_string(max_depth) + " levels");
-    if (event == nlohmann::json::parse_event_t::value && ++values > max_values)
-      throw JsonTooLarge("holds more than " + std::to_string(max_values) + " values");
+    if (event == Event::value && ++values > max_values) throw JsonTooLarge("holds more than " + std::to_string(max_values) + " values");
+    if (event == Event::object_start) keys.emplace_back();
+    if (event == Event::object_end) keys.pop_back();
+    if (event == Event::key && !keys.back().insert(parsed.get<std::string>()).second)
+      throw JsonDuplicateKey("the key " + show_json(parsed) + " appears twice in one object");
     return true;
   });
 }
@@ -75,6 +82,8 @@ nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth) 
     return parse_json(text, max_depth);
   } catch (const JsonTooDeep& e) {
     throw std::runtime_error(path.string() + " is " + e.what());
+  } catch (const JsonDuplicateKey& e) {
+    throw std::runtime_error(path.string() + ": " + e.what() + "; keep one");
   } catch (const nlohmann::json::exception&) {
     throw std::runtime_error(path.string() + " is not valid JSON");
   }

@@ -27,10 +27,16 @@ struct JsonTooLarge : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A key written twice in one object (JSON allows it; which value was meant is unknowable, so no
+// reader here picks one); what() is "the key \"k\" appears twice in one object".
+struct JsonDuplicateKey : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Parses `text`; throws nlohmann::json::exception on invalid JSON, JsonTooDeep past `max_depth`
-// levels of arrays and objects, before the deeper levels are built, and JsonTooLarge past
-// `max_values` values (numbers, strings, ...), before the rest are built: a document's tree takes
-// 16-32 bytes a value, however few bytes of text each is.
+// levels of arrays and objects, before the deeper levels are built, JsonTooLarge past `max_values`
+// values (numbers, strings, ...), before the rest are built (a document's tree takes 16-32 bytes a
+// value, however few bytes of text each is), and JsonDuplicateKey.
 nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_values = INT64_MAX);
 
 // The JSON file at `path` (a History, say), parsed as parse_json does; throws std::runtime_error

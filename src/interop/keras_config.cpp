@@ -234,6 +234,8 @@ json sequential_config(const std::string& text, const std::string& where) {
     throw std::runtime_error(where + " is " + e.what() + ": not a Keras model config");
   } catch (const JsonTooLarge& e) {
     throw std::runtime_error(where + " " + e.what() + ": more than any Keras model config here holds");
+  } catch (const JsonDuplicateKey& e) {
+    throw std::runtime_error(where + ": " + e.what() + ": not a config Keras wrote");
   } catch (const json::exception&) {
     throw std::runtime_error(where + " is not valid JSON");
   }

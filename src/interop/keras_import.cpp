@@ -147,6 +147,8 @@ Params parse_keras_weights(const std::string& text, const Config& config, const 
     throw std::runtime_error(name + " is nested deeper than any Keras weight (8 levels)");
   } catch (const JsonTooLarge&) {
     throw std::runtime_error(name + " holds far more numbers than the config's " + std::to_string(numbers) + " weights (" + wanted + ")");
+  } catch (const JsonDuplicateKey&) {
+    throw std::runtime_error(name + " holds an object, not a list of arrays (" + wanted + ")");
   } catch (const json::exception&) {
     throw std::runtime_error("Keras weights file " + name + " is not valid JSON");
   }

@@ -50,6 +50,16 @@ History History::from_json(const nlohmann::json& j, const std::string& origin) {
   read(h.epoch_seconds, {"epoch_seconds"});
   read(h.learning_rate, {"learning_rate", "lr"});
   if (!j.contains("accuracy") && !j.contains("acc") && !j.contains("loss")) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
+  // One entry per epoch in every list it has: lists of unequal length are not one run's History.
+  const std::pair<const char*, const std::vector<double>*> lists[] = {
+      {"loss", &h.loss},           {"accuracy", &h.accuracy},           {"val_loss", &h.val_loss},
+      {"val_accuracy", &h.val_accuracy}, {"test_loss", &h.test_loss}, {"test_accuracy", &h.test_accuracy},
+      {"epoch_seconds", &h.epoch_seconds}, {"learning_rate", &h.learning_rate}};
+  const auto& [first, epochs] = h.loss.empty() ? lists[1] : lists[0];
+  for (const auto& [key, list] : lists)
+    if (!list->empty() && list->size() != epochs->size())
+      throw std::runtime_error(origin + ": \"" + key + "\" has " + std::to_string(list->size()) + " entries where \"" + first + "\" has " +
+                               std::to_string(epochs->size()) + ": a History has one per epoch in each list");
   return h;
 }
 
