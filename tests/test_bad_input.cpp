@@ -333,3 +333,35 @@ TEST(BadInput, DiskFullWhileWritingLeavesNoHalfWrittenFile) {
   }
   EXPECT_EQ(leftovers(tmp.path), std::vector<std::string>{});
 }
+
+// Under an address-space limit (`ulimit -v`) every command ends in one of three ways, never a hang
+// or an abort: it works, it says it is out of memory in one line (exit 1), or, far below what its
+// libraries take, the system's loader refuses it (exit 127, before any code of the program runs).
+TEST(BadInput, AMemoryLimitNeverHangsOrAborts) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "SKIPPED under AddressSanitizer: its shadow memory needs far more address space than any limit here";
+#endif
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  int worked = 0;
+  for (int mb = 500; mb <= 1400; mb += 100) {
+    for (const std::string& command : {"summary --config " + fs::absolute("configs/quick.json").string(),
+                                       "train --config " + fs::absolute("configs/quick.json").string() + " --epochs 1 --data " +
+                                           tmp.path.string() + " --out " + (tmp / ("run" + std::to_string(mb))).string()}) {
+      const std::string cmd = "ulimit -v " + std::to_string(mb * 1000) + "; timeout 60 '" + MNIST_BINARY + "' " + command +
+                              " >/dev/null 2>'" + (tmp / "err").string() + "'";
+      const int status = std::system(("bash -c \"" + cmd + "\"").c_str());
+      const std::string err = slurp(tmp / "err");
+      ASSERT_TRUE(WIFEXITED(status)) << mb << " MB: " << command;
+      const int code = WEXITSTATUS(status);
+      worked += code == 0;
+      if (code == 127) continue;  // the loader's own message
+      EXPECT_TRUE(code == 0 || code == 1) << mb << " MB, exit " << code << ": " << command << "\n" << err;
+      if (code == 1) {
+        EXPECT_EQ(err.rfind("mnist: out of memory", 0), 0u) << mb << " MB: " << err;
+        EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << mb << " MB: " << err;
+      }
+    }
+  }
+  EXPECT_GE(worked, 2) << "no command worked even under the largest limit";
+}

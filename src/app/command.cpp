@@ -56,12 +56,17 @@ void add_threads_option(CLI::App& cmd, int& threads, const std::string& what) {
       ->check(whole_number(0, max_threads));
 }
 
+void start_threads() {
+  at::parallel_for(0, at::get_num_threads(), /*grain_size=*/1, [](int64_t, int64_t) {});
+}
+
 void apply_threads(int threads) {
   if (threads <= 0) return;
   torch::set_num_threads(threads);
 #ifdef MNIST_WITH_OPENCV
   cv::setNumThreads(threads);
 #endif
+  start_threads();
 }
 
 void add_device_option(CLI::App& cmd, std::string& device) {

@@ -52,6 +52,9 @@ CLI::Validator whole_number(int64_t lo, int64_t hi);
 // --threads: CPU threads for LibTorch (and OpenCV); apply_threads sets them where it is above 0.
 void add_threads_option(CLI::App& cmd, int& threads, const std::string& what);
 void apply_threads(int threads);
+// Starts LibTorch's OpenMP threads now (apply_threads does too): one that failed to start later,
+// under a memory limit, would end the process inside libgomp with its own message.
+void start_threads();
 // --device auto|cpu|cuda; resolve_device refuses cuda where this LibTorch has no CUDA device.
 void add_device_option(CLI::App& cmd, std::string& device);
 torch::Device resolve_device(const std::string& flag);
