@@ -403,6 +403,25 @@ TEST(Cli, PredictAnswersForEveryGoodImageAndNamesEachBadOne) {
 }
 #endif
 
+// A file name is printed with its control bytes escaped (a newline as \n, ESC as \x1B), so it can neither
+// break a line-per-item output nor send the terminal a command.
+TEST(Cli, FileNamesArePrintedWithTheirControlBytesEscaped) {
+  TempDir tmp;
+  const std::string odd = "h\x1b[31mred\nline";
+  write_file(tmp / (odd + ".json"), R"({"accuracy": [0.9], "loss": [0.3]})");
+  const CommandResult table = run_mnist("compare '" + (tmp / (odd + ".json")).string() + "'");
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("h\\x1B[31mred\\nline "), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find('\x1b'), std::string::npos) << table.out;
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 3) << table.out;  // header, rule, one run
+  const mnist::Config config = mnist::load_config_file("configs/quick.json");
+  mnist::Model model(config.model, mnist::kImageShape, 0);
+  mnist::export_model(*model, config, tmp / "m.pt");
+  const CommandResult exported = run_mnist("export --run " + (tmp / "m.pt").string() + " --out '" + (tmp / (odd + ".json")).string() + "'");
+  EXPECT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_EQ(exported.out, "Keras weights (model.get_weights() order) written to " + (tmp / "h\\x1B[31mred\\nline.json").string() + "\n");
+}
+
 TEST(Cli, CompareAndPlotNameTheirBadInputs) {
   TempDir tmp;
   expect_one_line_error(run_mnist("compare " + (tmp / "nothing").string()), 1, "does not exist");

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "config/user_input.h"
 #include "interop/rundir.h"
 #include "report/compare.h"
 
@@ -35,7 +36,7 @@ int run_compare(const CompareFlags& f) {
   if (f.out.empty()) return 0;
 #ifdef MNIST_WITH_OPENCV
   save_png(f.out, comparison_chart(runs));
-  std::cout << "accuracy overlay written to " << f.out << "\n";
+  std::cout << "accuracy overlay written to " << printable(f.out) << "\n";
 #else
   figures_skipped("accuracy overlay " + f.out);
 #endif

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "app/command.h"
+#include "config/user_input.h"
 #include "interop/export.h"
 #include "interop/keras_import.h"
 #include "interop/rundir.h"
@@ -30,16 +31,16 @@ int run_export(const ExportFlags& f) {
   LoadedModel loaded = load_model(f.run);
   if (out.extension() == ".json") {  // Keras's get_weights() list, for model.set_weights()
     write_file_atomic(out, keras_weights_json(*loaded.model).dump() + "\n");
-    std::cout << "Keras weights (model.get_weights() order) written to " << out.string() << "\n";
+    std::cout << "Keras weights (model.get_weights() order) written to " << printable(out.string()) << "\n";
   } else if (is_keras_weights_h5_file(out)) {  // for model.load_weights()
     write_file_atomic(out, keras_weights_h5(*loaded.model, loaded.config.name));
-    std::cout << "Keras weights file written to " << out.string() << " (model.load_weights)\n";
+    std::cout << "Keras weights file written to " << printable(out.string()) << " (model.load_weights)\n";
   } else if (is_keras_model_file(out)) {  // for keras.saving.load_model()
     write_file_atomic(out, keras_model_archive(*loaded.model, loaded.config));
-    std::cout << "Keras model written to " << out.string() << " (keras.saving.load_model)\n";
+    std::cout << "Keras model written to " << printable(out.string()) << " (keras.saving.load_model)\n";
   } else {
     const fs::path weights = export_model(*loaded.model, loaded.config, out);
-    std::cout << "TorchScript model written to " << out.string() << ", state_dict to " << weights.string() << "\n";
+    std::cout << "TorchScript model written to " << printable(out.string()) << ", state_dict to " << printable(weights.string()) << "\n";
   }
   return 0;
 }

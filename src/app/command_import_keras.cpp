@@ -4,6 +4,7 @@
 
 #include "app/command.h"
 #include "config/errors.h"
+#include "config/user_input.h"
 #include "interop/export.h"
 #include "interop/keras_import.h"
 #include "interop/rundir.h"
@@ -35,7 +36,7 @@ int run_import_keras(const ImportKerasFlags& f, bool config_given) {
     if (config_given)
       throw UsageError("--config does not apply to " + f.file + ": a .keras file carries its own model config (--set still applies)");
     KerasModel keras = read_keras_model(f.file);
-    for (const auto& note : keras.notes) std::cout << "note: " << note << "\n";
+    for (const auto& note : keras.notes) std::cout << "note: " << printable(note) << "\n";
     config = f.config.sets.empty() ? keras.config : apply_overrides(keras.config, f.config.sets);
     params = std::move(keras.params);
   } else {
@@ -45,8 +46,8 @@ int run_import_keras(const ImportKerasFlags& f, bool config_given) {
   Model model = model_with_params(config, params, "Keras weights file " + f.file);
   if (!f.config_out.empty()) write_file_atomic(f.config_out, to_json(config).dump(2) + "\n");
   const fs::path weights = export_model(*model, config, f.out);
-  std::cout << "imported " << f.file << " into " << f.out << " (state_dict: " << weights.string() << ")"
-            << (f.config_out.empty() ? "" : "; its config into " + f.config_out) << "\n";
+  std::cout << "imported " << printable(f.file) << " into " << printable(f.out) << " (state_dict: " << printable(weights.string()) << ")"
+            << (f.config_out.empty() ? "" : "; its config into " + printable(f.config_out)) << "\n";
   return 0;
 }
 

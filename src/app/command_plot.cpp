@@ -32,7 +32,7 @@ int run_plot(const PlotFlags& f) {
   const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
   const fs::path target = f.out.empty() ? dir : fs::path(f.out);
   save_run_figures(target, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
-  std::cout << "figures written to " << target.string()
+  std::cout << "figures written to " << printable(target.string())
             << ": confusion_matrix.png, confusion_matrix_normalized.png, accuracy.png, loss.png, misclassified.png\n";
   return 0;
 #else

@@ -16,6 +16,7 @@
 
 #include "app/command.h"
 #include "config/errors.h"
+#include "config/user_input.h"
 #include "interop/checkpoint.h"
 #include "interop/export.h"
 #include "interop/keras_import.h"
@@ -180,15 +181,15 @@ void open_run_dir(TrainRun& r) {
   std::cout << r.model->summary(r.config.name) << "Training " << r.config.name << " on " << r.train.size() << " "
             << name_of(r.config.dataset) << " samples"
             << (r.validation.size() ? ", validating on " + std::to_string(r.validation.size()) : "") << " (" << r.device.str()
-            << "), run directory " << r.dir.string() << "\n";
+            << "), run directory " << printable(r.dir.string()) << "\n";
 }
 
 // The trainer picks up where the run stands: its data order, and a checkpoint's optimizer state,
 // history and position.
 void prepare_trainer(const TrainRun& r, Trainer& trainer) {
   if (r.data_order.defined()) trainer.set_data_order(r.data_order);
-  if (!r.flags.initial_weights.empty()) std::cout << "Initial weights from " << r.flags.initial_weights << "\n";
-  if (!r.flags.data_order.empty()) std::cout << "Data order from " << r.flags.data_order << "\n";
+  if (!r.flags.initial_weights.empty()) std::cout << "Initial weights from " << printable(r.flags.initial_weights) << "\n";
+  if (!r.flags.data_order.empty()) std::cout << "Data order from " << printable(r.flags.data_order) << "\n";
   if (!r.checkpoint) return;
   const Checkpoint& c = *r.checkpoint;
   trainer.optimizer().load_state(c.optimizer);
@@ -221,8 +222,8 @@ int save_interrupted(const TrainRun& r, Trainer& trainer, RunCheckpoint& checkpo
                                 ? "after epoch " + std::to_string(fit.history.epochs()) + "/" + std::to_string(epochs)
                                 : "in epoch " + std::to_string(fit.history.epochs() + 1) + "/" + std::to_string(epochs) +
                                       " after step " + std::to_string(trainer.progress().step) + "/" + std::to_string(steps);
-  std::cout << "Interrupted (" << signal_name() << ") " << where << "; saved " << (r.dir / "checkpoint.pt").string()
-            << ".\nResume with: build/mnist train --resume " << r.dir.string() << (r.flags.data.empty() ? "" : " --data " + r.flags.data)
+  std::cout << "Interrupted (" << signal_name() << ") " << where << "; saved " << printable((r.dir / "checkpoint.pt").string())
+            << ".\nResume with: build/mnist train --resume " << printable(r.dir.string()) << (r.flags.data.empty() ? "" : " --data " + printable(r.flags.data))
             << "\n";
   return 128 + static_cast<int>(g_signal);
 }
@@ -261,9 +262,9 @@ int report_finished(const TrainRun& r, const FitResult& fit, const Evaluation& t
   std::cout << "test accuracy: " << test_eval.accuracy << "  test loss: " << test_eval.loss << "\n" << std::setprecision(2)
             << "time: " << metrics["seconds"]["total"].get<double>() << " s (loading " << s.loading << ", training " << s.training
             << ", evaluation " << s.evaluation << ", checkpoints " << s.checkpoints << ", figures " << s.figures << ", export "
-            << s.exporting << ")\nrun saved in " << r.dir.string() << "\n";
+            << s.exporting << ")\nrun saved in " << printable(r.dir.string()) << "\n";
   if (!fit.diverged) return 0;
-  std::cerr << "mnist: training stopped: " << fit.stopped_early << "; run saved in " << r.dir.string() << "\n";
+  std::cerr << "mnist: training stopped: " << fit.stopped_early << "; run saved in " << printable(r.dir.string()) << "\n";
   return 1;
 }
 
@@ -280,7 +281,7 @@ std::optional<TrainRun> start_run(const TrainFlags& t, bool config_flags) {
                      "--epochs, --seed, --out, --initial-weights and --data-order");
   remove_temporaries(t.resume);  // what a killed write left behind
   ResumePlan plan = plan_resume(t.resume);
-  if (!plan.message.empty()) std::cout << plan.message << "\n";
+  if (!plan.message.empty()) std::cout << printable(plan.message) << "\n";
   if (plan.action == ResumePlan::Action::finished || plan.action == ResumePlan::Action::stopped_early) return std::nullopt;
   r.config = std::move(plan.config);
   r.checkpoint = std::move(plan.checkpoint);
@@ -308,7 +309,7 @@ int run_train(const TrainFlags& t, bool config_flags) {
     write_file_atomic(r.dir / "config.json", to_json(r.config).dump(2) + "\n");
     // A run becomes runs/latest once it can be resumed: one that fails to start never does.
     const std::string not_linked = r.flags.out.empty() ? point_latest_at(r.dir) : "";
-    if (!not_linked.empty()) std::cerr << "mnist: note: " << not_linked << "; this run is " << r.dir.string() << "\n";
+    if (!not_linked.empty()) std::cerr << "mnist: note: " << not_linked << "; this run is " << printable(r.dir.string()) << "\n";
   }
   const FitResult fit = fit_run(r, trainer, checkpoint);
   // A signal during the last step ends the run there too: its results are left to --resume.

@@ -62,7 +62,7 @@ std::string comparison_table(const std::vector<RunRecord>& runs) {
   std::vector<std::vector<std::string>> rows = {header};
   for (const auto& r : runs) {
     const History& h = r.history;
-    rows.push_back({r.name, std::to_string(std::max(h.accuracy.size(), h.loss.size())), cell(last(h.accuracy), "%.4f"),
+    rows.push_back({printable(r.name), std::to_string(std::max(h.accuracy.size(), h.loss.size())), cell(last(h.accuracy), "%.4f"),
                     cell(best(h.accuracy), "%.4f"), cell(last(h.val_accuracy), "%.4f"), cell(r.test_accuracy, "%.4f"),
                     cell(r.test_loss, "%.4f"), cell(last(h.loss), "%.4f"), cell(median(h.epoch_seconds), "%.3f")});
   }
