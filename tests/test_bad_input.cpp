@@ -1,7 +1,13 @@
 // Every bad input a user can hand the program, as one table: the binary must exit with the right
 // code and one line naming the thing at fault, never a trace, and leave no half-written file.
 #include <gtest/gtest.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/sysmacros.h>
 
 #include "config/config.h"
@@ -364,4 +370,37 @@ TEST(BadInput, AMemoryLimitNeverHangsOrAborts) {
     }
   }
   EXPECT_GE(worked, 2) << "no command worked even under the largest limit";
+}
+
+// SIGTERM while an output is being written takes its temporary with it: inotify reports the
+// temporary's creation and the signal follows at once, while the 70 MB Keras weights list is still
+// being written.
+TEST(BadInput, SigtermWhileAnOutputIsWrittenLeavesNoTemporary) {
+  TempDir tmp;
+  const mnist::Config config = mnist::apply_overrides(mnist::load_config_file("configs/quick.json"), {"model.layers[1].units=8192"});
+  mnist::Model model(config.model, mnist::kImageShape, 0);
+  mnist::export_model(*model, config, tmp / "big.pt");
+  const fs::path out_dir = tmp / "out";
+  fs::create_directory(out_dir);
+  const int watch = ::inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(watch, 0);
+  ASSERT_GE(::inotify_add_watch(watch, out_dir.c_str(), IN_CREATE), 0);
+  const std::string run = (tmp / "big.pt").string(), out = (out_dir / "m.json").string();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::execl(MNIST_BINARY, MNIST_BINARY, "export", "--run", run.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  pollfd ready{watch, POLLIN, 0};
+  ASSERT_EQ(::poll(&ready, 1, /*timeout_ms=*/120000), 1) << "export never created its temporary";
+  alignas(inotify_event) char event[sizeof(inotify_event) + NAME_MAX + 1];
+  ASSERT_GT(::read(watch, event, sizeof event), 0);
+  ::kill(child, SIGTERM);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ::close(watch);
+  EXPECT_EQ(std::string(reinterpret_cast<inotify_event*>(event)->name).rfind(".m.json.tmp-", 0), 0u);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;  // ended as SIGTERM ends a program
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(leftovers(out_dir), std::vector<std::string>{});
 }
