@@ -28,6 +28,21 @@ TEST(Baselines, EveryMethodLearnsAnEasyProblemAndHonoursItsSampleLimit) {
   for (const char* key : {"method", "accuracy", "fit_seconds", "predict_seconds", "train_samples"}) EXPECT_TRUE(j.contains(key)) << key;
 }
 
+// k-NN votes among k neighbours: fewer training images than k is a usage error, before any method runs.
+TEST(Baselines, KnnOnFewerImagesThanItsKIsRefused) {
+  BaselineOptions options;
+  options.methods = {"logistic", "knn"};
+  options.samples = 2;
+  try {
+    run_baselines(class_blocks(40, 1, 0.2, 1.0), class_blocks(10, 2, 0.2, 1.0), options, nullptr);
+    ADD_FAILURE() << "k-NN on 2 images ran";
+  } catch (const mnist::UsageError& e) {
+    EXPECT_EQ(std::string(e.what()), "--samples 2: k-NN votes among the 3 nearest training images, so it needs at least 3 (or leave out --method knn)");
+  }
+  options.samples = 3;
+  EXPECT_EQ(run_baselines(class_blocks(40, 1, 0.2, 1.0), class_blocks(10, 2, 0.2, 1.0), options, nullptr).size(), 2u);
+}
+
 #ifndef MNIST_WITH_OPENCV
 TEST(Baselines, WithoutOpenCvTheOpenCvMethodsAreRefused) {
   BaselineOptions options;

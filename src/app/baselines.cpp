@@ -137,6 +137,10 @@ nlohmann::json BaselineResult::to_json() const {
 std::vector<BaselineResult> run_baselines(const Split& all_train, const Split& test, const BaselineOptions& options,
                                           std::ostream* log) {
   const Split train = options.samples > 0 ? first(all_train, options.samples) : all_train;
+  const bool knn_chosen = std::find(options.methods.begin(), options.methods.end(), "knn") != options.methods.end();
+  if (knn_chosen && train.size() < options.knn_k)
+    throw UsageError("--samples " + std::to_string(train.size()) + ": k-NN votes among the " + std::to_string(options.knn_k) +
+                     " nearest training images, so it needs at least " + std::to_string(options.knn_k) + " (or leave out --method knn)");
   std::vector<BaselineResult> results;
 #ifdef MNIST_WITH_OPENCV
   cv::setRNGSeed(static_cast<int>(options.seed));
