@@ -6,12 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libopenblas0-pthread: OpenCV's linear algebra; with Debian's reference BLAS it is ~10x slower.
-# python3-venv: the virtual environments of scripts/venv.sh.
+# python3-venv: the virtual environments of scripts/venv.sh. libprotobuf-dev, protobuf-compiler:
+# TensorBoard's event files (src/interop/tensorboard.proto).
 scripts/apt.sh g++ cmake make libopenblas0-pthread libopencv-dev nlohmann-json3-dev libcli11-dev \
-               libgtest-dev zlib1g-dev libhdf5-dev libzip-dev pkgconf dataset-fashion-mnist curl ca-certificates python3-venv
+               libgtest-dev zlib1g-dev libhdf5-dev libzip-dev pkgconf dataset-fashion-mnist curl ca-certificates python3-venv \
+               libprotobuf-dev protobuf-compiler
 
 scripts/venv.sh torch >/dev/null  # LibTorch (inside PyTorch) for the build, PyTorch for the interop tests
 scripts/venv.sh lint >/dev/null   # lizard, for the test of function length and complexity (tests/style.sh)
+scripts/venv.sh tensorboard >/dev/null  # TensorBoard, whose reader checks the event files (tests/tensorboard_readback.py)
 
 # CMakeLists.txt finds the LibTorch in .venv/torch by itself; a build/ configured against another
 # LibTorch (Debian's libtorch-dev, say) is configured anew.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """layering.py SRC: checks that src/ is the stack of layers src/CMakeLists.txt lists (MNIST_LAYERS,
 lowest first). Every source file lives in a layer's folder, and every `#include "..."` names a
-header as "layer/file.h" that exists, in the includer's own layer or one below it. Prints one line
+header as "layer/file.h" that exists (or that protoc makes from the layer's file.proto), in the
+includer's own layer or one below it. Prints one line
 per violation and exits 1; exits 0 when there is none."""
 import pathlib
 import re
@@ -37,7 +38,7 @@ def violations(src: pathlib.Path):
             parts = pathlib.PurePosixPath(target).parts
             if len(parts) != 2 or parts[0] not in rank:
                 yield f'src/{rel}: #include "{target}" does not name a layer\'s header ("layer/file.h")'
-            elif not (src / target).is_file():
+            elif not ((src / target).is_file() or (target.endswith(".pb.h") and (src / (target[:-5] + ".proto")).is_file())):
                 yield f'src/{rel}: #include "{target}": no such file'
             elif rank[parts[0]] > rank[own]:
                 yield f'src/{rel}: #include "{target}" reaches up from layer {own} to layer {parts[0]}'

@@ -20,6 +20,7 @@
 #include "interop/checkpoint.h"
 #include "interop/export.h"
 #include "interop/keras_import.h"
+#include "interop/tensorboard_log.h"
 #include "train/clock.h"
 #include "train/metrics.h"
 #include "train/train.h"
@@ -199,11 +200,12 @@ void prepare_trainer(const TrainRun& r, Trainer& trainer) {
 }
 
 // Trains the remaining epochs, checkpointing after each; SIGINT/SIGTERM end it at a step boundary.
-FitResult fit_run(TrainRun& r, Trainer& trainer, RunCheckpoint& checkpoint) {
+FitResult fit_run(TrainRun& r, Trainer& trainer, RunCheckpoint& checkpoint, TensorBoardLog* tensorboard) {
   FitOptions options;
   options.log = &std::cout;
   options.progress_bar = ::isatty(STDOUT_FILENO);
   options.callbacks = {&checkpoint};
+  if (tensorboard) options.callbacks.push_back(tensorboard);
   options.stop = &g_stop_requested;
   r.seconds.loading = seconds_since(r.start);
   const auto fit_start = Clock::now();
@@ -229,7 +231,8 @@ int save_interrupted(const TrainRun& r, Trainer& trainer, RunCheckpoint& checkpo
 }
 
 // A finished run's files: the test evaluation, figures, model.pt and metrics.json.
-nlohmann::json write_results(TrainRun& r, RunCheckpoint& checkpoint, const FitResult& fit, Evaluation& test_eval) {
+nlohmann::json write_results(TrainRun& r, RunCheckpoint& checkpoint, TensorBoardLog* tensorboard, const FitResult& fit,
+                             Evaluation& test_eval) {
   auto phase = Clock::now();
   test_eval = evaluate(r.model, r.test, r.config.training);
   r.seconds.evaluation += seconds_since(phase);
@@ -242,6 +245,7 @@ nlohmann::json write_results(TrainRun& r, RunCheckpoint& checkpoint, const FitRe
 #else
   figures_skipped("figures");
 #endif
+  if (tensorboard) tensorboard->finish(fit.history.epochs(), /*success=*/!fit.diverged);
   r.seconds.figures = seconds_since(phase);
   phase = Clock::now();
   export_model(*r.model, r.config, r.dir / "model.pt");
@@ -311,11 +315,14 @@ int run_train(const TrainFlags& t, bool config_flags) {
     const std::string not_linked = r.flags.out.empty() ? point_latest_at(r.dir) : "";
     if (!not_linked.empty()) std::cerr << "mnist: note: " << not_linked << "; this run is " << printable(r.dir.string()) << "\n";
   }
-  const FitResult fit = fit_run(r, trainer, checkpoint);
+  std::optional<TensorBoardLog> tensorboard;
+  if (r.config.training.tensorboard.enabled) tensorboard.emplace(r.dir, r.config, /*resumed=*/r.checkpoint.has_value());
+  TensorBoardLog* const log = tensorboard ? &*tensorboard : nullptr;
+  const FitResult fit = fit_run(r, trainer, checkpoint, log);
   // A signal during the last step ends the run there too: its results are left to --resume.
   if (fit.interrupted || g_stop_requested) return save_interrupted(r, trainer, checkpoint, fit);
   Evaluation test_eval;
-  const nlohmann::json metrics = write_results(r, checkpoint, fit, test_eval);
+  const nlohmann::json metrics = write_results(r, checkpoint, log, fit, test_eval);
   return report_finished(r, fit, test_eval, metrics);
 }
 

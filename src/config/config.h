@@ -332,6 +332,21 @@ struct EarlyStoppingConfig {
   }
 };
 
+// keras.callbacks.TensorBoard, writing under the run directory's tensorboard/: train/ and
+// validation/ as Keras names its runs (epoch_loss, epoch_accuracy, epoch_learning_rate,
+// batch_loss, weight histograms), test/ for the per-epoch test set, and the config, hyper-parameters
+// and figures. On unless turned off; histograms every epoch (Keras's default histogram_freq is 0).
+struct TensorBoardConfig {
+  bool enabled = true;
+  int64_t update_freq = 100;   // batches between batch_loss points (0: epochs only, Keras's "epoch")
+  int64_t histogram_freq = 1;  // epochs between weight histograms (0: none)
+  template <class S, class F> static void fields(S& t, F&& f) {
+    f("enabled", t.enabled);
+    f("update_freq", t.update_freq, at_least(0));
+    f("histogram_freq", t.histogram_freq, at_least(0));
+  }
+};
+
 // Random affine (and optionally elastic) distortions of each training batch, on the training
 // device, named as keras.preprocessing.image.ImageDataGenerator names them. Shifts below 1 are
 // fractions of the image size, from 1 up pixels (ImageDataGenerator's rule). All zero: off.
@@ -381,6 +396,7 @@ struct TrainingConfig {
   ScheduleConfig lr_schedule;
   ReduceLROnPlateauConfig reduce_lr_on_plateau;
   EarlyStoppingConfig early_stopping;
+  TensorBoardConfig tensorboard;
   AugmentationConfig augmentation;
   AccuracyArgmax accuracy_argmax = AccuracyArgmax::outputs;
   // Not a Keras knob: train Flatten/Dense models on the CPU with the fused step (fused.h), which
@@ -400,6 +416,7 @@ struct TrainingConfig {
     f("lr_schedule", t.lr_schedule);
     f("reduce_lr_on_plateau", t.reduce_lr_on_plateau);
     f("early_stopping", t.early_stopping);
+    f("tensorboard", t.tensorboard);
     f("augmentation", t.augmentation);
     f("accuracy_argmax", t.accuracy_argmax);
     f("fused", t.fused);
