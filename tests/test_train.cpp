@@ -294,6 +294,32 @@ TEST(Metrics, SaturatedSigmoidTiesResolveToTheLowestClassAsInKeras) {
   EXPECT_EQ(e.confusion.select(1, 0).sum().item<int64_t>(), 50);
 }
 
+// The mistake gallery counts mistakes by the run's accuracy rule, as the confusion matrix does. A model
+// trained on a separable problem, then with every output bias raised by 100: every sigmoid is exactly
+// 1.0f, so the outputs' argmax says class 0 for all, while the logits' (accuracy_argmax "logits")
+// still follow what it learned.
+TEST(Metrics, TheMistakeGalleryCountsByTheRunsAccuracyRule) {
+  const Split data = class_blocks(600, 1, 0.3, 1.0);
+  Model model(small_model(), kImageShape, 0);
+  trainer_on(Step::autograd, model, training(3, 32))->fit(data, Split{}, data, FitOptions{});
+  {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["dense_1.bias"].add_(100.0);
+  }
+  std::map<AccuracyArgmax, int64_t> counted;
+  for (const auto rule : {AccuracyArgmax::outputs, AccuracyArgmax::logits}) {
+    TrainingConfig t;
+    t.accuracy_argmax = rule;
+    const Evaluation e = evaluate(model, data, t);
+    const MistakeSample gallery = most_confident_mistakes(model, data, t, /*limit=*/36);
+    EXPECT_EQ(gallery.total_mistakes, data.size() - e.confusion.diag().sum().item<int64_t>()) << name_of(rule);
+    for (const Mistake& m : gallery.mistakes) EXPECT_NE(m.truth, m.predicted) << name_of(rule);
+    counted[rule] = gallery.total_mistakes;
+  }
+  EXPECT_EQ(counted[AccuracyArgmax::outputs], 540);  // all but class 0's 60
+  EXPECT_LT(counted[AccuracyArgmax::logits], 30);
+}
+
 TEST(Metrics, ConfusionMatrixAndPerClassReport) {
   const auto truth = torch::tensor({0L, 0L, 1L, 1L, 2L}), predicted = torch::tensor({0L, 1L, 1L, 1L, 0L});
   Evaluation e;

@@ -29,7 +29,7 @@ int run_plot(const PlotFlags& f) {
   LoadedModel loaded = load_model(f.run);
   const Split test = load_checked_split(data_dir_of(f.data, loaded.config), /*train=*/false, loaded.config);
   const Evaluation e = evaluate(loaded.model, test, loaded.config.training);
-  const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, kGallerySize);
+  const MistakeSample mistakes = most_confident_mistakes(loaded.model, test, loaded.config.training, kGallerySize);
   const fs::path target = f.out.empty() ? dir : fs::path(f.out);
   save_run_figures(target, loaded.config.name, history, e, class_names(loaded.config.dataset), &mistakes);
   std::cout << "figures written to " << printable(target.string())

@@ -240,7 +240,7 @@ nlohmann::json write_results(TrainRun& r, RunCheckpoint& checkpoint, TensorBoard
   r.seconds.checkpoints = checkpoint.seconds;
   phase = Clock::now();
 #ifdef MNIST_WITH_OPENCV
-  const MistakeSample mistakes = most_confident_mistakes(r.model, r.test, kGallerySize);
+  const MistakeSample mistakes = most_confident_mistakes(r.model, r.test, r.config.training, kGallerySize);
   save_run_figures(r.dir, r.config.name, fit.history, test_eval, class_names(r.config.dataset), &mistakes);
 #else
   figures_skipped("figures");

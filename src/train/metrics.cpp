@@ -29,6 +29,12 @@ torch::Tensor evaluation_logits(Model& model, const torch::Tensor& x) {
   return z.defined() ? z : model->logits(x);
 }
 
+// The class each sample is counted as, by the run's accuracy rule: the argmax of the outputs `out`
+// (activate(z, output)), or of the activation `argmax_of` of the logits `z`.
+torch::Tensor predicted_classes(const torch::Tensor& z, const torch::Tensor& out, Activation output, Activation argmax_of) {
+  return argmax_of == output ? out.argmax(1) : activate(z, argmax_of).argmax(1);
+}
+
 }  // namespace
 
 Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& training, int64_t batch_size) {
@@ -51,7 +57,7 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
     loss_sum += sparse_categorical_crossentropy(z, y, output, training.loss) * static_cast<double>(len);
     const torch::Tensor out = activate(z, output);
     ties += out.eq(std::get<0>(out.max(1, /*keepdim=*/true))).sum(1).gt(1).sum();
-    predictions.push_back(argmax_of == output ? out.argmax(1) : activate(z, argmax_of).argmax(1));
+    predictions.push_back(predicted_classes(z, out, output, argmax_of));
   }
   model->train(was_training);
   const torch::Tensor predicted = torch::cat(predictions);
@@ -63,19 +69,22 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
   return e;
 }
 
-MistakeSample most_confident_mistakes(Model& model, const Split& split, int64_t limit) {
+MistakeSample most_confident_mistakes(Model& model, const Split& split, const TrainingConfig& training, int64_t limit) {
   const FlushDenormals as_tensorflow;  // float_env.h
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  std::vector<torch::Tensor> passes;  // in passes of evaluation_batch_size: a wide model's full pass would not fit
+  const Activation output = model->output_activation(), argmax_of = accuracy_activation(output, training);
+  std::vector<torch::Tensor> pass_outputs, pass_predictions;  // in passes of evaluation_batch_size: a wide model's would not fit
   const int64_t step = evaluation_batch_size(*model);
-  for (int64_t start = 0; start < split.size(); start += step)
-    passes.push_back(activate(evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start))),
-                              model->output_activation()));
-  const torch::Tensor out = torch::cat(passes);
+  for (int64_t start = 0; start < split.size(); start += step) {
+    const torch::Tensor z = evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start)));
+    pass_outputs.push_back(activate(z, output));
+    pass_predictions.push_back(predicted_classes(z, pass_outputs.back(), output, argmax_of));
+  }
+  const torch::Tensor out = torch::cat(pass_outputs), predicted = torch::cat(pass_predictions);
   model->train(was_training);
-  const auto [confidence, predicted] = out.max(1);
+  const torch::Tensor confidence = out.gather(1, predicted.unsqueeze(1)).squeeze(1);  // the output of the class counted
   const torch::Tensor wrong = predicted.ne(split.labels).nonzero().squeeze(1);
   MistakeSample sample;
   sample.total_images = split.size();

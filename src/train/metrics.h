@@ -44,8 +44,10 @@ struct MistakeSample {
   std::vector<Mistake> mistakes;  // the most confident first
   int64_t total_mistakes = 0, total_images = 0;
 };
-// The `limit` misclassified images of `split` on which the model was most confident.
-MistakeSample most_confident_mistakes(Model& model, const Split& split, int64_t limit);
+// The `limit` misclassified images of `split` on which the model was most confident, misclassified
+// by the run's accuracy rule (training.accuracy_argmax, as evaluate counts them): total_mistakes is
+// what evaluate's confusion matrix holds off its diagonal.
+MistakeSample most_confident_mistakes(Model& model, const Split& split, const TrainingConfig& training, int64_t limit);
 
 // Confusion matrix from predicted and true labels (any device; result on CPU).
 torch::Tensor confusion_matrix(const torch::Tensor& predicted, const torch::Tensor& truth, int64_t classes);
