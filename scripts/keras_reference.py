@@ -14,6 +14,10 @@ when unset): `model.fit(x_train / 255, y_train, epochs, batch_size, shuffle)` wi
   metrics.json          test_loss and test_accuracy (model.evaluate), the training set's accuracy evaluated after
                         training, tied top outputs on both sets, and the versions that ran
   predictions.json      argmax of model.predict on the test set
+  tensorboard/          keras.callbacks.TensorBoard's logs (train/, validation/; update_freq 100, histogram_freq 1)
+                        and test/ with the per-epoch test set's epoch_loss and epoch_accuracy: the layout and tags
+                        `mnist train` writes, so `tensorboard --logdir` shows both runs on one chart
+                        (--no-tensorboard: none; it needs TensorFlow installed, whatever the backend)
 Lock-step runs: --initial-weights FILE starts from given weights instead of Keras's initialisers, and
 --data-order FILE (a JSON list with one list of training-set indices per epoch; `mnist train --data-order`
 reads the same file) feeds each epoch's batches in that order instead of shuffling.
@@ -78,6 +82,26 @@ def optimizer(keras, spec):
     return cls(**spec)
 
 
+def tensorboard_callbacks(keras, log_dir, timing):
+    """Keras's TensorBoard callback (train/, validation/), then `timing` (which adds test_loss and test_accuracy
+    to the epoch's logs), then their values into log_dir/test as epoch_loss and epoch_accuracy, as `mnist` logs."""
+    import tensorflow as tf
+
+    class TestLog(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "test"))
+
+        def on_epoch_end(self, epoch, logs=None):
+            with self.writer.as_default():
+                tf.summary.scalar("epoch_loss", logs["test_loss"], step=epoch)
+                tf.summary.scalar("epoch_accuracy", logs["test_accuracy"], step=epoch)
+            self.writer.flush()
+
+    board = keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=100, histogram_freq=1)
+    return [board] + timing + [TestLog()]
+
+
 def tied(outputs):
     """How many rows have their maximum more than once."""
     return int(((outputs == outputs.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
@@ -93,6 +117,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow's intra- and inter-op threads (0: its default)")
     ap.add_argument("--initial-weights", help="start from these weights (JSON list of arrays, get_weights() order)")
     ap.add_argument("--data-order", help="JSON list of per-epoch lists of training-set indices, instead of shuffling")
+    ap.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     args = ap.parse_args()
 
     with open(args.config) as f:
@@ -148,6 +173,9 @@ def main():
             test_loss, test_accuracy = self.model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
             logs["test_loss"], logs["test_accuracy"] = test_loss, test_accuracy
 
+    callbacks = [Timing()]
+    if not args.no_tensorboard:
+        callbacks = tensorboard_callbacks(keras, os.path.join(args.out, "tensorboard"), callbacks)
     batch_size = training.get("batch_size", 32)
     validation_split = training.get("validation_split", 0.0) or 0.0
     history = {}
@@ -163,12 +191,12 @@ def main():
         for epoch in range(epochs):
             idx = np.asarray(order[epoch], dtype=np.int64)
             h = model.fit(x_fit[idx], y_fit[idx], initial_epoch=epoch, epochs=epoch + 1, batch_size=batch_size,
-                          shuffle=False, validation_data=validation, callbacks=[Timing()], verbose=0)
+                          shuffle=False, validation_data=validation, callbacks=callbacks, verbose=0)
             for key, values in h.history.items():
                 history.setdefault(key, []).extend(values)
     else:
         h = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, shuffle=training.get("shuffle", True),
-                      validation_split=validation_split, callbacks=[Timing()], verbose=2)
+                      validation_split=validation_split, callbacks=callbacks, verbose=2)
         history = h.history
 
     dump("history.json", {k: [float(v) for v in vs] for k, vs in history.items()})
