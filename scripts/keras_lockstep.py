@@ -71,8 +71,9 @@ def main():
 
     keras_dir, ours_dir = os.path.join(args.work, "keras"), os.path.join(args.work, "ours")
     run([sys.executable, os.path.join(here, "keras_reference.py"), "--config", config_file, "--data", args.data, "--epochs",
-         str(args.epochs), "--data-order", order_file, "--threads", "1", "--out", keras_dir])
+         str(args.epochs), "--data-order", order_file, "--threads", "1", "--no-tensorboard", "--out", keras_dir])
     run([args.mnist, "train", "--config", config_file, "--epochs", str(args.epochs), "--data", args.data, "--threads", "1",
+         "--set", "training.tensorboard.enabled=false",
          "--initial-weights", os.path.join(keras_dir, "initial_weights.json"), "--data-order", order_file, "--out", ours_dir])
     run([args.mnist, "export", "--run", ours_dir, "--out", os.path.join(ours_dir, "weights.json")])
 

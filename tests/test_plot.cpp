@@ -207,6 +207,21 @@ TEST(Compare, TableOfTwoHistoryFiles) {
   EXPECT_NE(table.find("keras       3     0.9996    0.9996         0.9750         -          -      0.0020        -"), std::string::npos) << table;
   EXPECT_NE(table.find("old         2     0.7500    0.7500              -         -          -      0.5000    3.000"), std::string::npos) << table;
   expect_clean_layout(comparison_chart(runs), "comparison chart");
+  for (const Figure& panel : comparison_panels(runs)) expect_clean_layout(panel, "comparison panel");
+  // A diverged Keras run's History as Python's json.dump writes it: NaN and Infinity are read (not inside
+  // strings), shown as "nan"/"inf" in the table and as gaps in the curves.
+  write_file(tmp / "diverged.json", R"({"accuracy": [0.9, NaN, 0.1], "loss": [0.3, Infinity, -Infinity],
+                                         "test_accuracy": [0.95, 0.5, NaN], "note": ["NaN stays text", "-Infinity too"]})");
+  const RunRecord diverged = load_run_record((tmp / "diverged.json").string());
+  EXPECT_TRUE(std::isnan(diverged.history.accuracy[1]));
+  EXPECT_EQ(diverged.history.loss[1], HUGE_VAL);
+  EXPECT_EQ(diverged.history.loss[2], -HUGE_VAL);
+  EXPECT_NE(comparison_table({diverged}).find("diverged       3     0.1000    0.9000              -       nan"), std::string::npos)
+      << comparison_table({diverged});
+  const std::vector<Figure> panels = comparison_panels({diverged});
+  ASSERT_EQ(panels[0].curves.size(), 2u);  // training and test accuracy
+  EXPECT_EQ(panels[0].curves[0].size(), 2u);  // epochs 1 and 3: the NaN is left out
+  EXPECT_EQ(panels[1].curves[0].size(), 1u);  // the loss: only epoch 1 is finite
   // A History file with per-epoch test keys gives its last; a link to a run is named for the run.
   write_file(tmp / "with-test.json", R"({"accuracy": [0.9], "loss": [0.3], "test_accuracy": [0.95], "test_loss": [0.12]})");
   EXPECT_EQ(load_run_record((tmp / "with-test.json").string()).test_accuracy, 0.95);

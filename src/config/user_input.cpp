@@ -76,8 +76,35 @@ nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_va
   });
 }
 
-nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth) {
-  const std::string text = read_user_file(path, "file", /*max_bytes=*/int64_t{64} << 20);
+std::string quote_python_non_finite(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    in_string = c == '"';
+    const char* word = nullptr;
+    for (const char* w : {"NaN", "Infinity", "-Infinity"})
+      if (text.compare(i, std::strlen(w), w) == 0) word = w;
+    if (!word) {
+      out += c;
+      continue;
+    }
+    out += std::string("\"") + word + "\"";
+    i += std::strlen(word) - 1;
+  }
+  return out;
+}
+
+nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth, bool python_non_finite) {
+  const std::string read = read_user_file(path, "file", /*max_bytes=*/int64_t{64} << 20);
+  const std::string text = python_non_finite ? quote_python_non_finite(read) : read;
   try {
     return parse_json(text, max_depth);
   } catch (const JsonTooDeep& e) {

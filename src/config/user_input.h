@@ -41,7 +41,11 @@ nlohmann::json parse_json(const std::string& text, int max_depth, int64_t max_va
 
 // The JSON file at `path` (a History, say), parsed as parse_json does; throws std::runtime_error
 // naming the file when it cannot be read, is not JSON or is nested deeper than `max_depth`.
-nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth);
+// `python_non_finite`: also Python's json.dump's NaN, Infinity and -Infinity (words JSON lacks, which a
+// diverged Keras run's History holds), read as the strings "NaN", "Infinity" and "-Infinity".
+nlohmann::json read_json_file(const std::filesystem::path& path, int max_depth, bool python_non_finite = false);
+// `text` with Python's bare NaN, Infinity and -Infinity (outside strings) quoted, as JSON strings.
+std::string quote_python_non_finite(const std::string& text);
 
 // `text` as one line a terminal shows as written: control bytes (a newline in a file name, an
 // escape sequence) as \n, \r, \t or \xNN; other bytes as they are.

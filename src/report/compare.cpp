@@ -2,6 +2,7 @@
 #include "report/compare.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,8 +23,11 @@ std::string cell(std::optional<double> v, const char* fmt) {
 }
 
 std::optional<double> last(const std::vector<double>& v) { return v.empty() ? std::nullopt : std::optional<double>(v.back()); }
-std::optional<double> best(const std::vector<double>& v) {
-  return v.empty() ? std::nullopt : std::optional<double>(*std::max_element(v.begin(), v.end()));
+std::optional<double> best(const std::vector<double>& v) {  // of the finite values (a diverged epoch is NaN)
+  std::optional<double> out;
+  for (const double x : v)
+    if (std::isfinite(x) && (!out || x > *out)) out = x;
+  return out;
 }
 std::optional<double> median(std::vector<double> v) {
   if (v.empty()) return std::nullopt;
@@ -40,7 +44,7 @@ RunRecord load_run_record(const std::string& path_arg) {
     const fs::path history = path / "history.json";
     if (!fs::exists(history)) throw std::runtime_error(path.string() + " is not a run directory (no history.json)");
     r.name = fs::weakly_canonical(path).filename().string();  // runs/latest is named for the run it links to
-    r.history = History::from_json(read_json_file(history, /*max_depth=*/16), history.string());
+    r.history = History::from_json(read_json_file(history, /*max_depth=*/16, /*python_non_finite=*/true), history.string());
     if (fs::exists(path / "metrics.json")) {
       const auto m = read_json_file(path / "metrics.json", /*max_depth=*/16);
       if (m.contains("test_accuracy") && m["test_accuracy"].is_number()) r.test_accuracy = m["test_accuracy"].get<double>();
@@ -48,7 +52,7 @@ RunRecord load_run_record(const std::string& path_arg) {
     }
   } else if (fs::exists(path)) {
     r.name = path.stem().string();
-    r.history = History::from_json(read_json_file(path, /*max_depth=*/16), path.string());
+    r.history = History::from_json(read_json_file(path, /*max_depth=*/16, /*python_non_finite=*/true), path.string());
     r.test_accuracy = last(r.history.test_accuracy);  // per-epoch test keys, as scripts/keras_reference.py writes
     r.test_loss = last(r.history.test_loss);
   } else {
@@ -87,15 +91,51 @@ std::string comparison_table(const std::vector<RunRecord>& runs) {
 }
 
 #ifdef MNIST_WITH_OPENCV
-Figure comparison_chart(const std::vector<RunRecord>& runs) {
-  std::vector<Series> series;
+namespace {
+
+// One run's curves of accuracy or loss: training solid, a validation split dashed, the test set
+// dotted (our val_* is the test set when the run has no split: drawn once, as test). Each run has its
+// colour; the first is drawn wider and the later ones over it, translucent, so identical curves
+// (ours beside Keras's) both show. With many runs only the training curve names its run.
+void add_run_series(std::vector<Series>& out, const RunRecord& r, size_t i, size_t runs, bool accuracy) {
+  const History& h = r.history;
+  const bool val_is_test = h.val_loss == h.test_loss && h.val_accuracy == h.test_accuracy;
+  const std::vector<double>& train = accuracy ? h.accuracy : h.loss;
+  const std::vector<double>& validation = accuracy ? h.val_accuracy : h.val_loss;
+  const std::vector<double>& test = accuracy ? h.test_accuracy : h.test_loss;
+  const bool name_each = runs <= 4;
+  const int color = static_cast<int>(i), width = i == 0 && runs > 1 ? 5 : 2;
+  const double opacity = runs > 1 ? 0.8 : 1.0;
+  auto add = [&](const std::string& set, const std::vector<double>& values, bool dashed, bool dotted) {
+    if (values.empty()) return;
+    const std::string label = name_each ? r.name + " " + set : set == "training" ? r.name : "";
+    out.push_back({label, values, color, dashed, dotted, width, opacity});
+  };
+  add("training", train, false, false);
+  if (!val_is_test) add("validation", validation, true, false);
+  add("test", test.empty() && val_is_test ? validation : test, false, true);
+}
+
+}  // namespace
+
+std::vector<Figure> comparison_panels(const std::vector<RunRecord>& runs) {
+  std::vector<Series> accuracy, loss;
   for (size_t i = 0; i < runs.size(); ++i) {
-    const int color = static_cast<int>(i);
-    if (!runs[i].history.accuracy.empty()) series.push_back({runs[i].name + " accuracy", runs[i].history.accuracy, color, false});
-    if (!runs[i].history.val_accuracy.empty())
-      series.push_back({runs[i].name + " val_accuracy", runs[i].history.val_accuracy, color, true});
+    add_run_series(accuracy, runs[i], i, runs.size(), true);
+    add_run_series(loss, runs[i], i, runs.size(), false);
   }
-  return plot_curves("Accuracy per epoch", "Accuracy", series, true);
+  const std::string key = "solid: training (running mean), dashed: validation, dotted: test";
+  return {plot_curves("Accuracy per epoch (" + key + ")", "Accuracy", accuracy, true),
+          plot_curves("Loss per epoch (" + key + ")", "Loss", loss, false)};
+}
+
+Figure comparison_chart(const std::vector<RunRecord>& runs) {
+  const std::vector<Figure> panels = comparison_panels(runs);
+  Figure out(panels[0].image.cols, panels[0].image.rows + panels[1].image.rows);
+  cv::vconcat(panels[0].image, panels[1].image, out.image);
+  out.text_boxes = panels[0].text_boxes;
+  for (cv::Rect box : panels[1].text_boxes) out.text_boxes.push_back(box + cv::Point(0, panels[0].image.rows));
+  return out;
 }
 #endif
 

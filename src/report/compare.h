@@ -1,6 +1,6 @@
 // compare: lays runs side by side. Each input is one of our run directories or a Keras History
-// JSON file (model.fit(...).history saved with json.dump), so a LibTorch run can be put beside the
-// Keras run it reproduces: one table of final/best figures and one chart of accuracy curves.
+// JSON file (model.fit(...).history saved with json.dump, NaN and Infinity included), so a LibTorch run
+// can be put beside the Keras run it reproduces: one table of final/best figures and one chart.
 #pragma once
 #include <optional>
 #include <string>
@@ -26,7 +26,10 @@ RunRecord load_run_record(const std::string& path);  // throws std::runtime_erro
 std::string comparison_table(const std::vector<RunRecord>& runs);
 
 #ifdef MNIST_WITH_OPENCV
-// Training accuracy (solid) and val_accuracy (dashed) of every run, one colour per run.
+// Two panels, accuracy and loss per epoch: every run's training (solid), validation (dashed) and test
+// (dotted) curves, one colour per run; non-finite values (a diverged epoch) are gaps.
+std::vector<Figure> comparison_panels(const std::vector<RunRecord>& runs);
+// The panels one above the other: what `compare --out` writes.
 Figure comparison_chart(const std::vector<RunRecord>& runs);
 #endif
 

@@ -59,8 +59,8 @@ double nice_number(double x, bool round) {
   return nice * std::pow(10.0, exponent);
 }
 
-void dashed_line(cv::Mat& img, cv::Point2d a, cv::Point2d b, const cv::Scalar& color, int thickness) {
-  const double length = cv::norm(b - a), dash = 8, gap = 5;
+void dashed_line(cv::Mat& img, cv::Point2d a, cv::Point2d b, const cv::Scalar& color, int thickness, double dash = 8, double gap = 5) {
+  const double length = cv::norm(b - a);
   for (double s = 0; s < length; s += dash + gap) {
     const double e = std::min(s + dash, length);
     cv::line(img, a + (b - a) * (s / length), a + (b - a) * (e / length), color, thickness, cv::LINE_AA);
@@ -253,17 +253,20 @@ void curve_axes(const std::vector<Series>& series, bool fraction, Axis& x, Axis&
   x.hi = std::ceil(last / x.step) * x.step;
 }
 
+// Where values[i] (epoch i + 1) goes, in pixels of `data`.
+cv::Point point_at(const cv::Rect& data, const Axis& x, const Axis& y, size_t i, double value) {
+  const double ex = data.x + (static_cast<double>(i + 1) - x.lo) / (x.hi - x.lo) * data.width;
+  const double ey = data.y + data.height - (value - y.lo) / (y.hi - y.lo) * data.height;
+  return {static_cast<int>(std::lround(ex)), static_cast<int>(std::lround(ey))};
+}
+
 // Each series' finite points, in pixels of `data`.
 std::vector<std::vector<cv::Point>> curve_points(const std::vector<Series>& series, const cv::Rect& data, const Axis& x, const Axis& y) {
   std::vector<std::vector<cv::Point>> curves;
   for (const auto& s : series) {
     std::vector<cv::Point> points;
-    for (size_t i = 0; i < s.values.size(); ++i) {
-      if (!std::isfinite(s.values[i])) continue;
-      const double ex = data.x + (static_cast<double>(i + 1) - x.lo) / (x.hi - x.lo) * data.width;
-      const double ey = data.y + data.height - (s.values[i] - y.lo) / (y.hi - y.lo) * data.height;
-      points.emplace_back(static_cast<int>(std::lround(ex)), static_cast<int>(std::lround(ey)));
-    }
+    for (size_t i = 0; i < s.values.size(); ++i)
+      if (std::isfinite(s.values[i])) points.push_back(point_at(data, x, y, i, s.values[i]));
     curves.push_back(std::move(points));
   }
   return curves;
@@ -330,23 +333,48 @@ void draw_curve_axes(Figure& fig, const cv::Rect& plot, const cv::Rect& data, co
 }
 
 // A series' line from a to b: solid, or dashed.
-void series_line(Figure& fig, const Series& s, cv::Point2d a, cv::Point2d b) {
+void series_line(cv::Mat& image, const Series& s, cv::Point2d a, cv::Point2d b) {
   const cv::Scalar color = kPalette[s.color % 10];
-  if (s.dashed)
-    dashed_line(fig.image, a, b, color, 2);
+  if (s.dashed || s.dotted)
+    dashed_line(image, a, b, color, s.width, s.dotted ? 2 : 8, s.dotted ? 4 : 5);
   else
-    cv::line(fig.image, cv::Point(static_cast<int>(a.x), static_cast<int>(a.y)), cv::Point(static_cast<int>(b.x), static_cast<int>(b.y)),
-             color, 2, cv::LINE_AA);
+    cv::line(image, cv::Point(static_cast<int>(a.x), static_cast<int>(a.y)), cv::Point(static_cast<int>(b.x), static_cast<int>(b.y)),
+             color, s.width, cv::LINE_AA);
 }
 
-void draw_legend(Figure& fig, const cv::Rect& box, const std::vector<Series>& series) {
+// The legend's rows: the labelled series, each `row` pixels high (24, less when many must fit `height`).
+struct LegendRows {
+  std::vector<const Series*> entries;
+  int row = 24;
+  double scale = 0.5;  // the labels' text
+};
+LegendRows legend_rows(const std::vector<Series>& series, int height) {
+  LegendRows l;
+  for (const auto& s : series)
+    if (!s.label.empty()) l.entries.push_back(&s);
+  l.row = std::clamp((height - 24) / std::max<int>(1, static_cast<int>(l.entries.size())), 10, 24);
+  l.scale = std::min(0.5, l.row / 44.0);
+  return l;
+}
+
+void draw_legend(Figure& fig, const cv::Rect& box, const LegendRows& rows) {
   cv::rectangle(fig.image, box, kWhite, cv::FILLED);
   cv::rectangle(fig.image, box, kAxis, 1);
-  for (size_t i = 0; i < series.size(); ++i) {
-    const int yy = box.y + 20 + 24 * static_cast<int>(i);
-    series_line(fig, series[i], {box.x + 10.0, yy - 5.0}, {box.x + 45.0, yy - 5.0});
-    fig.text(series[i].label, box.x + 52, yy, 0.5, kBlack);
+  for (size_t i = 0; i < rows.entries.size(); ++i) {
+    const int yy = box.y + 6 + rows.row * (static_cast<int>(i) + 1) - rows.row / 6;
+    series_line(fig.image, *rows.entries[i], {box.x + 10.0, yy - rows.row / 5.0}, {box.x + 45.0, yy - rows.row / 5.0});
+    fig.text(rows.entries[i]->label, box.x + 52, yy, rows.scale, kBlack);
   }
+}
+
+// One series' curve: a line between each two finite neighbours (a non-finite value is a gap),
+// blended in at the series' opacity.
+void draw_series(Figure& fig, const Series& s, const cv::Rect& data, const Axis& x, const Axis& y) {
+  cv::Mat layer = s.opacity < 1 ? fig.image.clone() : fig.image;
+  const std::vector<double>& v = s.values;
+  for (size_t i = 1; i < v.size(); ++i)
+    if (std::isfinite(v[i - 1]) && std::isfinite(v[i])) series_line(layer, s, point_at(data, x, y, i - 1, v[i - 1]), point_at(data, x, y, i, v[i]));
+  if (s.opacity < 1) cv::addWeighted(layer, s.opacity, fig.image, 1 - s.opacity, 0, fig.image);
 }
 
 }  // namespace
@@ -358,18 +386,20 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
   Axis x, y;
   size_t epochs = 0;
   curve_axes(series, fraction, x, y, epochs);
-  // The legend's size, from its labels.
+  // The legend's size, from its labelled series: rows shrink so that any number fits the axes.
+  const LegendRows rows = legend_rows(series, plot.height - 20);
   std::vector<std::string> labels;
-  for (const auto& s : series) labels.push_back(s.label);
-  const cv::Size legend(widest_text(labels, 0.5) + 60, 12 + 24 * static_cast<int>(series.size()));
+  for (const Series* s : rows.entries) labels.push_back(s->label);
+  const cv::Size legend(std::min(widest_text(labels, rows.scale) + 60, plot.width - 20),
+                        12 + rows.row * static_cast<int>(rows.entries.size()));
   const bool markers = epochs <= 30;
   const CurveLayout l = layout_curves(plot, series, x, y, legend);
 
   fig.text(title, fig.image.cols / 2, 35, fit_scale({title}, fig.image.cols - 20, 0.7), kBlack, Figure::Align::center);
   draw_curve_axes(fig, plot, l.data, x, y, y_label);
   for (size_t k = 0; k < series.size(); ++k) {
+    draw_series(fig, series[k], l.data, x, y);
     const std::vector<cv::Point>& points = l.curves[k];
-    for (size_t i = 1; i < points.size(); ++i) series_line(fig, series[k], points[i - 1], points[i]);
     if (markers || points.size() == 1)
       for (const auto& p : points) cv::circle(fig.image, p, kMarkerRadius, kPalette[series[k].color % 10], cv::FILLED, cv::LINE_AA);
   }
@@ -378,7 +408,7 @@ Figure plot_curves(const std::string& title, const std::string& y_label, const s
   fig.x_axis = x;
   fig.y_axis = y;
   fig.legend = l.legend;
-  draw_legend(fig, l.legend, series);
+  if (!rows.entries.empty()) draw_legend(fig, l.legend, rows);
   return fig;
 }
 

@@ -48,16 +48,19 @@ Figure plot_confusion(const std::vector<std::vector<int64_t>>& matrix, const std
                       const std::string& title, bool normalize);
 
 struct Series {
-  std::string label;
+  std::string label;           // "": not in the legend
   std::vector<double> values;  // values[i] belongs to epoch i + 1
   int color = 0;               // index into the palette
   bool dashed = false;
+  bool dotted = false;
+  int width = 2;               // pixels
+  double opacity = 1.0;        // below 1 a curve drawn later lets the ones under it show through
 };
 // Curves over epochs, from epoch 0 to a round number at or past the last (at least 4, so a short
 // run has ticks to read). The y-axis pads the data by 5% and never goes below 0 for data that
 // does not (losses, accuracies); `fraction`: nor above 1 (accuracies). Points keep a margin from
 // the axes' box, so no marker is cut; the legend takes a corner that no curve crosses, making
-// room above the data when none is free.
+// room above the data when none is free. A value that is not finite (a diverged epoch) is a gap.
 Figure plot_curves(const std::string& title, const std::string& y_label, const std::vector<Series>& series, bool fraction);
 
 // Grid of mistakes in the order given (most confident first), captioned "true 4 / pred 9 (0.97)".

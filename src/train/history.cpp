@@ -1,6 +1,8 @@
 // history: History and Progress to and from JSON, and History as Keras's CSVLogger writes it.
 #include "train/history.h"
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -26,6 +28,19 @@ std::string History::to_csv() const {
   return out.str();
 }
 
+namespace {
+
+// One entry of a History's list: a number, or a non-finite one as Python's json.dump writes it
+// (read_json_file's "NaN", "Infinity", "-Infinity") or nlohmann's dump does (null: NaN).
+double number_in(const nlohmann::json& x, const std::string& origin, const char* key) {
+  if (x.is_number()) return x.get<double>();
+  if (x.is_null() || x == "NaN") return std::numeric_limits<double>::quiet_NaN();
+  if (x == "Infinity" || x == "-Infinity") return x == "Infinity" ? HUGE_VAL : -HUGE_VAL;
+  throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers (found " + x.dump() + ")");
+}
+
+}  // namespace
+
 History History::from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw std::runtime_error(origin + ": not a History (a JSON object of per-epoch lists)");
   auto read = [&](std::vector<double>& into, std::initializer_list<const char*> keys) {
@@ -33,10 +48,7 @@ History History::from_json(const nlohmann::json& j, const std::string& origin) {
       if (!j.contains(key)) continue;
       const auto& v = j.at(key);
       if (!v.is_array()) throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers");
-      for (const auto& x : v) {
-        if (!x.is_number()) throw std::runtime_error(origin + ": \"" + key + "\" must be a list of numbers (found " + x.dump() + ")");
-        into.push_back(x.get<double>());
-      }
+      for (const auto& x : v) into.push_back(number_in(x, origin, key));
       return;
     }
   };
