@@ -422,6 +422,42 @@ TEST(Cli, FileNamesArePrintedWithTheirControlBytesEscaped) {
   EXPECT_EQ(exported.out, "Keras weights (model.get_weights() order) written to " + (tmp / "h\\x1B[31mred\\nline.json").string() + "\n");
 }
 
+// evaluate reports the accuracy under both argmax rules and, with --predictions, a CSV row per image whose
+// counted class and outputs give back the reported accuracy.
+TEST(Cli, EvaluateReportsBothAccuracyRulesAndWritesEveryPrediction) {
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const mnist::Config config = mnist::load_config_file("configs/quick.json");
+  mnist::Model model(config.model, mnist::kImageShape, 0);
+  mnist::export_model(*model, config, tmp / "m.pt");
+  const CommandResult r = run_mnist("evaluate --model " + (tmp / "m.pt").string() + " --data " + tmp.path.string() +
+                                    " --json --predictions " + (tmp / "p.csv").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json m = nlohmann::json::parse(r.out);
+  EXPECT_EQ(m["accuracy_argmax"], "outputs");
+  EXPECT_EQ(m["accuracy_by_argmax"]["outputs"].get<double>(), m["test_accuracy"].get<double>());
+  EXPECT_TRUE(m["accuracy_by_argmax"]["logits"].is_number());
+  std::istringstream csv(slurp(tmp / "p.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "index,label,predicted,output_0,output_1,output_2,output_3,output_4,output_5,output_6,output_7,output_8,output_9");
+  int64_t rows = 0, correct = 0;
+  while (std::getline(csv, line)) {
+    std::vector<double> cells;
+    std::istringstream row(line);
+    for (std::string cell; std::getline(row, cell, ',');) cells.push_back(std::stod(cell));
+    ASSERT_EQ(cells.size(), 13u) << line;
+    EXPECT_EQ(cells[0], rows++);
+    const auto top = std::max_element(cells.begin() + 3, cells.end()) - (cells.begin() + 3);  // the first of a tie, as argmax
+    EXPECT_EQ(cells[2], top) << line;
+    correct += cells[1] == cells[2];
+  }
+  int64_t images = 0;
+  for (const auto& c : m["per_class"]) images += c["support"].get<int64_t>();
+  EXPECT_EQ(rows, images);
+  EXPECT_DOUBLE_EQ(static_cast<double>(correct) / static_cast<double>(rows), m["test_accuracy"].get<double>());
+}
+
 TEST(Cli, CompareAndPlotNameTheirBadInputs) {
   TempDir tmp;
   expect_one_line_error(run_mnist("compare " + (tmp / "nothing").string()), 1, "does not exist");

@@ -2,6 +2,7 @@
 // scores on the test (or training) set, printed, and with --out written as metrics.json and heatmaps.
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "app/command.h"
 #include "config/errors.h"
@@ -16,13 +17,41 @@ namespace mnist {
 namespace {
 
 struct EvaluateFlags {
-  std::string model, data, split = "test", out;
+  std::string model, data, split = "test", out, predictions;
   bool json = false;
 };
+
+// The accuracy under each rule Keras has used for sparse_categorical_accuracy (the argmax of the
+// outputs, or of the logits), whichever the run counts by (training.accuracy_argmax).
+nlohmann::json accuracy_by_argmax(const SplitOutputs& s, const torch::Tensor& labels) {
+  const torch::Tensor truth = labels.to(torch::kCPU);
+  auto accuracy = [&](const torch::Tensor& scores) { return scores.argmax(1).eq(truth).to(torch::kDouble).mean().item<double>(); };
+  return {{"outputs", accuracy(s.outputs)}, {"logits", accuracy(s.logits)}};
+}
+
+// --predictions: one CSV row per image of the split: index, label, the class counted (the run's
+// rule), and every output.
+void write_predictions(const std::string& file, const SplitOutputs& s, const torch::Tensor& labels) {
+  std::ostringstream csv;
+  csv << "index,label,predicted";
+  for (int64_t c = 0; c < s.outputs.size(1); ++c) csv << ",output_" << c;
+  csv << "\n" << std::setprecision(9);
+  const torch::Tensor truth = labels.to(torch::kCPU);
+  const auto out = s.outputs.accessor<float, 2>();
+  const auto label = truth.accessor<int64_t, 1>(), predicted = s.predicted.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < s.outputs.size(0); ++i) {
+    csv << i << "," << label[i] << "," << predicted[i];
+    for (int64_t c = 0; c < s.outputs.size(1); ++c) csv << "," << out[i][c];
+    csv << "\n";
+  }
+  write_file_atomic(file, csv.str());
+}
 
 void print_evaluation(std::ostream& out, const nlohmann::json& m, const std::string& split) {
   out << std::fixed << std::setprecision(4) << split << "_loss: " << m[split + "_loss"].get<double>() << "  " << split
       << "_accuracy: " << m[split + "_accuracy"].get<double>() << "  top_output_ties: " << m["top_output_ties"].get<int64_t>()
+      << "\naccuracy by argmax: outputs " << m["accuracy_by_argmax"]["outputs"].get<double>() << ", logits "
+      << m["accuracy_by_argmax"]["logits"].get<double>() << " (this run counts " << m["accuracy_argmax"].get<std::string>() << ")"
       << "\n\nconfusion matrix (rows: true label, columns: predicted)\n";
   for (const auto& row : m["confusion_matrix"]) {
     for (const auto& v : row) out << std::setw(6) << v.get<int64_t>();
@@ -66,11 +95,16 @@ void check_evaluation_out(const std::string& out) {
 
 int run_evaluate(const EvaluateFlags& f) {
   check_evaluation_out(f.out);
+  if (!f.predictions.empty()) check_output_file(f.predictions, "--predictions", {f.model});
   LoadedModel loaded = load_model(f.model);
   const Split data = load_checked_split(data_dir_of(f.data, loaded.config), f.split == "train", loaded.config);
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
   const auto classes = class_names(loaded.config.dataset);
-  const nlohmann::json m = metrics_json(e, classes, f.split);
+  nlohmann::json m = metrics_json(e, classes, f.split);
+  const SplitOutputs outputs = split_outputs(loaded.model, data, loaded.config.training);
+  m["accuracy_argmax"] = name_of(loaded.config.training.accuracy_argmax);
+  m["accuracy_by_argmax"] = accuracy_by_argmax(outputs, data.labels);
+  if (!f.predictions.empty()) write_predictions(f.predictions, outputs, data.labels);
   if (!f.out.empty()) write_evaluation(f.out, f.split, m, e, classes);
   if (f.json)
     std::cout << m.dump(2) << "\n";
@@ -90,6 +124,7 @@ Command add_evaluate_command(CLI::App& app) {
   add_data_option(*cmd, f->data);
   cmd->add_flag("--json", f->json, "print metrics.json's keys as JSON");
   cmd->add_option("--out", f->out, "also write metrics.json and the confusion-matrix heatmaps into this directory");
+  cmd->add_option("--predictions", f->predictions, "also write a CSV row per image: index, label, predicted, every output");
   return {cmd, [f] { return run_evaluate(*f); }};
 }
 

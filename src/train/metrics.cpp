@@ -69,23 +69,29 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
   return e;
 }
 
-MistakeSample most_confident_mistakes(Model& model, const Split& split, const TrainingConfig& training, int64_t limit) {
+SplitOutputs split_outputs(Model& model, const Split& split, const TrainingConfig& training) {
   const FlushDenormals as_tensorflow;  // float_env.h
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
   const Activation output = model->output_activation(), argmax_of = accuracy_activation(output, training);
-  std::vector<torch::Tensor> pass_outputs, pass_predictions;  // in passes of evaluation_batch_size: a wide model's would not fit
+  std::vector<torch::Tensor> logits, outputs, predicted;  // in passes of evaluation_batch_size: a wide model's would not fit
   const int64_t step = evaluation_batch_size(*model);
   for (int64_t start = 0; start < split.size(); start += step) {
-    const torch::Tensor z = evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start)));
-    pass_outputs.push_back(activate(z, output));
-    pass_predictions.push_back(predicted_classes(z, pass_outputs.back(), output, argmax_of));
+    logits.push_back(evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start))));
+    outputs.push_back(activate(logits.back(), output));
+    predicted.push_back(predicted_classes(logits.back(), outputs.back(), output, argmax_of));
   }
-  const torch::Tensor out = torch::cat(pass_outputs), predicted = torch::cat(pass_predictions);
   model->train(was_training);
+  return {torch::cat(logits).to(torch::kCPU), torch::cat(outputs).to(torch::kCPU), torch::cat(predicted).to(torch::kCPU)};
+}
+
+MistakeSample most_confident_mistakes(Model& model, const Split& split, const TrainingConfig& training, int64_t limit) {
+  const SplitOutputs all = split_outputs(model, split, training);
+  const torch::Tensor& out = all.outputs;
+  const torch::Tensor& predicted = all.predicted;
   const torch::Tensor confidence = out.gather(1, predicted.unsqueeze(1)).squeeze(1);  // the output of the class counted
-  const torch::Tensor wrong = predicted.ne(split.labels).nonzero().squeeze(1);
+  const torch::Tensor wrong = predicted.ne(split.labels.to(torch::kCPU)).nonzero().squeeze(1);
   MistakeSample sample;
   sample.total_images = split.size();
   sample.total_mistakes = wrong.size(0);

@@ -34,6 +34,13 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
 inline constexpr int64_t kEvaluationBytes = int64_t{256} << 20;
 int64_t evaluation_batch_size(const ModelImpl& model);
 
+// Every sample's logits and outputs ([N, C], on the CPU) in evaluation mode, in passes of
+// evaluation_batch_size, and the class each is counted as by the run's accuracy rule.
+struct SplitOutputs {
+  torch::Tensor logits, outputs, predicted;
+};
+SplitOutputs split_outputs(Model& model, const Split& split, const TrainingConfig& training);
+
 struct Mistake {
   torch::Tensor image;  // [1, 28, 28] on the CPU, values in [0, 1]
   int64_t truth = 0, predicted = 0;
