@@ -465,6 +465,18 @@ TEST(Cli, CompareAndPlotNameTheirBadInputs) {
   expect_one_line_error(run_mnist("compare " + (tmp / "notes.json").string()), 1, "not a History");
 #ifdef MNIST_WITH_OPENCV
   expect_one_line_error(run_mnist("plot " + tmp.path.string()), 1, "is not a run directory");
+  // A History file, or a run folder without a model (a Keras run's), gives its curves alone.
+  fs::create_directory(tmp / "keras");
+  write_file(tmp / "keras" / "history.json", R"({"accuracy": [0.9, NaN], "loss": [0.3, 0.2]})");
+  expect_one_line_error(run_mnist("plot " + (tmp / "keras" / "history.json").string()), 2, "is a History file: give --out DIR");
+  for (const fs::path& input : {tmp / "keras", tmp / "keras" / "history.json"}) {
+    const CommandResult r = run_mnist("plot " + input.string() + " --out " + (tmp / "figures").string());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("accuracy.png, loss.png"), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::exists(tmp / "figures" / "accuracy.png") && fs::exists(tmp / "figures" / "loss.png"));
+    EXPECT_FALSE(fs::exists(tmp / "figures" / "confusion_matrix.png"));
+    fs::remove_all(tmp / "figures");
+  }
 #endif
   expect_one_line_error(run_mnist("compare"), 2, "inputs");
 }

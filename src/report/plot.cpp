@@ -469,6 +469,11 @@ void save_confusion_figures(const std::filesystem::path& dir, const Evaluation& 
 void save_run_figures(const std::filesystem::path& dir, const std::string& run_name, const History& h, const Evaluation& test,
                       const std::vector<std::string>& classes, const MistakeSample* mistakes) {
   save_confusion_figures(dir, test, classes);
+  save_curve_figures(dir, run_name, h);
+  if (mistakes) save_png(dir / "misclassified.png", plot_mistakes(*mistakes, classes));
+}
+
+void save_curve_figures(const std::filesystem::path& dir, const std::string& run_name, const History& h) {
   // val_* is the test set unless the run had a validation_split (then test_* is drawn as well).
   const bool separate_test = h.test_accuracy != h.val_accuracy;
   std::vector<Series> accuracy = {{"accuracy (training, running mean)", h.accuracy, 0, false},
@@ -481,7 +486,6 @@ void save_run_figures(const std::filesystem::path& dir, const std::string& run_n
   }
   save_png(dir / "accuracy.png", plot_curves(run_name + ": accuracy per epoch", "Accuracy", accuracy, true));
   save_png(dir / "loss.png", plot_curves(run_name + ": loss per epoch", "Loss", loss, false));
-  if (mistakes) save_png(dir / "misclassified.png", plot_mistakes(*mistakes, classes));
 }
 
 }  // namespace mnist

@@ -74,5 +74,7 @@ void save_png(const std::filesystem::path& path, const Figure& figure);
 void save_run_figures(const std::filesystem::path& dir, const std::string& run_name, const History& history,
                       const Evaluation& test, const std::vector<std::string>& classes, const MistakeSample* mistakes);
 void save_confusion_figures(const std::filesystem::path& dir, const Evaluation& test, const std::vector<std::string>& classes);
+// accuracy.png and loss.png alone: what a History without a model (a Keras run's) can draw.
+void save_curve_figures(const std::filesystem::path& dir, const std::string& run_name, const History& history);
 
 }  // namespace mnist
