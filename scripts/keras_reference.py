@@ -18,6 +18,10 @@ when unset): `model.fit(x_train / 255, y_train, epochs, batch_size, shuffle)` wi
                         and test/ with the per-epoch test set's epoch_loss and epoch_accuracy: the layout and tags
                         `mnist train` writes, so `tensorboard --logdir` shows both runs on one chart
                         (--no-tensorboard: none; it needs TensorFlow installed, whatever the backend)
+--set KEY.PATH=VALUE changes the config as `mnist --set` does (VALUE as JSON, else a string; model.layers[1].units
+or model.layers.1.units). A setting that this Keras program cannot reproduce (a learning-rate schedule,
+augmentation, label smoothing, the other backend's loss semantics) is refused with one line, exit 2, rather than
+trained without: EarlyStopping and ReduceLROnPlateau are Keras's own callbacks with the config's arguments.
 Lock-step runs: --initial-weights FILE starts from given weights instead of Keras's initialisers, and
 --data-order FILE (a JSON list with one list of training-set indices per epoch; `mnist train --data-order`
 reads the same file) feeds each epoch's batches in that order instead of shuffling.
@@ -102,6 +106,63 @@ def tensorboard_callbacks(keras, log_dir, timing):
     return [board] + timing + [TestLog()]
 
 
+def apply_set(config, assignment):
+    """One --set KEY.PATH=VALUE on the config's JSON (a new optimizer name starts from its Keras defaults)."""
+    key, eq, text = assignment.partition("=")
+    if not eq or not key:
+        raise SystemExit(f"keras_reference.py: --set {assignment}: expected KEY.PATH=VALUE")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    keys = [k for k in key.replace("[", ".").replace("]", ".").split(".") if k]
+    node = config
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+    if keys == ["training", "optimizer", "name"]:
+        config["training"]["optimizer"] = {"name": value}
+    elif isinstance(node, list):
+        node[int(keys[-1])] = value
+    else:
+        node[keys[-1]] = value
+
+
+def unsupported(config, backend):
+    """What of the config this Keras program would not train as `mnist` does: a list of reasons."""
+    t = config.get("training", {})
+    reasons = []
+    if t.get("lr_schedule", {}).get("name", "constant") != "constant":
+        reasons.append(f"training.lr_schedule {t['lr_schedule']['name']} (this script trains a constant learning rate)")
+    moved = {k: v for k, v in t.get("augmentation", {}).items() if k.endswith(("range", "alpha")) and v}
+    if moved:
+        reasons.append(f"training.augmentation {moved} (this script feeds the images as they are)")
+    loss = t.get("loss", {})
+    if loss.get("label_smoothing", 0):
+        reasons.append("training.loss.label_smoothing (Keras's sparse_categorical_crossentropy has none)")
+    semantics = loss.get("semantics", "tensorflow")
+    if semantics != ("tensorflow" if backend == "tensorflow" else "renormalized"):
+        reasons.append(f"training.loss.semantics {semantics} on the {backend} backend (tensorflow is what "
+                       "KERAS_BACKEND=tensorflow trains, renormalized what jax and torch train)")
+    return reasons
+
+
+def keras_callbacks(keras, training):
+    """The config's EarlyStopping and ReduceLROnPlateau, as Keras's own callbacks."""
+    out = []
+    stop = training.get("early_stopping", {})
+    if stop.get("enabled"):
+        out.append(keras.callbacks.EarlyStopping(monitor=stop.get("monitor", "val_loss"), min_delta=stop.get("min_delta", 0),
+                                                 patience=stop.get("patience", 0),
+                                                 restore_best_weights=stop.get("restore_best_weights", False),
+                                                 start_from_epoch=stop.get("start_from_epoch", 0)))
+    plateau = training.get("reduce_lr_on_plateau", {})
+    if plateau.get("enabled"):
+        out.append(keras.callbacks.ReduceLROnPlateau(monitor=plateau.get("monitor", "val_loss"), factor=plateau.get("factor", 0.1),
+                                                     patience=plateau.get("patience", 10), min_delta=plateau.get("min_delta", 1e-4),
+                                                     cooldown=plateau.get("cooldown", 0), min_lr=plateau.get("min_lr", 0.0)))
+    return out
+
+
 def tied(outputs):
     """How many rows have their maximum more than once."""
     return int(((outputs == outputs.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
@@ -111,23 +172,34 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/paper.json")
     ap.add_argument("--data", default=None)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="the run's folder (required unless --check)")
     ap.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     ap.add_argument("--seed", type=int, default=None, help="override training.seed (keras.utils.set_random_seed)")
     ap.add_argument("--threads", type=int, default=0, help="TensorFlow's intra- and inter-op threads (0: its default)")
     ap.add_argument("--initial-weights", help="start from these weights (JSON list of arrays, get_weights() order)")
     ap.add_argument("--data-order", help="JSON list of per-epoch lists of training-set indices, instead of shuffling")
     ap.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="change the config, as mnist --set")
+    ap.add_argument("--check", action="store_true", help="only check that the config can be trained here, then exit")
     args = ap.parse_args()
 
     with open(args.config) as f:
         config = json.load(f)
+    for assignment in args.set:
+        apply_set(config, assignment)
     training = config.get("training", {})
     epochs = args.epochs or training.get("epochs", 1)
     seed = training.get("seed", 0) if args.seed is None else args.seed
 
     import keras  # late, so --help works without it
     backend = keras.backend.backend()
+    if not args.out and not args.check:
+        raise SystemExit("keras_reference.py: --out is required")
+    reasons = unsupported(config, backend)
+    if reasons:
+        raise SystemExit(f"keras_reference.py: {args.config} cannot be trained as mnist trains it: " + "; ".join(reasons))
+    if args.check:
+        return
     versions = {"keras": keras.__version__, "backend": backend}
     if backend == "tensorflow":
         import tensorflow as tf
@@ -173,7 +245,7 @@ def main():
             test_loss, test_accuracy = self.model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
             logs["test_loss"], logs["test_accuracy"] = test_loss, test_accuracy
 
-    callbacks = [Timing()]
+    callbacks = [Timing()] + keras_callbacks(keras, training)
     if not args.no_tensorboard:
         callbacks = tensorboard_callbacks(keras, os.path.join(args.out, "tensorboard"), callbacks)
     batch_size = training.get("batch_size", 32)

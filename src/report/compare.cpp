@@ -62,12 +62,14 @@ RunRecord load_run_record(const std::string& path_arg) {
 }
 
 std::string comparison_table(const std::vector<RunRecord>& runs) {
-  const std::vector<std::string> header = {"run", "epochs", "final acc", "best acc", "final val_acc", "test acc", "test loss", "final loss", "s/epoch"};
+  // Which set each column is: training (the running mean Keras reports), a validation split (ours when
+  // the run has one: without, our val_* is the test set, shown under test), the test set.
+  const std::vector<std::string> header = {"run", "epochs", "train acc", "best train acc", "val acc", "test acc", "test loss", "train loss", "s/epoch"};
   std::vector<std::vector<std::string>> rows = {header};
   for (const auto& r : runs) {
     const History& h = r.history;
     rows.push_back({printable(r.name), std::to_string(std::max(h.accuracy.size(), h.loss.size())), cell(last(h.accuracy), "%.4f"),
-                    cell(best(h.accuracy), "%.4f"), cell(last(h.val_accuracy), "%.4f"), cell(r.test_accuracy, "%.4f"),
+                    cell(best(h.accuracy), "%.4f"), cell(h.val_accuracy == h.test_accuracy ? std::nullopt : last(h.val_accuracy), "%.4f"), cell(r.test_accuracy, "%.4f"),
                     cell(r.test_loss, "%.4f"), cell(last(h.loss), "%.4f"), cell(median(h.epoch_seconds), "%.3f")});
   }
   std::vector<size_t> width(header.size(), 0);

@@ -21,7 +21,7 @@ struct RunRecord {
 
 RunRecord load_run_record(const std::string& path);  // throws std::runtime_error naming the path
 
-// Plain-text table: final and best training accuracy, final val_accuracy, test accuracy and loss,
+// Plain-text table: final and best training accuracy, final validation accuracy (a split of its own), test accuracy and loss,
 // final training loss, median seconds per epoch; "-" where an input lacks the figure.
 std::string comparison_table(const std::vector<RunRecord>& runs);
 
