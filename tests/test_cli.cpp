@@ -111,13 +111,16 @@ TEST(Cli, ARunKilledInItsFirstEpochResumesWithItsInitialWeightsAndDataOrder) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    const std::string args = "train --epochs 1" + wide + data + given + " --out " + killed.string() + " >/dev/null 2>&1";
+    const std::string args = "train --epochs 1" + wide + data + given + " --out " + killed.string() + " >'" + (tmp / "log").string() + "' 2>&1";
     execl("/bin/sh", "sh", "-c", (std::string("exec '") + MNIST_BINARY + "' " + args).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  while (!fs::exists(killed / "config.json")) usleep(200);  // written right after the start's checkpoint
-  kill(pid, SIGKILL);
   int status = 0;
+  while (!fs::exists(killed / "config.json")) {  // written right after the start's checkpoint
+    ASSERT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the run ended before its config.json: " << slurp(tmp / "log");
+    usleep(200);
+  }
+  kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status));
   ASSERT_EQ(mnist::read_checkpoint(killed / "checkpoint.pt").history.epochs(), 0u) << "killed after its first epoch: too fast a machine";

@@ -97,8 +97,8 @@ namespace {
 
 // One run's curves of accuracy or loss: training solid, a validation split dashed, the test set
 // dotted (our val_* is the test set when the run has no split: drawn once, as test). Each run has its
-// colour; the first is drawn wider and the later ones over it, translucent, so identical curves
-// (ours beside Keras's) both show. With many runs only the training curve names its run.
+// colour and is drawn over the runs before it, narrower and translucent, so identical curves (ours
+// beside Keras's) both show. With many runs only the training curve names its run.
 void add_run_series(std::vector<Series>& out, const RunRecord& r, size_t i, size_t runs, bool accuracy) {
   const History& h = r.history;
   const bool val_is_test = h.val_loss == h.test_loss && h.val_accuracy == h.test_accuracy;
@@ -106,7 +106,9 @@ void add_run_series(std::vector<Series>& out, const RunRecord& r, size_t i, size
   const std::vector<double>& validation = accuracy ? h.val_accuracy : h.val_loss;
   const std::vector<double>& test = accuracy ? h.test_accuracy : h.test_loss;
   const bool name_each = runs <= 4;
-  const int color = static_cast<int>(i), width = i == 0 && runs > 1 ? 5 : 2;
+  // Up to four runs, each curve 2 pixels wider than the next run's, which is drawn over it: identical
+  // curves show as nested bands.
+  const int color = static_cast<int>(i), width = runs <= 4 ? 2 + 2 * static_cast<int>(runs - 1 - i) : 2;
   const double opacity = runs > 1 ? 0.8 : 1.0;
   auto add = [&](const std::string& set, const std::vector<double>& values, bool dashed, bool dotted) {
     if (values.empty()) return;
