@@ -461,6 +461,35 @@ TEST(Cli, EvaluateReportsBothAccuracyRulesAndWritesEveryPrediction) {
   EXPECT_DOUBLE_EQ(static_cast<double>(correct) / static_cast<double>(rows), m["test_accuracy"].get<double>());
 }
 
+// --seeds: one run per seed under one folder, two at once, then their summary; the same command again keeps
+// the finished seeds; the folder refuses another config's seeds.
+TEST(Cli, SeedsTrainOneRunEachAndSummariseThem) {
+  TempDir tmp;
+  write_synthetic_mnist(tmp.path);
+  const std::string command = "train --config configs/quick.json --epochs 1 --data " + tmp.path.string() + " --seeds 3,5 --jobs 2 --out " +
+                              (tmp / "group").string();
+  const CommandResult r = run_mnist(command);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  double sum = 0;
+  for (const char* seed : {"3", "5"}) {
+    const fs::path run = tmp / "group" / (std::string("seed") + seed);
+    ASSERT_TRUE(fs::exists(run / "metrics.json")) << run;
+    EXPECT_EQ(json::parse(slurp(run / "config.json"))["training"]["seed"], std::stoi(seed));
+    sum += json::parse(slurp(run / "metrics.json"))["test_accuracy"].get<double>();
+  }
+  const json summary = json::parse(slurp(tmp / "group" / "seeds.json"));
+  EXPECT_EQ(summary["seeds"], json::array({3, 5}));
+  EXPECT_DOUBLE_EQ(summary["summary"]["test accuracy"]["mean"].get<double>(), sum / 2);
+  EXPECT_NE(r.out.find("test accuracy"), std::string::npos) << r.out;
+  const CommandResult again = run_mnist(command);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("seed 3: finished before"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("seed 5: finished before"), std::string::npos) << again.out;
+  expect_one_line_error(run_mnist(command + " --set training.batch_size=64"), 2, "holds the seeds of another config");
+  expect_one_line_error(run_mnist("train --seeds 3-1"), 2, "--seeds 3-1: a range runs up");
+  expect_one_line_error(run_mnist("train --seeds 1,1"), 2, "each seed once");
+}
+
 TEST(Cli, CompareAndPlotNameTheirBadInputs) {
   TempDir tmp;
   expect_one_line_error(run_mnist("compare " + (tmp / "nothing").string()), 1, "does not exist");

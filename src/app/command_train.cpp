@@ -60,14 +60,6 @@ ResumePlan plan_resume(const std::string& run_dir) {
 
 namespace {
 
-struct TrainFlags {
-  ConfigFlags config;
-  std::string resume, device = "auto", data, out;
-  std::string initial_weights;  // Keras weights to start from, instead of the initialisers
-  std::string data_order;       // per-epoch orders to train on, instead of our shuffle
-  int threads = 0;
-};
-
 // Set by SIGINT/SIGTERM/SIGHUP while training; the trainer finishes its step and returns. Signal handlers
 // can only reach globals, so this is the program's one piece of global state.
 std::atomic<bool> g_stop_requested{false};
@@ -294,6 +286,7 @@ std::optional<TrainRun> start_run(const TrainFlags& t, bool config_flags) {
 }
 
 int run_train(const TrainFlags& t, bool config_flags) {
+  if (!t.seeds.empty()) return run_seeds(t);
   apply_threads(t.threads);
   catch_stop_signals();
   std::optional<TrainRun> run = start_run(t, config_flags);
@@ -341,6 +334,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--data-order", t->data_order,
                   "train on these samples in this order instead of shuffling: a JSON list per epoch of indices into the training split");
   add_threads_option(*cmd, t->threads, "LibTorch");
+  cmd->add_option("--seeds", t->seeds, "train one run per seed (A-B or A,B,...) under --out DIR/seed<S>, then their summary");
+  cmd->add_option("--jobs", t->jobs, "with --seeds: runs at once (0: one per core)")->check(whole_number(0, 256));
   return {cmd, [t, cmd] { return run_train(*t, config_flags_given(*cmd)); }};
 }
 

@@ -4,10 +4,29 @@
 #include <optional>
 #include <string>
 
+#include "app/command.h"
 #include "config/config.h"
 #include "interop/checkpoint.h"
 
 namespace mnist {
+
+struct TrainFlags {
+  ConfigFlags config;
+  std::string resume, device = "auto", data, out;
+  std::string initial_weights;  // Keras weights to start from, instead of the initialisers
+  std::string data_order;       // per-epoch orders to train on, instead of our shuffle
+  int threads = 0;
+  std::string seeds;  // --seeds A-B or A,B,...: one run per seed (command_seeds.cpp)
+  int jobs = 0;       // with --seeds: runs at once (0: one per core)
+};
+
+// `train --seeds`: one run of the config per seed, each its own run directory DIR/seed<S> (DIR: --out,
+// or runs/<name>-seeds-<timestamp>), up to --jobs at once as child processes of this program. The same
+// command again keeps the finished seeds and resumes the others. Ends with the seeds' summary: mean,
+// sample standard deviation, min and max of each final figure, printed and in DIR/seeds.json.
+int run_seeds(const TrainFlags& t);
+// "0-9" or "0,3,7" (whole numbers, each once); throws UsageError naming --seeds.
+std::vector<uint64_t> parse_seeds(const std::string& text);
 
 struct ResumePlan {
   enum class Action {
