@@ -254,6 +254,31 @@ TEST(Compare, TableOfTwoHistoryFiles) {
   }
 }
 
+// A `train --seeds` folder is one group: per-epoch means with their standard deviation as a band, and
+// the table's cells as mean ± sd.
+TEST(Compare, ASeedsFolderIsAGroupOfMeansAndSpreads) {
+  TempDir tmp;
+  const fs::path group = tmp / "paper-seeds";
+  fs::create_directories(group / "seed0");
+  fs::create_directories(group / "seed1");
+  write_file(group / "seeds.json", R"({"seeds": [0, 1]})");
+  write_file(group / "seed0" / "history.json", R"({"accuracy": [0.90, 0.95], "loss": [0.30, 0.20]})");
+  write_file(group / "seed1" / "history.json", R"({"accuracy": [0.92, 0.97], "loss": [0.28, 0.16]})");
+  write_file(group / "seed0" / "metrics.json", R"({"test_accuracy": 0.97, "test_loss": 0.10})");
+  write_file(group / "seed1" / "metrics.json", R"({"test_accuracy": 0.98, "test_loss": 0.12})");
+  const RunRecord r = load_run_record(group.string());
+  EXPECT_EQ(r.name, "paper-seeds (2 seeds)");
+  EXPECT_EQ(r.seeds, 2);
+  EXPECT_DOUBLE_EQ(r.history.accuracy[1], 0.96);
+  EXPECT_NEAR(r.spread.accuracy[1], std::sqrt(2 * 0.01 * 0.01), 1e-12);  // sample sd of 0.95 and 0.97
+  EXPECT_DOUBLE_EQ(*r.test_accuracy, 0.975);
+  const std::string table = comparison_table({r});
+  EXPECT_NE(table.find("paper-seeds (2 seeds)       2  0.9600±0.0141          0.9600        -  0.9750±0.0071  0.1100±0.0141"), std::string::npos) << table;
+  const std::vector<Figure> panels = comparison_panels({r});
+  expect_clean_layout(panels[0], "group accuracy");
+  EXPECT_EQ(panels[0].curves.size(), 1u);  // the training mean; the band is drawn under it
+}
+
 TEST(Compare, HistoryCsvIsKerasCsvLoggerFormat) {
   History h;
   h.accuracy = {0.5, 0.75};

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "config/user_input.h"
 
@@ -37,8 +38,68 @@ std::optional<double> median(std::vector<double> v) {
 
 }  // namespace
 
+namespace {
+
+// The mean and sample standard deviation of the finite values of `v` (NaN, NaN for none).
+std::pair<double, double> mean_sd(const std::vector<double>& v) {
+  double n = 0, mean = 0, ss = 0;
+  for (const double x : v)
+    if (std::isfinite(x)) n += 1, mean += x;
+  if (n == 0) return {NAN, NAN};
+  mean /= n;
+  for (const double x : v)
+    if (std::isfinite(x)) ss += (x - mean) * (x - mean);
+  return {mean, n > 1 ? std::sqrt(ss / (n - 1)) : 0.0};
+}
+
+// Per epoch, the mean and standard deviation over the lists that reach it.
+void mean_and_sd(const std::vector<const std::vector<double>*>& lists, std::vector<double>& mean, std::vector<double>& sd) {
+  size_t n = 0;
+  for (const auto* l : lists) n = std::max(n, l->size());
+  mean.assign(n, NAN);
+  sd.assign(n, NAN);
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<double> v;
+    for (const auto* l : lists)
+      if (i < l->size()) v.push_back((*l)[i]);
+    std::tie(mean[i], sd[i]) = mean_sd(v);
+  }
+}
+
+// A `train --seeds` folder: its seeds' runs (seeds.json lists them) as one record.
+RunRecord load_group(const fs::path& dir) {
+  const nlohmann::json seeds = read_json_file(dir / "seeds.json", /*max_depth=*/16);
+  if (!seeds.contains("seeds") || !seeds["seeds"].is_array() || seeds["seeds"].empty())
+    throw std::runtime_error((dir / "seeds.json").string() + " lists no seeds: not a train --seeds folder");
+  std::vector<RunRecord> runs;
+  for (const auto& s : seeds["seeds"]) runs.push_back(load_run_record((dir / ("seed" + s.dump())).string()));
+  RunRecord g;
+  g.name = fs::weakly_canonical(dir).filename().string() + " (" + std::to_string(runs.size()) + " seeds)";
+  g.seeds = static_cast<int>(runs.size());
+  using Lists = std::vector<double> History::*;
+  for (const Lists list : {&History::loss, &History::accuracy, &History::val_loss, &History::val_accuracy, &History::test_loss,
+                           &History::test_accuracy, &History::epoch_seconds, &History::learning_rate}) {
+    std::vector<const std::vector<double>*> lists;
+    for (const RunRecord& r : runs) lists.push_back(&(r.history.*list));
+    mean_and_sd(lists, g.history.*list, g.spread.*list);
+  }
+  std::vector<double> accuracy, loss;
+  for (const RunRecord& r : runs) {
+    accuracy.push_back(r.test_accuracy.value_or(NAN));
+    loss.push_back(r.test_loss.value_or(NAN));
+  }
+  const auto [accuracy_mean, accuracy_sd] = mean_sd(accuracy);
+  const auto [loss_mean, loss_sd] = mean_sd(loss);
+  if (std::isfinite(accuracy_mean)) g.test_accuracy = accuracy_mean, g.test_accuracy_sd = accuracy_sd;
+  if (std::isfinite(loss_mean)) g.test_loss = loss_mean, g.test_loss_sd = loss_sd;
+  return g;
+}
+
+}  // namespace
+
 RunRecord load_run_record(const std::string& path_arg) {
   const fs::path path(path_arg);
+  if (fs::is_directory(path) && fs::exists(path / "seeds.json")) return load_group(path);
   RunRecord r;
   if (fs::is_directory(path)) {
     const fs::path history = path / "history.json";
@@ -68,18 +129,24 @@ std::string comparison_table(const std::vector<RunRecord>& runs) {
   std::vector<std::vector<std::string>> rows = {header};
   for (const auto& r : runs) {
     const History& h = r.history;
-    rows.push_back({printable(r.name), std::to_string(std::max(h.accuracy.size(), h.loss.size())), cell(last(h.accuracy), "%.4f"),
-                    cell(best(h.accuracy), "%.4f"), cell(h.val_accuracy == h.test_accuracy ? std::nullopt : last(h.val_accuracy), "%.4f"), cell(r.test_accuracy, "%.4f"),
-                    cell(r.test_loss, "%.4f"), cell(last(h.loss), "%.4f"), cell(median(h.epoch_seconds), "%.3f")});
+    const bool group = r.seeds > 0;  // a group's cells: the seeds' mean ± their standard deviation
+    auto with_sd = [&](std::optional<double> v, std::optional<double> sd) { return cell(v, "%.4f") + (group && v && sd ? cell(sd, "±%.4f") : ""); };
+    rows.push_back({printable(r.name), std::to_string(std::max(h.accuracy.size(), h.loss.size())),
+                    with_sd(last(h.accuracy), last(r.spread.accuracy)), cell(best(h.accuracy), "%.4f"),
+                    with_sd(h.val_accuracy == h.test_accuracy ? std::nullopt : last(h.val_accuracy), last(r.spread.val_accuracy)),
+                    with_sd(r.test_accuracy, r.test_accuracy_sd), with_sd(r.test_loss, r.test_loss_sd), with_sd(last(h.loss), last(r.spread.loss)),
+                    cell(median(h.epoch_seconds), "%.3f")});
   }
+  // Widths in characters, not bytes ("±" is two).
+  auto chars = [](const std::string& s) { return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; })); };
   std::vector<size_t> width(header.size(), 0);
   for (const auto& row : rows)
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], chars(row[c]));
   std::ostringstream out;
   for (size_t i = 0; i < rows.size(); ++i) {
     for (size_t c = 0; c < rows[i].size(); ++c) {
       const std::string& s = rows[i][c];
-      const std::string pad(width[c] - s.size(), ' ');
+      const std::string pad(width[c] - chars(s), ' ');
       out << (c == 0 ? s + pad : "  " + pad + s);  // names left-aligned, numbers right-aligned
     }
     out << "\n";
@@ -102,22 +169,22 @@ namespace {
 void add_run_series(std::vector<Series>& out, const RunRecord& r, size_t i, size_t runs, bool accuracy) {
   const History& h = r.history;
   const bool val_is_test = h.val_loss == h.test_loss && h.val_accuracy == h.test_accuracy;
-  const std::vector<double>& train = accuracy ? h.accuracy : h.loss;
-  const std::vector<double>& validation = accuracy ? h.val_accuracy : h.val_loss;
-  const std::vector<double>& test = accuracy ? h.test_accuracy : h.test_loss;
+  using List = std::vector<double> History::*;
+  const List train = accuracy ? &History::accuracy : &History::loss, validation = accuracy ? &History::val_accuracy : &History::val_loss;
+  const List test = accuracy ? &History::test_accuracy : &History::test_loss;
   const bool name_each = runs <= 4;
   // Up to four runs, each curve 2 pixels wider than the next run's, which is drawn over it: identical
   // curves show as nested bands.
   const int color = static_cast<int>(i), width = runs <= 4 ? 2 + 2 * static_cast<int>(runs - 1 - i) : 2;
   const double opacity = runs > 1 ? 0.8 : 1.0;
-  auto add = [&](const std::string& set, const std::vector<double>& values, bool dashed, bool dotted) {
-    if (values.empty()) return;
+  auto add = [&](const std::string& set, List list, bool dashed, bool dotted) {  // a group's with its ± sd band
+    if ((h.*list).empty()) return;
     const std::string label = name_each ? r.name + " " + set : set == "training" ? r.name : "";
-    out.push_back({label, values, color, dashed, dotted, width, opacity});
+    out.push_back({label, h.*list, color, dashed, dotted, width, opacity, r.spread.*list});
   };
   add("training", train, false, false);
   if (!val_is_test) add("validation", validation, true, false);
-  add("test", test.empty() && val_is_test ? validation : test, false, true);
+  add("test", (h.*test).empty() && val_is_test ? validation : test, false, true);
 }
 
 }  // namespace

@@ -17,9 +17,16 @@ struct RunRecord {
   std::string name;   // directory or file name
   History history;
   std::optional<double> test_accuracy, test_loss;  // from metrics.json, for our runs
+  // A group (a `train --seeds` folder): `history` holds the seeds' per-epoch means, `spread` their
+  // sample standard deviations, and test_* the means of their final figures.
+  int seeds = 0;
+  History spread;
+  std::optional<double> test_accuracy_sd, test_loss_sd;
 };
 
-RunRecord load_run_record(const std::string& path);  // throws std::runtime_error naming the path
+// A run directory, a `train --seeds` folder (with seeds.json: a group) or a History file; throws
+// std::runtime_error naming the path.
+RunRecord load_run_record(const std::string& path);
 
 // Plain-text table: final and best training accuracy, final validation accuracy (a split of its own), test accuracy and loss,
 // final training loss, median seconds per epoch; "-" where an input lacks the figure.

@@ -367,9 +367,27 @@ void draw_legend(Figure& fig, const cv::Rect& box, const LegendRows& rows) {
   }
 }
 
+// A series' band of value ± spread, for each run of epochs where both are finite, at a fifth of its colour.
+void draw_band(Figure& fig, const Series& s, const cv::Rect& data, const Axis& x, const Axis& y) {
+  if (s.spread.size() != s.values.size()) return;
+  cv::Mat layer = fig.image.clone();
+  auto finite = [&](size_t i) { return std::isfinite(s.values[i]) && std::isfinite(s.spread[i]); };
+  for (size_t start = 0; start < s.values.size();) {
+    size_t end = start;
+    while (end < s.values.size() && finite(end)) ++end;
+    std::vector<cv::Point> polygon;
+    for (size_t i = start; i < end; ++i) polygon.push_back(point_at(data, x, y, i, std::min(s.values[i] + s.spread[i], y.hi)));
+    for (size_t i = end; i-- > start;) polygon.push_back(point_at(data, x, y, i, std::max(s.values[i] - s.spread[i], y.lo)));
+    if (polygon.size() >= 4) cv::fillPoly(layer, std::vector<std::vector<cv::Point>>{polygon}, kPalette[s.color % 10], cv::LINE_AA);
+    start = end + 1;
+  }
+  cv::addWeighted(layer, 0.2, fig.image, 0.8, 0, fig.image);
+}
+
 // One series' curve: a line between each two finite neighbours (a non-finite value is a gap),
 // blended in at the series' opacity.
 void draw_series(Figure& fig, const Series& s, const cv::Rect& data, const Axis& x, const Axis& y) {
+  draw_band(fig, s, data, x, y);
   cv::Mat layer = s.opacity < 1 ? fig.image.clone() : fig.image;
   const std::vector<double>& v = s.values;
   for (size_t i = 1; i < v.size(); ++i)

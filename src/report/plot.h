@@ -55,6 +55,7 @@ struct Series {
   bool dotted = false;
   int width = 2;               // pixels
   double opacity = 1.0;        // below 1 a curve drawn later lets the ones under it show through
+  std::vector<double> spread = {};  // or per value a standard deviation: a translucent band of value ± it
 };
 // Curves over epochs, from epoch 0 to a round number at or past the last (at least 4, so a short
 // run has ticks to read). The y-axis pads the data by 5% and never goes below 0 for data that
