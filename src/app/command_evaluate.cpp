@@ -21,14 +21,6 @@ struct EvaluateFlags {
   bool json = false;
 };
 
-// The accuracy under each rule Keras has used for sparse_categorical_accuracy (the argmax of the
-// outputs, or of the logits), whichever the run counts by (training.accuracy_argmax).
-nlohmann::json accuracy_by_argmax(const SplitOutputs& s, const torch::Tensor& labels) {
-  const torch::Tensor truth = labels.to(torch::kCPU);
-  auto accuracy = [&](const torch::Tensor& scores) { return scores.argmax(1).eq(truth).to(torch::kDouble).mean().item<double>(); };
-  return {{"outputs", accuracy(s.outputs)}, {"logits", accuracy(s.logits)}};
-}
-
 // --predictions: one CSV row per image of the split: index, label, the class counted (the run's
 // rule), and every output.
 void write_predictions(const std::string& file, const SplitOutputs& s, const torch::Tensor& labels) {
@@ -101,10 +93,9 @@ int run_evaluate(const EvaluateFlags& f) {
   const Evaluation e = evaluate(loaded.model, data, loaded.config.training);
   const auto classes = class_names(loaded.config.dataset);
   nlohmann::json m = metrics_json(e, classes, f.split);
-  const SplitOutputs outputs = split_outputs(loaded.model, data, loaded.config.training);
   m["accuracy_argmax"] = name_of(loaded.config.training.accuracy_argmax);
-  m["accuracy_by_argmax"] = accuracy_by_argmax(outputs, data.labels);
-  if (!f.predictions.empty()) write_predictions(f.predictions, outputs, data.labels);
+  m["accuracy_by_argmax"] = {{"outputs", e.outputs_accuracy}, {"logits", e.logits_accuracy}};
+  if (!f.predictions.empty()) write_predictions(f.predictions, split_outputs(loaded.model, data, loaded.config.training), data.labels);
   if (!f.out.empty()) write_evaluation(f.out, f.split, m, e, classes);
   if (f.json)
     std::cout << m.dump(2) << "\n";

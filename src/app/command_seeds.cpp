@@ -32,16 +32,16 @@ extern "C" void stop_group(int sig) { g_group_signal = sig; }
 // one, whose config.json must be this config.
 fs::path group_dir(const TrainFlags& t, const Config& config) {
   const fs::path dir = t.out.empty() ? create_run_dir("", config.name + "-seeds") : fs::path(t.out);
-  const std::string resolved = to_json(config).dump(2) + "\n";
+  const nlohmann::json resolved = to_json(config);
   std::error_code ec;
   if (fs::exists(dir / "config.json", ec)) {
-    if (parse_json(read_user_file(dir / "config.json", "config file", int64_t{1} << 20), 32) != to_json(config))
+    if (read_json_file(dir / "config.json", /*max_depth=*/32) != resolved)
       throw UsageError("--out " + t.out + " holds the seeds of another config; choose a new folder");
     return dir;
   }
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
     throw UsageError("--out " + t.out + ": exists and is neither empty nor an earlier --seeds folder; choose a new path");
-  write_file_atomic(dir / "config.json", resolved);
+  write_file_atomic(dir / "config.json", resolved.dump(2) + "\n");
   return dir;
 }
 

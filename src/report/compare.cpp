@@ -76,9 +76,8 @@ RunRecord load_group(const fs::path& dir) {
   RunRecord g;
   g.name = fs::weakly_canonical(dir).filename().string() + " (" + std::to_string(runs.size()) + " seeds)";
   g.seeds = static_cast<int>(runs.size());
-  using Lists = std::vector<double> History::*;
-  for (const Lists list : {&History::loss, &History::accuracy, &History::val_loss, &History::val_accuracy, &History::test_loss,
-                           &History::test_accuracy, &History::epoch_seconds, &History::learning_rate}) {
+  for (const auto& named : kHistoryLists) {
+    const auto list = named.second;
     std::vector<const std::vector<double>*> lists;
     for (const RunRecord& r : runs) lists.push_back(&(r.history.*list));
     mean_and_sd(lists, g.history.*list, g.spread.*list);

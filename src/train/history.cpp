@@ -9,14 +9,9 @@
 namespace mnist {
 
 nlohmann::json History::to_json() const {
-  return {{"loss", loss},
-          {"accuracy", accuracy},
-          {"val_loss", val_loss},
-          {"val_accuracy", val_accuracy},
-          {"test_loss", test_loss},
-          {"test_accuracy", test_accuracy},
-          {"epoch_seconds", epoch_seconds},
-          {"learning_rate", learning_rate}};
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [key, list] : kHistoryLists) j[key] = this->*list;
+  return j;
 }
 
 std::string History::to_csv() const {
@@ -63,15 +58,11 @@ History History::from_json(const nlohmann::json& j, const std::string& origin) {
   read(h.learning_rate, {"learning_rate", "lr"});
   if (!j.contains("accuracy") && !j.contains("acc") && !j.contains("loss")) throw std::runtime_error(origin + ": has neither \"accuracy\" nor \"loss\": not a Keras History");
   // One entry per epoch in every list it has: lists of unequal length are not one run's History.
-  const std::pair<const char*, const std::vector<double>*> lists[] = {
-      {"loss", &h.loss},           {"accuracy", &h.accuracy},           {"val_loss", &h.val_loss},
-      {"val_accuracy", &h.val_accuracy}, {"test_loss", &h.test_loss}, {"test_accuracy", &h.test_accuracy},
-      {"epoch_seconds", &h.epoch_seconds}, {"learning_rate", &h.learning_rate}};
-  const auto& [first, epochs] = h.loss.empty() ? lists[1] : lists[0];
-  for (const auto& [key, list] : lists)
-    if (!list->empty() && list->size() != epochs->size())
-      throw std::runtime_error(origin + ": \"" + key + "\" has " + std::to_string(list->size()) + " entries where \"" + first + "\" has " +
-                               std::to_string(epochs->size()) + ": a History has one per epoch in each list");
+  const auto& [first, epochs] = h.loss.empty() ? kHistoryLists[1] : kHistoryLists[0];  // loss, else accuracy
+  for (const auto& [key, list] : kHistoryLists)
+    if (!(h.*list).empty() && (h.*list).size() != (h.*epochs).size())
+      throw std::runtime_error(origin + ": \"" + key + "\" has " + std::to_string((h.*list).size()) + " entries where \"" + first + "\" has " +
+                               std::to_string((h.*epochs).size()) + ": a History has one per epoch in each list");
   return h;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,12 @@ struct History {
   // naming `origin` and the key when a value is not a list of numbers.
   static History from_json(const nlohmann::json& j, const std::string& origin);
 };
+
+// Every per-epoch list of a History, with its key.
+inline constexpr std::pair<const char*, std::vector<double> History::*> kHistoryLists[] = {
+    {"loss", &History::loss},         {"accuracy", &History::accuracy},           {"val_loss", &History::val_loss},
+    {"val_accuracy", &History::val_accuracy}, {"test_loss", &History::test_loss}, {"test_accuracy", &History::test_accuracy},
+    {"epoch_seconds", &History::epoch_seconds}, {"learning_rate", &History::learning_rate}};
 
 // Where a run stands inside the epoch after the last completed one: the steps already taken and
 // their running sums, so that a run interrupted mid-epoch resumes with exactly the same batches

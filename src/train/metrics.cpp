@@ -47,6 +47,7 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
   const int64_t n = split.size();
   torch::Tensor loss_sum = torch::zeros({}, split.images.options());
   torch::Tensor ties = torch::zeros({}, split.labels.options());
+  torch::Tensor outputs_correct = torch::zeros({}, split.labels.options()), logits_correct = torch::zeros({}, split.labels.options());
   std::vector<torch::Tensor> predictions;
   int64_t classes = 0;
   for (int64_t start = 0; start < n; start += batch_size) {
@@ -57,6 +58,8 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
     loss_sum += sparse_categorical_crossentropy(z, y, output, training.loss) * static_cast<double>(len);
     const torch::Tensor out = activate(z, output);
     ties += out.eq(std::get<0>(out.max(1, /*keepdim=*/true))).sum(1).gt(1).sum();
+    outputs_correct += out.argmax(1).eq(y).sum();
+    logits_correct += z.argmax(1).eq(y).sum();
     predictions.push_back(predicted_classes(z, out, output, argmax_of));
   }
   model->train(was_training);
@@ -66,6 +69,8 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
   e.loss = loss_sum.item<double>() / static_cast<double>(n);
   e.top_output_ties = ties.item<int64_t>();
   e.accuracy = static_cast<double>(e.confusion.diag().sum().item<int64_t>()) / static_cast<double>(n);
+  e.outputs_accuracy = static_cast<double>(outputs_correct.item<int64_t>()) / static_cast<double>(n);
+  e.logits_accuracy = static_cast<double>(logits_correct.item<int64_t>()) / static_cast<double>(n);
   return e;
 }
 
@@ -75,15 +80,15 @@ SplitOutputs split_outputs(Model& model, const Split& split, const TrainingConfi
   const bool was_training = model->is_training();
   model->eval();
   const Activation output = model->output_activation(), argmax_of = accuracy_activation(output, training);
-  std::vector<torch::Tensor> logits, outputs, predicted;  // in passes of evaluation_batch_size: a wide model's would not fit
+  std::vector<torch::Tensor> outputs, predicted;  // in passes of evaluation_batch_size: a wide model's would not fit
   const int64_t step = evaluation_batch_size(*model);
   for (int64_t start = 0; start < split.size(); start += step) {
-    logits.push_back(evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start))));
-    outputs.push_back(activate(logits.back(), output));
-    predicted.push_back(predicted_classes(logits.back(), outputs.back(), output, argmax_of));
+    const torch::Tensor z = evaluation_logits(model, split.images.narrow(0, start, std::min(step, split.size() - start)));
+    outputs.push_back(activate(z, output));
+    predicted.push_back(predicted_classes(z, outputs.back(), output, argmax_of));
   }
   model->train(was_training);
-  return {torch::cat(logits).to(torch::kCPU), torch::cat(outputs).to(torch::kCPU), torch::cat(predicted).to(torch::kCPU)};
+  return {torch::cat(outputs).to(torch::kCPU), torch::cat(predicted).to(torch::kCPU)};
 }
 
 MistakeSample most_confident_mistakes(Model& model, const Split& split, const TrainingConfig& training, int64_t limit) {

@@ -20,6 +20,9 @@ struct Evaluation {
   // Samples whose largest output is shared by two or more classes. A float32 sigmoid is exactly
   // 1.0 above about 17, so saturated units tie and argmax (Keras's accuracy too) takes the lowest.
   int64_t top_output_ties = 0;
+  // The accuracy under each argmax rule Keras has used: of the outputs, of the logits (`accuracy`
+  // is the run's own rule's).
+  double outputs_accuracy = 0, logits_accuracy = 0;
 };
 
 // Mean loss and accuracy over the split as Keras's evaluate() reports them (sample-weighted
@@ -34,10 +37,10 @@ Evaluation evaluate(Model& model, const Split& split, const TrainingConfig& trai
 inline constexpr int64_t kEvaluationBytes = int64_t{256} << 20;
 int64_t evaluation_batch_size(const ModelImpl& model);
 
-// Every sample's logits and outputs ([N, C], on the CPU) in evaluation mode, in passes of
+// Every sample's outputs ([N, C], on the CPU) in evaluation mode, in passes of
 // evaluation_batch_size, and the class each is counted as by the run's accuracy rule.
 struct SplitOutputs {
-  torch::Tensor logits, outputs, predicted;
+  torch::Tensor outputs, predicted;
 };
 SplitOutputs split_outputs(Model& model, const Split& split, const TrainingConfig& training);
 
